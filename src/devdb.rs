@@ -1,0 +1,1 @@
+//! Throwaway local Postgres for `dev` and tests (being written).

@@ -1,0 +1,1 @@
+//! Verifier of fal webhook signatures (being written).

@@ -1,0 +1,1 @@
+//! The fal simulator (being written).
