@@ -1,4 +1,16 @@
-//! fluxgate: a gateway between applications and fal.ai's FLUX.2 models.
+//! fluxgate: a gateway between applications and fal.ai's FLUX.2 models. Requests go to fal's
+//! queue with a webhook; fal's signed callbacks are verified and persisted in Postgres; results
+//! fan out to subscribers. See README.md for the tour and SPEC.md for the contract.
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod dev;
 pub mod devdb;
+pub mod domain;
+pub mod error;
 pub mod fal;
+pub mod metrics;
 pub mod simulator;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;

@@ -1,4 +1,7 @@
 //! The one integration-test binary: each feature has its own module.
+mod cli;
 mod devdb;
 mod fal_verify;
+mod foundation;
+mod helpers;
 mod simulator;

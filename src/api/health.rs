@@ -1,0 +1,27 @@
+//! Liveness, readiness and metrics: unauthenticated, for load balancers and Prometheus.
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use crate::{error::ApiError, metrics::Metrics, startup::AppState, storage};
+
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// Ready when the database answers and every migration this binary knows is applied.
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    match storage::migrations_applied(&state.pool).await {
+        Ok(true) => Ok(HttpResponse::Ok().json(json!({ "status": "ready" }))),
+        Ok(false) => Err(ApiError::unavailable("not_migrated", "the database schema is behind this binary: run `fluxgate migrate`")),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            Err(ApiError::unavailable("database_unavailable", "the database is not reachable"))
+        }
+    }
+}
+
+pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(metrics.render())
+}

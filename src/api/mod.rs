@@ -1,0 +1,36 @@
+//! The HTTP surface. `configure` is the ONE route table: the server and the tests both use it.
+pub mod auth;
+pub mod body;
+pub mod health;
+pub mod me;
+
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+
+use crate::error::ApiError;
+
+/// Registers every route. Each resource answers 405 (as problem+json) for methods it lacks;
+/// anything unrouted is a 404 problem.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/healthz").route(web::get().to(health::healthz)))
+        .service(resource("/readyz").route(web::get().to(health::readyz)))
+        .service(resource("/metrics").route(web::get().to(health::metrics)))
+        .service(
+            web::scope("/v1")
+                .wrap(actix_web::middleware::from_fn(auth::require_api_key))
+                .service(resource("/me").route(web::get().to(me::me)))
+                .default_service(web::to(not_found)),
+        );
+}
+
+/// A resource whose unknown methods get a 405 problem.
+pub fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    ApiError::not_found(format!("no route for {} {}", req.method(), req.path())).error_response()
+}
+
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    ApiError::method_not_allowed(format!("{} is not allowed on {}", req.method(), req.path())).error_response()
+}

@@ -1,0 +1,403 @@
+//! Settings from environment variables and their matching flags (SPEC §1). Everything is read
+//! as text first and parsed here, so a bad start names *every* missing or malformed setting at
+//! once, by its environment variable, instead of stopping at the first.
+use std::{net::IpAddr, time::Duration};
+
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+/// Which command is being configured: defaults and requirements differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Serve,
+    Dev,
+}
+
+/// The raw settings, as given on the command line or in the environment.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RawSettings {
+    /// Postgres connection string.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// fal API key, `key_id:key_secret`.
+    #[arg(long, env = "FAL_KEY", hide_env_values = true)]
+    pub fal_key: Option<String>,
+    /// Listening port.
+    #[arg(long, env = "PORT")]
+    pub port: Option<String>,
+    /// Listening address.
+    #[arg(long, env = "FLUXGATE_BIND")]
+    pub bind: Option<String>,
+    /// Base URL fal can reach, used for `fal_webhook`.
+    #[arg(long, env = "FLUXGATE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// fal queue base URL.
+    #[arg(long, env = "FLUXGATE_FAL_QUEUE_URL")]
+    pub fal_queue_url: Option<String>,
+    /// JWKS URL used to verify fal's callbacks.
+    #[arg(long, env = "FLUXGATE_FAL_JWKS_URL")]
+    pub fal_jwks_url: Option<String>,
+    /// Allow plain-http webhook targets.
+    #[arg(long, env = "FLUXGATE_ALLOW_HTTP_TARGETS")]
+    pub allow_http_targets: Option<String>,
+    /// Comma-separated CIDRs exempt from the SSRF guard.
+    #[arg(long, env = "FLUXGATE_ALLOWED_TARGET_CIDRS")]
+    pub allowed_target_cidrs: Option<String>,
+    /// Where image copies go (`file:///path`, `s3://bucket/prefix`).
+    #[arg(long, env = "FLUXGATE_STORAGE")]
+    pub storage: Option<String>,
+    /// `json` or `pretty`.
+    #[arg(long, env = "FLUXGATE_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Largest accepted API request body, in bytes.
+    #[arg(long, env = "FLUXGATE_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<String>,
+    /// Largest accepted fal callback body, in bytes (sync_mode results carry images inline).
+    #[arg(long, env = "FLUXGATE_MAX_CALLBACK_BYTES")]
+    pub max_callback_bytes: Option<String>,
+    /// Size of the Postgres connection pool.
+    #[arg(long, env = "FLUXGATE_DB_POOL_SIZE")]
+    pub db_pool_size: Option<String>,
+    /// Seconds to let in-flight work finish after SIGTERM.
+    #[arg(long, env = "FLUXGATE_SHUTDOWN_DRAIN_SECS")]
+    pub shutdown_drain_secs: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Validated settings. Secrets are `SecretString`s: their `Debug` prints `[REDACTED]`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: Option<SecretString>,
+    pub fal_key: Option<SecretString>,
+    pub bind: IpAddr,
+    pub port: u16,
+    pub public_url: Option<Url>,
+    pub fal_queue_url: Url,
+    pub fal_jwks_url: Url,
+    pub allow_http_targets: bool,
+    pub allowed_target_cidrs: Vec<Cidr>,
+    pub storage: Option<String>,
+    pub log_format: LogFormat,
+    pub max_body_bytes: usize,
+    pub max_callback_bytes: usize,
+    pub db_pool_size: u32,
+    pub shutdown_drain: Duration,
+}
+
+/// Every problem found, one line each, naming the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError(pub Vec<String>);
+
+pub const DEFAULT_FAL_QUEUE_URL: &str = "https://queue.fal.run";
+pub const DEFAULT_FAL_JWKS_URL: &str = "https://rest.fal.ai/.well-known/jwks.json";
+
+impl Settings {
+    pub fn from_raw(raw: &RawSettings, mode: Mode) -> Result<Settings, ConfigError> {
+        let mut p = Parser::default();
+        let serve = mode == Mode::Serve;
+        let database_url = p.secret("DATABASE_URL", &raw.database_url, serve, |v| {
+            if v.starts_with("postgres://") || v.starts_with("postgresql://") {
+                Ok(())
+            } else {
+                Err("must be a postgres:// or postgresql:// URL".into())
+            }
+        });
+        let fal_key = p.secret("FAL_KEY", &raw.fal_key, serve, |v| {
+            match v.split_once(':') {
+                Some((id, secret)) if !id.is_empty() && !secret.is_empty() => Ok(()),
+                _ => Err("must have the form key_id:key_secret".into()),
+            }
+        });
+        let port = p.parse("PORT", &raw.port, Some(8080u16), |v| {
+            v.parse::<u16>().ok().filter(|p| *p != 0).ok_or("must be a port number 1-65535".into())
+        });
+        let bind = p.parse("FLUXGATE_BIND", &raw.bind, Some(IpAddr::from([0, 0, 0, 0])), |v| {
+            v.parse::<IpAddr>().map_err(|_| "must be an IP address such as 0.0.0.0 or ::".into())
+        });
+        let public_url = p.parse_opt("FLUXGATE_PUBLIC_URL", &raw.public_url, serve, parse_http_url);
+        let fal_queue_url = p.parse(
+            "FLUXGATE_FAL_QUEUE_URL",
+            &raw.fal_queue_url,
+            Url::parse(DEFAULT_FAL_QUEUE_URL).ok(),
+            parse_http_url,
+        );
+        let fal_jwks_url = p.parse(
+            "FLUXGATE_FAL_JWKS_URL",
+            &raw.fal_jwks_url,
+            Url::parse(DEFAULT_FAL_JWKS_URL).ok(),
+            parse_http_url,
+        );
+        let allow_http_targets =
+            p.parse("FLUXGATE_ALLOW_HTTP_TARGETS", &raw.allow_http_targets, Some(!serve), parse_bool);
+        let allowed_target_cidrs =
+            p.parse("FLUXGATE_ALLOWED_TARGET_CIDRS", &raw.allowed_target_cidrs, Some(Vec::new()), |v| {
+                v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Cidr::parse).collect()
+            });
+        let storage = match raw.storage.as_deref().map(str::trim) {
+            Some(s) if !s.is_empty() => Some(s.to_owned()),
+            _ => None,
+        };
+        let log_format = p.parse(
+            "FLUXGATE_LOG_FORMAT",
+            &raw.log_format,
+            Some(if serve { LogFormat::Json } else { LogFormat::Pretty }),
+            |v| match v {
+                "json" => Ok(LogFormat::Json),
+                "pretty" => Ok(LogFormat::Pretty),
+                _ => Err("must be `json` or `pretty`".into()),
+            },
+        );
+        let max_body_bytes =
+            p.parse("FLUXGATE_MAX_BODY_BYTES", &raw.max_body_bytes, Some(1 << 20), |v| bounded(v, 1024, 64 << 20));
+        let max_callback_bytes = p.parse(
+            "FLUXGATE_MAX_CALLBACK_BYTES",
+            &raw.max_callback_bytes,
+            Some(64 << 20),
+            |v| bounded(v, 1024, 1 << 30),
+        );
+        let db_pool_size =
+            p.parse("FLUXGATE_DB_POOL_SIZE", &raw.db_pool_size, Some(20), |v| bounded(v, 2, 1000));
+        let drain = p.parse("FLUXGATE_SHUTDOWN_DRAIN_SECS", &raw.shutdown_drain_secs, Some(20), |v| {
+            bounded(v, 0, 3600)
+        });
+        if !p.problems.is_empty() {
+            return Err(ConfigError(p.problems));
+        }
+        // Every `parse` above returned Some when no problem was recorded.
+        Ok(Settings {
+            database_url,
+            fal_key,
+            bind: bind.expect("checked"),
+            port: port.expect("checked"),
+            public_url,
+            fal_queue_url: fal_queue_url.expect("checked"),
+            fal_jwks_url: fal_jwks_url.expect("checked"),
+            allow_http_targets: allow_http_targets.expect("checked"),
+            allowed_target_cidrs: allowed_target_cidrs.expect("checked"),
+            storage,
+            log_format: log_format.expect("checked"),
+            max_body_bytes: max_body_bytes.expect("checked") as usize,
+            max_callback_bytes: max_callback_bytes.expect("checked") as usize,
+            db_pool_size: db_pool_size.expect("checked") as u32,
+            shutdown_drain: Duration::from_secs(drain.expect("checked")),
+        })
+    }
+
+    /// Settings for tests and `dev`, with the given overrides already validated.
+    pub fn for_dev() -> Settings {
+        Settings::from_raw(&RawSettings::default(), Mode::Dev).expect("defaults are valid")
+    }
+
+    pub fn fal_key_str(&self) -> Option<&str> {
+        self.fal_key.as_ref().map(|k| k.expose_secret())
+    }
+}
+
+#[derive(Default)]
+struct Parser {
+    problems: Vec<String>,
+}
+
+impl Parser {
+    fn parse<T>(
+        &mut self,
+        name: &str,
+        raw: &Option<String>,
+        default: Option<T>,
+        f: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        match raw.as_deref().map(str::trim) {
+            Some(v) if !v.is_empty() => match f(v) {
+                Ok(t) => Some(t),
+                Err(why) => {
+                    self.problems.push(format!("{name}: {v:?} {why}"));
+                    None
+                }
+            },
+            _ => default,
+        }
+    }
+
+    fn parse_opt<T>(
+        &mut self,
+        name: &str,
+        raw: &Option<String>,
+        required: bool,
+        f: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let value = self.parse(name, raw, None, f);
+        if value.is_none() && required && raw.as_deref().map_or(true, |v| v.trim().is_empty()) {
+            self.problems.push(format!("{name} is required but not set"));
+        }
+        value
+    }
+
+    /// Like `parse_opt`, but the value is never echoed in a message.
+    fn secret(
+        &mut self,
+        name: &str,
+        raw: &Option<String>,
+        required: bool,
+        check: impl FnOnce(&str) -> Result<(), String>,
+    ) -> Option<SecretString> {
+        match raw.as_deref().map(str::trim) {
+            Some(v) if !v.is_empty() => match check(v) {
+                Ok(()) => Some(SecretString::from(v.to_owned())),
+                Err(why) => {
+                    self.problems.push(format!("{name} {why} (value not shown)"));
+                    None
+                }
+            },
+            _ => {
+                if required {
+                    self.problems.push(format!("{name} is required but not set"));
+                }
+                None
+            }
+        }
+    }
+}
+
+fn parse_http_url(v: &str) -> Result<Url, String> {
+    let url = Url::parse(v).map_err(|e| format!("is not a valid URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("must be an http:// or https:// URL with a host".into());
+    }
+    Ok(url)
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("must be true or false".into()),
+    }
+}
+
+fn bounded(v: &str, min: u64, max: u64) -> Result<u64, String> {
+    match v.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("must be a whole number from {min} to {max}")),
+    }
+}
+
+/// An IP network such as `10.0.0.0/8` or `::1/128`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| format!("contains {s:?}, which is not a CIDR"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or(format!("contains {s:?}, whose prefix is not 0-{max}"))?,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(pairs: &[(&str, &str)]) -> RawSettings {
+        let mut r = RawSettings::default();
+        for (k, v) in pairs {
+            let v = Some(v.to_string());
+            match *k {
+                "DATABASE_URL" => r.database_url = v,
+                "FAL_KEY" => r.fal_key = v,
+                "PORT" => r.port = v,
+                "FLUXGATE_PUBLIC_URL" => r.public_url = v,
+                "FLUXGATE_LOG_FORMAT" => r.log_format = v,
+                "FLUXGATE_ALLOWED_TARGET_CIDRS" => r.allowed_target_cidrs = v,
+                _ => panic!("unknown {k}"),
+            }
+        }
+        r
+    }
+
+    #[test]
+    fn serve_without_required_settings_names_each_one() {
+        let err = Settings::from_raw(&RawSettings::default(), Mode::Serve).unwrap_err().to_string();
+        for name in ["DATABASE_URL", "FAL_KEY", "FLUXGATE_PUBLIC_URL"] {
+            assert!(err.contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn malformed_values_are_all_reported_and_secrets_are_not_echoed() {
+        let err = Settings::from_raw(
+            &raw(&[
+                ("DATABASE_URL", "mysql://u:hunter2@x/db"),
+                ("FAL_KEY", "nocolon-sekrit"),
+                ("PORT", "http"),
+                ("FLUXGATE_PUBLIC_URL", "ftp://x"),
+                ("FLUXGATE_LOG_FORMAT", "xml"),
+            ]),
+            Mode::Serve,
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 5, "{err}");
+        let text = err.to_string();
+        assert!(!text.contains("hunter2") && !text.contains("sekrit"), "{text}");
+        assert!(text.contains("PORT: \"http\""), "{text}");
+    }
+
+    #[test]
+    fn secrets_do_not_appear_in_debug_output() {
+        let s = Settings::from_raw(
+            &raw(&[
+                ("DATABASE_URL", "postgres://u:hunter2@localhost/db"),
+                ("FAL_KEY", "id:sekrit"),
+                ("FLUXGATE_PUBLIC_URL", "https://gw.example.com"),
+            ]),
+            Mode::Serve,
+        )
+        .unwrap();
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("hunter2") && !debug.contains("sekrit"), "{debug}");
+        assert_eq!(s.port, 8080);
+        assert!(!s.allow_http_targets);
+        assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn cidrs_parse_and_match() {
+        let s = Settings::from_raw(&raw(&[("FLUXGATE_ALLOWED_TARGET_CIDRS", "127.0.0.0/8, ::1")]), Mode::Dev)
+            .unwrap();
+        assert!(s.allowed_target_cidrs[0].contains("127.1.2.3".parse().unwrap()));
+        assert!(!s.allowed_target_cidrs[0].contains("10.0.0.1".parse().unwrap()));
+        assert!(s.allowed_target_cidrs[1].contains("::1".parse().unwrap()));
+        assert!(Cidr::parse("10.0.0.0/33").is_err());
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+    }
+}

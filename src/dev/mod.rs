@@ -1,0 +1,160 @@
+//! `fluxgate dev`: the whole gateway on embedded defaults for a newcomer — its own Postgres (when
+//! DATABASE_URL is unset), the fal simulator in-process (when FAL_KEY is unset), a dev tenant
+//! with a fresh key, a demo subscriber, copy-paste curl lines, and a clean stop on Ctrl-C.
+mod subscriber;
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::{
+    config::{Mode, RawSettings, Settings},
+    devdb::{DevDb, DevDbOptions},
+    domain::{api_key::NewApiKey, tenant::TenantName},
+    metrics::Metrics,
+    simulator, startup, storage, telemetry,
+};
+
+/// The fal key the in-process simulator expects (it is not a secret: nothing real is behind it).
+const SIMULATOR_KEY: &str = "dev-simulator:not-a-real-key";
+
+#[derive(clap::Args, Debug)]
+pub struct DevArgs {
+    #[command(flatten)]
+    pub settings: RawSettings,
+    /// Where `dev` keeps its Postgres data, logs and image copies.
+    #[arg(long, env = "FLUXGATE_DEV_DIR", default_value = ".fluxgate")]
+    pub dir: PathBuf,
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let mut settings = Settings::from_raw(&args.settings, Mode::Dev)?;
+    telemetry::init(settings.log_format);
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+
+    let devdb = match &settings.database_url {
+        Some(_) => None,
+        None => {
+            let data_dir = args.dir.join("pgdata");
+            eprintln!("starting a local Postgres in {} …", data_dir.display());
+            let db = tokio::task::spawn_blocking(move || {
+                DevDb::start(DevDbOptions {
+                    data_dir: Some(data_dir),
+                    durable: true,
+                    install_if_missing: true,
+                })
+            })
+            .await??;
+            Some(db)
+        }
+    };
+    let result = run_with_db(&mut settings, devdb.as_ref(), &args).await;
+    if let Some(db) = devdb {
+        eprintln!("stopping the local Postgres …");
+        tokio::task::spawn_blocking(move || db.stop()).await??;
+    }
+    result
+}
+
+async fn run_with_db(settings: &mut Settings, devdb: Option<&DevDb>, args: &DevArgs) -> anyhow::Result<()> {
+    let url = match devdb {
+        Some(db) => {
+            ensure_database(&db.url(), "fluxgate").await?;
+            db.url_for("fluxgate")
+        }
+        None => settings.database_url.as_ref().expect("set").expose_secret().to_owned(),
+    };
+    let pool = storage::connect(&url, settings.db_pool_size).await.map_err(crate::cli::db_error)?;
+    storage::MIGRATOR.run(&pool).await.context("applying migrations")?;
+
+    let sim = match settings.fal_key {
+        Some(_) => None,
+        None => {
+            let sim = simulator::start(simulator::SimConfig {
+                api_key: Some(SecretString::from(SIMULATOR_KEY)),
+                queue_delay: Duration::from_millis(300),
+                run_delay: Duration::from_millis(1200),
+                ..Default::default()
+            })
+            .await
+            .context("starting the fal simulator")?;
+            settings.fal_key = Some(SecretString::from(SIMULATOR_KEY));
+            settings.fal_queue_url = sim.base_url().parse()?;
+            settings.fal_jwks_url = sim.jwks_url().parse()?;
+            Some(sim)
+        }
+    };
+    if settings.public_url.is_none() {
+        settings.public_url = Some(format!("http://127.0.0.1:{}", settings.port).parse()?);
+    }
+
+    let tenant = storage::tenants::ensure(&pool, &TenantName::parse("dev").expect("valid")).await?;
+    let key = NewApiKey::generate();
+    storage::keys::create(&pool, tenant.id, &key, Some("dev")).await?;
+    let demo = subscriber::DemoSubscriber::start().await?;
+
+    let app = startup::Application::build(settings.clone(), pool, Metrics::new())?;
+    print_banner(settings, app.port(), key.secret.expose_secret(), &url, devdb.is_some(), sim.as_ref(), &demo.url, args);
+    let served = startup::serve_until_signal(app, settings.shutdown_drain).await;
+    demo.stop().await;
+    if let Some(sim) = sim {
+        sim.stop().await;
+    }
+    served
+}
+
+/// `dev`'s cluster starts with only the `postgres` database; fluxgate gets its own.
+async fn ensure_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(admin_url).await.map_err(crate::cli::db_error)?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await?;
+    if !exists {
+        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await?;
+    }
+    conn.close().await?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn print_banner(
+    settings: &Settings,
+    port: u16,
+    key: &str,
+    db_url: &str,
+    own_db: bool,
+    sim: Option<&simulator::SimHandle>,
+    demo_url: &str,
+    args: &DevArgs,
+) {
+    let base = format!("http://127.0.0.1:{port}");
+    let db_line = if own_db {
+        format!("{db_url}\n                    (its own Postgres, data in {}; export DATABASE_URL='{db_url}' to use the operator commands)", args.dir.join("pgdata").display())
+    } else {
+        "DATABASE_URL (yours)".to_owned()
+    };
+    let fal_line = match sim {
+        Some(s) => format!("simulator at {} (JWKS {})", s.base_url(), s.jwks_url()),
+        None => format!("{} (FAL_KEY set)", settings.fal_queue_url),
+    };
+    println!(
+        r#"
+fluxgate dev is running — Ctrl-C stops it (and its Postgres).
+
+  API               {base}
+  API key           {key}   (tenant "dev"; a new key each start)
+  Postgres          {db_line}
+  fal               {fal_line}
+  demo subscriber   {demo_url}
+
+Try it:
+  export FLUXGATE_KEY={key}
+  curl -s {base}/readyz
+  curl -s -H "Authorization: Bearer $FLUXGATE_KEY" {base}/v1/me
+  curl -s {base}/metrics | head
+"#
+    );
+}

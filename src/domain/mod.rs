@@ -1,0 +1,4 @@
+//! Validated domain types: a value of one of these types is valid by construction.
+pub mod api_key;
+pub mod ids;
+pub mod tenant;

@@ -1,0 +1,89 @@
+//! Prometheus metrics, registered once per process and exposed at `/metrics`. Label sets are
+//! bounded: route patterns, not paths; status codes; closed enums of outcomes.
+use std::time::Duration;
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    http_duration: HistogramVec,
+    pub fal_verifications: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new("fluxgate_http_request_duration_seconds", "HTTP request latency by route and status")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            &["method", "route", "status"],
+        )
+        .expect("valid metric");
+        let fal_verifications = IntCounterVec::new(
+            Opts::new("fluxgate_fal_callback_verifications_total", "fal callback signature checks by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(http_duration.clone())).expect("unique metric");
+        registry.register(Box::new(fal_verifications.clone())).expect("unique metric");
+        Metrics {
+            registry,
+            http_duration,
+            fal_verifications,
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn observe_http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        self.http_duration
+            .with_label_values(&[method, route, status_label(status)])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Status codes as static strings, so labels never allocate and stay bounded.
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        204 => "204",
+        400 => "400",
+        401 => "401",
+        402 => "402",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        409 => "409",
+        410 => "410",
+        413 => "413",
+        415 => "415",
+        422 => "422",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        s if s < 300 => "2xx",
+        s if s < 400 => "3xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
+    }
+}

@@ -1,0 +1,75 @@
+//! API keys: created, looked up for authentication, revoked.
+use sqlx::{FromRow, PgExecutor};
+use uuid::Uuid;
+
+use crate::domain::{api_key::NewApiKey, ids};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct KeyRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub lookup: String,
+    pub label: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What authentication needs: the stored hash and whether the key is usable.
+#[derive(Debug, Clone, FromRow)]
+pub struct KeyCredential {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub tenant_name: String,
+    pub secret_hash: Vec<u8>,
+    pub revoked: bool,
+}
+
+pub async fn create(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    key: &NewApiKey,
+    label: Option<&str>,
+) -> Result<KeyRow, sqlx::Error> {
+    sqlx::query_as(
+        "INSERT INTO api_keys (id, tenant_id, lookup, secret_hash, label) VALUES ($1, $2, $3, $4, $5)
+         RETURNING id, tenant_id, lookup, label, created_at, revoked_at",
+    )
+    .bind(ids::new_uuid())
+    .bind(tenant_id)
+    .bind(&key.lookup)
+    .bind(&key.hash[..])
+    .bind(label)
+    .fetch_one(db)
+    .await
+}
+
+pub async fn credential_by_lookup(db: impl PgExecutor<'_>, lookup: &str) -> Result<Option<KeyCredential>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT k.id, k.tenant_id, t.name AS tenant_name, k.secret_hash, k.revoked_at IS NOT NULL AS revoked
+         FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.lookup = $1",
+    )
+    .bind(lookup)
+    .fetch_optional(db)
+    .await
+}
+
+/// Revokes a key; `None` if there is no such key. Revoking twice keeps the first time.
+pub async fn revoke(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<KeyRow>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1
+         RETURNING id, tenant_id, lookup, label, created_at, revoked_at",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn list_for_tenant(db: impl PgExecutor<'_>, tenant_id: Uuid) -> Result<Vec<KeyRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, tenant_id, lookup, label, created_at, revoked_at FROM api_keys
+         WHERE tenant_id = $1 ORDER BY created_at",
+    )
+    .bind(tenant_id)
+    .fetch_all(db)
+    .await
+}

@@ -1,0 +1,161 @@
+//! The test harness: one throwaway Postgres per test process (or the server in DATABASE_URL), a
+//! fresh migrated database per test cloned from a template, and `spawn_app()` running the real
+//! application on a random loopback port with the real route table.
+use std::sync::{
+    atomic::{AtomicU32, Ordering},
+    OnceLock,
+};
+
+use fluxgate::{
+    config::Settings,
+    devdb::{DevDb, DevDbOptions},
+    domain::{api_key::NewApiKey, tenant::TenantName},
+    metrics::Metrics,
+    startup::Application,
+    storage,
+};
+use secrecy::ExposeSecret;
+use sqlx::{Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+const TEMPLATE: &str = "fluxgate_test_template";
+
+struct Cluster {
+    admin_url: String,
+    url_for: Box<dyn Fn(&str) -> String + Send + Sync>,
+    _devdb: Option<DevDb>,
+}
+
+/// The process-wide Postgres: DATABASE_URL if set, otherwise our own throwaway cluster.
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+        Some(url) => {
+            let base = url::Url::parse(&url).expect("DATABASE_URL is a URL");
+            Cluster {
+                admin_url: url.clone(),
+                url_for: Box::new(move |db| {
+                    let mut u = base.clone();
+                    u.set_path(db);
+                    u.to_string()
+                }),
+                _devdb: None,
+            }
+        }
+        None => {
+            // Started on its own thread: DevDb blocks while it waits for readiness.
+            let db = std::thread::spawn(|| {
+                DevDb::start(DevDbOptions {
+                    data_dir: None,
+                    durable: false,
+                    install_if_missing: true,
+                })
+            })
+            .join()
+            .expect("devdb thread")
+            .unwrap_or_else(|e| panic!("could not start a throwaway Postgres for the tests: {e}"));
+            let admin_url = db.url();
+            let for_db = db.url_for("__DB__");
+            Cluster {
+                admin_url,
+                url_for: Box::new(move |name| for_db.replace("__DB__", name)),
+                _devdb: Some(db),
+            }
+        }
+    })
+}
+
+/// A fresh, migrated database for one test.
+pub async fn fresh_database() -> (PgPool, String) {
+    static TEMPLATE_READY: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    static CREATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let cluster = cluster();
+    TEMPLATE_READY
+        .get_or_init(|| async {
+            let mut admin = PgConnection::connect(&cluster.admin_url).await.expect("admin connection");
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")).execute(&mut admin).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {TEMPLATE}")).execute(&mut admin).await.unwrap();
+            let mut conn = PgConnection::connect(&(cluster.url_for)(TEMPLATE)).await.unwrap();
+            storage::MIGRATOR.run(&mut conn).await.expect("migrations apply");
+            conn.close().await.unwrap();
+        })
+        .await;
+    let name = format!("fgtest_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+    {
+        let _guard = CREATE.lock().await;
+        let mut admin = PgConnection::connect(&cluster.admin_url).await.expect("admin connection");
+        sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}")).execute(&mut admin).await.unwrap();
+        admin.close().await.unwrap();
+    }
+    let url = (cluster.url_for)(&name);
+    let pool = storage::connect(&url, 8).await.expect("test pool");
+    (pool, url)
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub pool: PgPool,
+    pub db_url: String,
+    pub client: reqwest::Client,
+    pub api_key: String,
+    pub tenant_id: Uuid,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).bearer_auth(&self.api_key).send().await.expect("request")
+    }
+
+    /// Creates another tenant with a key; returns (tenant id, key).
+    pub async fn new_tenant(&self, name: &str) -> (Uuid, String) {
+        let tenant = storage::tenants::create(&self.pool, &TenantName::parse(name).unwrap()).await.unwrap().unwrap();
+        let key = NewApiKey::generate();
+        storage::keys::create(&self.pool, tenant.id, &key, None).await.unwrap();
+        (tenant.id, key.secret.expose_secret().to_owned())
+    }
+}
+
+pub fn test_settings() -> Settings {
+    let mut s = Settings::for_dev();
+    s.bind = [127, 0, 0, 1].into();
+    s.port = 0;
+    s
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(test_settings()).await
+}
+
+pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    let (pool, db_url) = fresh_database().await;
+    let app = Application::build(settings, pool.clone(), Metrics::new()).expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let test = TestApp {
+        address,
+        pool,
+        db_url,
+        client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        api_key: String::new(),
+        tenant_id: Uuid::nil(),
+    };
+    let (tenant_id, api_key) = test.new_tenant("acme").await;
+    TestApp { api_key, tenant_id, ..test }
+}
+
+/// Asserts a problem+json response and returns its body.
+pub async fn problem(res: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+    assert_eq!(res.status().as_u16(), status, "status");
+    let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    assert_eq!(ct, "application/problem+json", "content-type");
+    let body: serde_json::Value = res.json().await.expect("problem body is JSON");
+    assert_eq!(body["code"], code, "code in {body}");
+    assert_eq!(body["status"], status, "status member in {body}");
+    assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string(), "{body}");
+    body
+}
