@@ -1,0 +1,177 @@
+//! fal's queue API (fal-api.md §1–2): submit with a webhook, status, result, cancel. Every call
+//! has a timeout; errors come back classified (`errors.rs`). The client never retries by
+//! itself: retry policy belongs to the submission worker, which persists its schedule.
+use std::time::{Duration, Instant};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+use super::errors::FalError;
+
+#[derive(Clone)]
+pub struct FalClient {
+    http: reqwest::Client,
+    base: Url,
+    key: SecretString,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for FalClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FalClient").field("base", &self.base.as_str()).finish_non_exhaustive()
+    }
+}
+
+/// What fal answers to a submit.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Submitted {
+    pub request_id: String,
+    pub response_url: Option<String>,
+    pub status_url: Option<String>,
+    pub cancel_url: Option<String>,
+    #[serde(default)]
+    pub queue_position: Option<i64>,
+}
+
+/// A queue status (`IN_QUEUE`, `IN_PROGRESS`, `COMPLETED`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct QueueStatus {
+    pub status: String,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub error_type: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// 202: fal will remove it if queued; a running request may still complete.
+    Requested,
+    AlreadyCompleted,
+    NotFound,
+}
+
+/// The result of fetching `response_url`: fal's status and the body as JSON.
+#[derive(Debug, Clone)]
+pub struct FetchedResult {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+impl FalClient {
+    pub fn new(http: reqwest::Client, base: Url, key: SecretString, timeout: Duration) -> FalClient {
+        FalClient { http, base, key, timeout }
+    }
+
+    fn auth(&self) -> String {
+        format!("Key {}", self.key.expose_secret())
+    }
+
+    /// `POST {base}/{model}?fal_webhook=…` with the exact input bytes.
+    pub async fn submit(&self, model: &str, input: &serde_json::Value, webhook: &str) -> Result<Submitted, FalError> {
+        let mut url = self.base.clone();
+        {
+            let mut segments = url.path_segments_mut().map_err(|_| bad_base())?;
+            segments.pop_if_empty();
+            for part in model.split('/') {
+                segments.push(part);
+            }
+        }
+        url.query_pairs_mut().append_pair("fal_webhook", webhook);
+        let res = self
+            .http
+            .post(url)
+            .header(reqwest::header::AUTHORIZATION, self.auth())
+            .timeout(self.timeout)
+            .json(input)
+            .send()
+            .await
+            .map_err(|e| FalError::from_transport(&e))?;
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = res.bytes().await.map_err(|e| FalError::from_transport(&e))?;
+        if !(200..300).contains(&status) {
+            return Err(FalError::from_response(status, &headers, &body));
+        }
+        serde_json::from_slice(&body).map_err(|e| FalError {
+            message: format!("fal's submit answer was not understood: {e}"),
+            ..FalError::from_response(502, &headers, &body)
+        })
+    }
+
+    pub async fn status(&self, status_url: &str) -> Result<QueueStatus, FalError> {
+        let res = self.get(status_url).await?;
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = res.bytes().await.map_err(|e| FalError::from_transport(&e))?;
+        if status != 200 && status != 202 {
+            return Err(FalError::from_response(status, &headers, &body));
+        }
+        serde_json::from_slice(&body).map_err(|e| FalError {
+            message: format!("fal's status answer was not understood: {e}"),
+            ..FalError::from_response(502, &headers, &body)
+        })
+    }
+
+    /// Fetches the result; a failed request answers with its own error status and body, which
+    /// is returned (not an `Err`) so the caller can record it like an ERROR callback.
+    pub async fn result(&self, response_url: &str) -> Result<FetchedResult, FalError> {
+        let res = self.get(response_url).await?;
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = res.bytes().await.map_err(|e| FalError::from_transport(&e))?;
+        if status >= 500 || status == 429 || status == 401 || status == 403 {
+            return Err(FalError::from_response(status, &headers, &body));
+        }
+        let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        Ok(FetchedResult { status, body })
+    }
+
+    /// `PUT {cancel_url}`, parsed leniently (some sources declare `{"success": bool}`).
+    pub async fn cancel(&self, cancel_url: &str) -> Result<CancelOutcome, FalError> {
+        let res = self
+            .http
+            .put(cancel_url)
+            .header(reqwest::header::AUTHORIZATION, self.auth())
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| FalError::from_transport(&e))?;
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = res.bytes().await.map_err(|e| FalError::from_transport(&e))?;
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        match (status, json["status"].as_str()) {
+            (_, Some("ALREADY_COMPLETED")) => Ok(CancelOutcome::AlreadyCompleted),
+            (_, Some("NOT_FOUND")) | (404, _) => Ok(CancelOutcome::NotFound),
+            (200..=299, _) if json["success"] != false => Ok(CancelOutcome::Requested),
+            (400, _) => Ok(CancelOutcome::AlreadyCompleted),
+            _ => Err(FalError::from_response(status, &headers, &body)),
+        }
+    }
+
+    async fn get(&self, url: &str) -> Result<reqwest::Response, FalError> {
+        let started = Instant::now();
+        let res = self
+            .http
+            .get(url)
+            .header(reqwest::header::AUTHORIZATION, self.auth())
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| FalError::from_transport(&e));
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "fal GET");
+        res
+    }
+}
+
+fn bad_base() -> FalError {
+    FalError {
+        class: super::errors::ErrorClass::Connection,
+        status: None,
+        retry_after: None,
+        body: None,
+        message: "the fal queue URL cannot take a path".into(),
+    }
+}
