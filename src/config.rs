@@ -61,6 +61,24 @@ pub struct RawSettings {
     /// Seconds to let in-flight work finish after SIGTERM.
     #[arg(long, env = "FLUXGATE_SHUTDOWN_DRAIN_SECS")]
     pub shutdown_drain_secs: Option<String>,
+    /// Timeout of each HTTP call to fal, in seconds.
+    #[arg(long, env = "FLUXGATE_FAL_TIMEOUT_SECS")]
+    pub fal_timeout_secs: Option<String>,
+    /// First retry delay after a 429 or 5xx from fal, in milliseconds (then doubling).
+    #[arg(long, env = "FLUXGATE_FAL_RETRY_BASE_MS")]
+    pub fal_retry_base_ms: Option<String>,
+    /// How long to keep retrying 429s from fal before failing the generation, in seconds.
+    #[arg(long, env = "FLUXGATE_FAL_RATE_LIMIT_BUDGET_SECS")]
+    pub fal_rate_limit_budget_secs: Option<String>,
+    /// Submissions to fal in flight at once, per instance.
+    #[arg(long, env = "FLUXGATE_SUBMIT_CONCURRENCY")]
+    pub submit_concurrency: Option<String>,
+    /// A queued generation without a callback after this many seconds is checked at fal.
+    #[arg(long, env = "FLUXGATE_RECONCILE_AFTER_SECS")]
+    pub reconcile_after_secs: Option<String>,
+    /// How often the reconciler looks for overdue generations, in seconds.
+    #[arg(long, env = "FLUXGATE_RECONCILE_INTERVAL_SECS")]
+    pub reconcile_interval_secs: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +105,12 @@ pub struct Settings {
     pub max_callback_bytes: usize,
     pub db_pool_size: u32,
     pub shutdown_drain: Duration,
+    pub fal_timeout: Duration,
+    pub fal_retry_base: Duration,
+    pub fal_rate_limit_budget: Duration,
+    pub submit_concurrency: usize,
+    pub reconcile_after: Duration,
+    pub reconcile_interval: Duration,
 }
 
 /// Every problem found, one line each, naming the variable.
@@ -166,6 +190,25 @@ impl Settings {
         let drain = p.parse("FLUXGATE_SHUTDOWN_DRAIN_SECS", &raw.shutdown_drain_secs, Some(20), |v| {
             bounded(v, 0, 3600)
         });
+        let fal_timeout = p.parse("FLUXGATE_FAL_TIMEOUT_SECS", &raw.fal_timeout_secs, Some(60), |v| bounded(v, 1, 600));
+        let fal_retry_base =
+            p.parse("FLUXGATE_FAL_RETRY_BASE_MS", &raw.fal_retry_base_ms, Some(1000), |v| bounded(v, 1, 60_000));
+        let fal_rate_limit_budget = p.parse(
+            "FLUXGATE_FAL_RATE_LIMIT_BUDGET_SECS",
+            &raw.fal_rate_limit_budget_secs,
+            Some(300),
+            |v| bounded(v, 0, 86_400),
+        );
+        let submit_concurrency =
+            p.parse("FLUXGATE_SUBMIT_CONCURRENCY", &raw.submit_concurrency, Some(32), |v| bounded(v, 1, 1024));
+        let reconcile_after =
+            p.parse("FLUXGATE_RECONCILE_AFTER_SECS", &raw.reconcile_after_secs, Some(300), |v| bounded(v, 1, 86_400));
+        let reconcile_interval = p.parse(
+            "FLUXGATE_RECONCILE_INTERVAL_SECS",
+            &raw.reconcile_interval_secs,
+            Some(30),
+            |v| bounded(v, 1, 3600),
+        );
         if !p.problems.is_empty() {
             return Err(ConfigError(p.problems));
         }
@@ -186,6 +229,12 @@ impl Settings {
             max_callback_bytes: max_callback_bytes.expect("checked") as usize,
             db_pool_size: db_pool_size.expect("checked") as u32,
             shutdown_drain: Duration::from_secs(drain.expect("checked")),
+            fal_timeout: Duration::from_secs(fal_timeout.expect("checked")),
+            fal_retry_base: Duration::from_millis(fal_retry_base.expect("checked")),
+            fal_rate_limit_budget: Duration::from_secs(fal_rate_limit_budget.expect("checked")),
+            submit_concurrency: submit_concurrency.expect("checked") as usize,
+            reconcile_after: Duration::from_secs(reconcile_after.expect("checked")),
+            reconcile_interval: Duration::from_secs(reconcile_interval.expect("checked")),
         })
     }
 

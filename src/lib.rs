@@ -7,6 +7,7 @@ pub mod config;
 pub mod dev;
 pub mod devdb;
 pub mod domain;
+pub mod pipeline;
 pub mod error;
 pub mod fal;
 pub mod metrics;

@@ -9,6 +9,9 @@ pub struct Metrics {
     registry: Registry,
     http_duration: HistogramVec,
     pub fal_verifications: IntCounterVec,
+    pub fal_requests: IntCounterVec,
+    pub fal_duration: HistogramVec,
+    pub callbacks: IntCounterVec,
 }
 
 impl Metrics {
@@ -25,12 +28,35 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
-        registry.register(Box::new(http_duration.clone())).expect("unique metric");
-        registry.register(Box::new(fal_verifications.clone())).expect("unique metric");
+        let fal_requests = IntCounterVec::new(
+            Opts::new("fluxgate_fal_requests_total", "HTTP calls to fal by operation and outcome class"),
+            &["operation", "outcome"],
+        )
+        .expect("valid metric");
+        let fal_duration = HistogramVec::new(
+            HistogramOpts::new("fluxgate_fal_request_duration_seconds", "Latency of HTTP calls to fal")
+                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+            &["operation"],
+        )
+        .expect("valid metric");
+        let callbacks = IntCounterVec::new(
+            Opts::new("fluxgate_fal_callbacks_total", "fal results processed, by source and outcome"),
+            &["source", "outcome"],
+        )
+        .expect("valid metric");
+        for m in [&http_duration, &fal_duration] {
+            registry.register(Box::new(m.clone())).expect("unique metric");
+        }
+        for m in [&fal_verifications, &fal_requests, &callbacks] {
+            registry.register(Box::new(m.clone())).expect("unique metric");
+        }
         Metrics {
             registry,
             http_duration,
             fal_verifications,
+            fal_requests,
+            fal_duration,
+            callbacks,
         }
     }
 

@@ -1,28 +1,63 @@
 //! Building and running the application: the HTTP server on a bound listener (tests bind port
-//! 0 and read the real port back) plus, later, the background workers; and a clean stop.
+//! 0 and read the real port back), the background workers (submission, reconciler) and the one
+//! LISTEN connection that wakes them; and a graceful stop that drains and releases leases.
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
 use actix_web::{dev::ServerHandle, middleware::from_fn, web, App, HttpServer};
 use anyhow::Context;
-use sqlx::PgPool;
+use sqlx::{postgres::PgListener, PgPool};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{api, config::Settings, metrics::Metrics, telemetry};
+use crate::{
+    api,
+    config::Settings,
+    fal::verify::{FalVerifier, SystemClock},
+    metrics::Metrics,
+    pipeline::{self, Pipeline},
+    storage, telemetry,
+};
 
 /// Shared by every handler.
 pub struct AppState {
     pub pool: PgPool,
     pub settings: Arc<Settings>,
+    pub pipeline: Pipeline,
+    pub verifier: FalVerifier,
+}
+
+/// Which background workers run in this process (tests drive them step by step instead).
+#[derive(Debug, Clone, Copy)]
+pub struct Workers {
+    pub submitter: bool,
+    pub reconciler: bool,
+}
+
+impl Workers {
+    pub const ALL: Workers = Workers {
+        submitter: true,
+        reconciler: true,
+    };
+    pub const NONE: Workers = Workers {
+        submitter: false,
+        reconciler: false,
+    };
 }
 
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
     handle: ServerHandle,
+    state: web::Data<AppState>,
+    workers: Workers,
 }
 
 impl Application {
     /// Binds the listener and builds the server; nothing runs until `run_until_stopped`.
     pub fn build(settings: Settings, pool: PgPool, metrics: Metrics) -> anyhow::Result<Application> {
+        Self::build_with(settings, pool, metrics, Workers::ALL)
+    }
+
+    pub fn build_with(settings: Settings, pool: PgPool, metrics: Metrics, workers: Workers) -> anyhow::Result<Application> {
         let addr = std::net::SocketAddr::new(settings.bind, settings.port);
         let listener = TcpListener::bind(addr).map_err(|e| match e.kind() {
             std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
@@ -32,14 +67,26 @@ impl Application {
         })?;
         let port = listener.local_addr()?.port();
         let drain = settings.shutdown_drain;
+        let settings = Arc::new(settings);
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("fluxgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("building the HTTP client")?;
+        let verifier = FalVerifier::new(settings.fal_jwks_url.clone(), http.clone(), Arc::new(SystemClock));
+        let pipeline = Pipeline::new(pool.clone(), settings.clone(), metrics.clone(), http, port);
         let state = web::Data::new(AppState {
             pool,
-            settings: Arc::new(settings),
+            settings,
+            pipeline,
+            verifier,
         });
         let metrics = web::Data::new(metrics);
+        let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
-                .app_data(state.clone())
+                .app_data(app_state.clone())
                 .app_data(metrics.clone())
                 .wrap(from_fn(telemetry::request_context))
                 .configure(api::configure)
@@ -51,7 +98,13 @@ impl Application {
         .context("starting the HTTP server")?
         .run();
         let handle = server.handle();
-        Ok(Application { port, server, handle })
+        Ok(Application {
+            port,
+            server,
+            handle,
+            state,
+            workers,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -63,8 +116,69 @@ impl Application {
         self.handle.clone()
     }
 
+    pub fn pipeline(&self) -> Pipeline {
+        self.state.pipeline.clone()
+    }
+
+    /// Serves until the server is stopped, then stops the workers: they finish in-flight work
+    /// within the drain time and release the leases of what remains.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let p = self.state.pipeline.clone();
+        tracker.spawn(listen(p.clone(), stop.clone()));
+        let verifier = self.state.verifier.clone();
+        tracker.spawn(async move {
+            if let Err(e) = verifier.prefetch().await {
+                tracing::warn!(error = %e, "could not fetch fal's JWKS yet; will retry on the first callback");
+            }
+        });
+        if self.workers.submitter {
+            tracker.spawn(pipeline::submitter::run(p.clone(), stop.clone()));
+        }
+        if self.workers.reconciler {
+            tracker.spawn(pipeline::reconciler::run(p.clone(), stop.clone()));
+        }
+        tracker.close();
+        let served = self.server.await;
+        stop.cancel();
+        tracker.wait().await;
+        served
+    }
+}
+
+/// The process's one LISTEN connection: wakes the submission worker on `fluxgate_submit`. When
+/// the connection drops and comes back, everyone is woken to re-read state (notifications sent
+/// meanwhile are lost by design).
+async fn listen(p: Pipeline, stop: CancellationToken) {
+    loop {
+        let mut listener = match PgListener::connect_with(&p.pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "LISTEN connection failed; retrying");
+                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(1)) => continue }
+            }
+        };
+        if let Err(e) = listener.listen_all([pipeline::SUBMIT_CHANNEL, storage::events::CHANNEL]).await {
+            tracing::warn!(error = %e, "LISTEN failed; retrying");
+            continue;
+        }
+        p.submit_wake.notify_one();
+        loop {
+            let next = tokio::select! { _ = stop.cancelled() => return, n = listener.try_recv() => n };
+            match next {
+                Ok(Some(n)) if n.channel() == pipeline::SUBMIT_CHANNEL => p.submit_wake.notify_one(),
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    tracing::warn!("LISTEN connection lost; reconnected, re-reading state");
+                    p.submit_wake.notify_one();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "LISTEN connection failed");
+                    break;
+                }
+            }
+        }
     }
 }
 
@@ -92,5 +206,6 @@ pub async fn serve_until_signal(app: Application, drain: Duration) -> anyhow::Re
     tracing::info!(drain_secs = drain.as_secs(), "shutting down: no new connections, draining in-flight work");
     handle.stop(true).await;
     server.await.context("server task")?.context("server")?;
+    tracing::info!("stopped cleanly");
     Ok(())
 }

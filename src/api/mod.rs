@@ -1,6 +1,8 @@
 //! The HTTP surface. `configure` is the ONE route table: the server and the tests both use it.
 pub mod auth;
 pub mod body;
+pub mod fal_hook;
+pub mod generations;
 pub mod health;
 pub mod me;
 
@@ -14,10 +16,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz").route(web::get().to(health::healthz)))
         .service(resource("/readyz").route(web::get().to(health::readyz)))
         .service(resource("/metrics").route(web::get().to(health::metrics)))
+        .service(resource("/hooks/fal/{generation_id}").route(web::post().to(fal_hook::receive)))
         .service(
             web::scope("/v1")
                 .wrap(actix_web::middleware::from_fn(auth::require_api_key))
                 .service(resource("/me").route(web::get().to(me::me)))
+                .service(
+                    resource("/generations")
+                        .route(web::post().to(generations::create))
+                        .route(web::get().to(generations::list)),
+                )
+                .service(resource("/generations/{id}").route(web::get().to(generations::get)))
+                .service(resource("/generations/{id}/cancel").route(web::post().to(generations::cancel)))
+                .service(resource("/edits").route(web::post().to(generations::create_edit)))
+                .service(resource("/estimates").route(web::post().to(generations::estimate)))
                 .default_service(web::to(not_found)),
         );
 }

@@ -1,4 +1,5 @@
 //! Validated domain types: a value of one of these types is valid by construction.
 pub mod api_key;
+pub mod generation;
 pub mod ids;
 pub mod tenant;

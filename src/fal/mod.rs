@@ -2,5 +2,6 @@
 //! the model catalogue and input schemas, the queue client and its error taxonomy.
 pub mod client;
 pub mod errors;
+pub mod models;
 pub mod signature;
 pub mod verify;

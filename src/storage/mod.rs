@@ -1,5 +1,8 @@
 //! All SQL lives here, one file per table family. Functions take an executor so callers can
 //! compose them into one transaction.
+pub mod callbacks;
+pub mod events;
+pub mod generations;
 pub mod keys;
 pub mod tenants;
 

@@ -6,12 +6,16 @@ use std::sync::{
     OnceLock,
 };
 
+use std::time::Duration;
+
 use fluxgate::{
     config::Settings,
     devdb::{DevDb, DevDbOptions},
     domain::{api_key::NewApiKey, tenant::TenantName},
     metrics::Metrics,
-    startup::Application,
+    pipeline::Pipeline,
+    simulator::{SimConfig, SimHandle},
+    startup::{Application, Workers},
     storage,
 };
 use secrecy::ExposeSecret;
@@ -100,6 +104,37 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub api_key: String,
     pub tenant_id: Uuid,
+    pub sim: SimHandle,
+    pub pipeline: Pipeline,
+    pub handle: actix_web::dev::ServerHandle,
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// The simulator's fixed signing seed, so tests can sign callbacks fal-style themselves.
+pub const SIM_SEED: [u8; 32] = [7; 32];
+pub const SIM_KEY: &str = "test-key-id:test-key-secret";
+
+pub struct TestOptions {
+    pub settings: Settings,
+    pub workers: Workers,
+    pub sim: SimConfig,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        TestOptions {
+            settings: test_settings(),
+            workers: Workers::ALL,
+            sim: SimConfig {
+                api_key: Some(secrecy::SecretString::from(SIM_KEY)),
+                signing_seed: Some(SIM_SEED),
+                queue_delay: Duration::from_millis(5),
+                run_delay: Duration::from_millis(10),
+                webhook_retry_schedule: vec![Duration::from_millis(50), Duration::from_millis(100)],
+                ..Default::default()
+            },
+        }
+    }
 }
 
 impl TestApp {
@@ -111,6 +146,46 @@ impl TestApp {
         self.client.get(self.url(path)).bearer_auth(&self.api_key).send().await.expect("request")
     }
 
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client.post(self.url(path)).bearer_auth(&self.api_key).json(body).send().await.expect("request")
+    }
+
+    /// POSTs a generation and returns the 202 body.
+    pub async fn generate(&self, body: serde_json::Value) -> serde_json::Value {
+        let res = self.post("/v1/generations", &body).await;
+        assert_eq!(res.status(), 202, "{:?}", res.text().await);
+        res.json().await.unwrap()
+    }
+
+    pub async fn generation(&self, id: &str) -> serde_json::Value {
+        let res = self.get(&format!("/v1/generations/{id}")).await;
+        assert_eq!(res.status(), 200);
+        res.json().await.unwrap()
+    }
+
+    /// Waits (bounded) until the generation reaches a terminal state and returns it.
+    pub async fn wait_terminal(&self, id: &str) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let g = self.generation(id).await;
+            if ["completed", "failed", "cancelled"].contains(&g["status"].as_str().unwrap_or("")) {
+                return g;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{id} never finished: {g}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Event types of a generation, in order.
+    pub async fn event_types(&self, id: &str) -> Vec<String> {
+        let uuid = fluxgate::domain::ids::decode(fluxgate::domain::ids::Kind::Generation, id).unwrap();
+        sqlx::query_scalar("SELECT type FROM events WHERE generation_id = $1 ORDER BY seq")
+            .bind(uuid)
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+    }
+
     /// Creates another tenant with a key; returns (tenant id, key).
     pub async fn new_tenant(&self, name: &str) -> (Uuid, String) {
         let tenant = storage::tenants::create(&self.pool, &TenantName::parse(name).unwrap()).await.unwrap().unwrap();
@@ -118,34 +193,68 @@ impl TestApp {
         storage::keys::create(&self.pool, tenant.id, &key, None).await.unwrap();
         (tenant.id, key.secret.expose_secret().to_owned())
     }
+
+    /// Stops the server and its workers (drain), as SIGTERM would.
+    pub async fn stop(self) -> (PgPool, String, SimHandle) {
+        self.handle.stop(true).await;
+        let _ = self.server.await;
+        (self.pool, self.db_url, self.sim)
+    }
 }
 
 pub fn test_settings() -> Settings {
     let mut s = Settings::for_dev();
     s.bind = [127, 0, 0, 1].into();
     s.port = 0;
+    s.fal_retry_base = Duration::from_millis(10);
+    s.shutdown_drain = Duration::from_secs(5);
     s
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with(test_settings()).await
+    spawn_app_with(TestOptions::default()).await
 }
 
-pub async fn spawn_app_with(settings: Settings) -> TestApp {
+pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
     let (pool, db_url) = fresh_database().await;
-    let app = Application::build(settings, pool.clone(), Metrics::new()).expect("app builds");
+    let sim = fluxgate::simulator::start(opts.sim).await.expect("simulator starts");
+    start_app(pool, db_url, sim, opts.settings, opts.workers).await
+}
+
+/// Starts the application on an existing database and simulator (restarts use this).
+pub async fn start_app(pool: PgPool, db_url: String, sim: SimHandle, mut settings: Settings, workers: Workers) -> TestApp {
+    settings.fal_queue_url = sim.base_url().parse().unwrap();
+    settings.fal_jwks_url = sim.jwks_url().parse().unwrap();
+    settings.fal_key = Some(secrecy::SecretString::from(SIM_KEY));
+    let app = Application::build_with(settings, pool.clone(), Metrics::new(), workers).expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
-    let test = TestApp {
+    let pipeline = app.pipeline();
+    let handle = app.handle();
+    let server = tokio::spawn(app.run_until_stopped());
+    let mut test = TestApp {
         address,
         pool,
         db_url,
         client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
         api_key: String::new(),
         tenant_id: Uuid::nil(),
+        sim,
+        pipeline,
+        handle,
+        server,
     };
-    let (tenant_id, api_key) = test.new_tenant("acme").await;
-    TestApp { api_key, tenant_id, ..test }
+    let existing: Option<Uuid> = sqlx::query_scalar("SELECT id FROM tenants WHERE name = 'acme'").fetch_optional(&test.pool).await.unwrap();
+    let (tenant_id, api_key) = match existing {
+        None => test.new_tenant("acme").await,
+        Some(id) => {
+            let key = NewApiKey::generate();
+            storage::keys::create(&test.pool, id, &key, None).await.unwrap();
+            (id, key.secret.expose_secret().to_owned())
+        }
+    };
+    test.tenant_id = tenant_id;
+    test.api_key = api_key;
+    test
 }
 
 /// Asserts a problem+json response and returns its body.

@@ -1,0 +1,212 @@
+//! The submission worker: claims `accepted` generations from the outbox with a lease (committed
+//! before the HTTP call), submits them to fal with the webhook URL, and records the answer —
+//! `queued`, a scheduled retry, or a terminal failure — according to fal's error class.
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use uuid::Uuid;
+
+use super::Pipeline;
+use crate::{
+    fal::errors::{ErrorClass, FalError},
+    storage::{self, generations::Generation},
+};
+
+/// A lease longer than the fal timeout, so a live worker never loses its row mid-call.
+fn lease_secs(p: &Pipeline) -> f64 {
+    p.settings.fal_timeout.as_secs_f64() + 30.0
+}
+
+/// Transient failures (5xx, timeouts, connection errors) allowed before giving up.
+pub const TRANSIENT_ATTEMPTS: i32 = 3;
+/// The cap of the exponential 429 backoff.
+pub const RATE_LIMIT_BACKOFF_CAP: Duration = Duration::from_secs(32);
+
+/// Runs until cancelled: wakes on NOTIFY, on local inserts, or when the next retry is due.
+pub async fn run(p: Pipeline, stop: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(p.settings.submit_concurrency));
+    let tracker = TaskTracker::new();
+    let in_flight: Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>> = Default::default();
+    while !stop.is_cancelled() {
+        let available = permits.available_permits();
+        let claimed = if available == 0 {
+            Vec::new()
+        } else {
+            match storage::generations::claim_submissions(&p.pool, available as i64, lease_secs(&p)).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming submissions failed; retrying shortly");
+                    tokio::select! { _ = stop.cancelled() => break, _ = tokio::time::sleep(Duration::from_secs(1)) => {} }
+                    continue;
+                }
+            }
+        };
+        let full = !claimed.is_empty() && claimed.len() == available;
+        for generation in claimed {
+            let permit = permits.clone().acquire_owned().await.expect("semaphore open");
+            let p = p.clone();
+            let in_flight = in_flight.clone();
+            in_flight.lock().expect("lock").insert(generation.id);
+            tracker.spawn(async move {
+                let id = generation.id;
+                submit_one(&p, generation).await;
+                in_flight.lock().expect("lock").remove(&id);
+                drop(permit);
+            });
+        }
+        if full {
+            // More may be waiting: claim again as soon as a permit frees up.
+            tokio::select! { _ = stop.cancelled() => break, _ = permits.acquire() => {} }
+            continue;
+        }
+        let wait = next_wait(&p).await;
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = p.submit_wake.notified() => {},
+            _ = tokio::time::sleep(wait) => {},
+        }
+    }
+    tracker.close();
+    let drain = p.settings.shutdown_drain;
+    if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+        let left: Vec<Uuid> = in_flight.lock().expect("lock").iter().copied().collect();
+        tracing::warn!(count = left.len(), "drain time over: releasing submission leases");
+        let _ = sqlx::query("UPDATE generations SET lease_until = NULL WHERE id = ANY($1) AND status = 'accepted'")
+            .bind(&left)
+            .execute(&p.pool)
+            .await;
+    }
+}
+
+/// Until the next scheduled retry (or lease expiry), at most 5 s: the short ceiling also
+/// covers a NOTIFY lost while the listener was reconnecting.
+async fn next_wait(p: &Pipeline) -> Duration {
+    let ceiling = Duration::from_secs(5);
+    match storage::generations::next_submission_due(&p.pool).await {
+        Ok(Some(due)) => (due - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO).min(ceiling),
+        _ => ceiling,
+    }
+}
+
+/// Claims and submits everything due now, one batch at a time; for tests and tools that drive
+/// the worker step by step. Returns how many generations were processed.
+pub async fn drain_once(p: &Pipeline) -> Result<usize, sqlx::Error> {
+    let rows = storage::generations::claim_submissions(&p.pool, 64, lease_secs(p)).await?;
+    let n = rows.len();
+    futures_util::future::join_all(rows.into_iter().map(|g| submit_one(p, g))).await;
+    Ok(n)
+}
+
+#[tracing::instrument(skip_all, fields(generation = %g.public_id(), model = %g.model, attempt = g.submit_attempts))]
+async fn submit_one(p: &Pipeline, g: Generation) {
+    let started = Instant::now();
+    let webhook = p.webhook_url(g.id);
+    let input = fal_body(&g);
+    let result = p.fal.submit(&g.model, &input, &webhook).await;
+    let elapsed = started.elapsed();
+    p.metrics.fal_duration.with_label_values(&["submit"]).observe(elapsed.as_secs_f64());
+    let outcome = match &result {
+        Ok(_) => "accepted",
+        Err(e) => e.class.label(),
+    };
+    p.metrics.fal_requests.with_label_values(&["submit", outcome]).inc();
+    tracing::info!(outcome, duration_ms = elapsed.as_secs_f64() * 1000.0, "fal submit");
+    let recorded = match result {
+        Ok(sub) => record_accepted(p, &g, sub).await,
+        Err(e) => record_failure(p, &g, e).await,
+    };
+    if let Err(e) = recorded {
+        // The lease will expire and another attempt will be made; nothing is lost.
+        tracing::error!(error = %e, "could not record the fal answer; the generation will be retried");
+    }
+}
+
+/// The input exactly as fal should receive it: the normalised input minus fluxgate's own
+/// bookkeeping (the preset name is sent instead of its pixels, as the caller wrote it).
+fn fal_body(g: &Generation) -> serde_json::Value {
+    let mut input = g.input.0.clone();
+    if let Some(obj) = input.as_object_mut() {
+        if let Some(preset) = obj.remove("image_size_preset") {
+            obj.insert("image_size".into(), preset);
+        }
+    }
+    input
+}
+
+async fn record_accepted(p: &Pipeline, g: &Generation, sub: crate::fal::client::Submitted) -> Result<(), sqlx::Error> {
+    let mut tx = p.pool.begin().await?;
+    let Some((row, moved)) = storage::generations::record_submitted(&mut tx, g.id, &sub).await? else {
+        return Ok(());
+    };
+    if moved {
+        storage::events::append(&mut tx, row.tenant_id, "generation.queued", Some(row.id), row.to_json()).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(fal_request_id = %sub.request_id, moved, "submitted to fal");
+    if row.status == "cancelled" {
+        // Cancelled while the submit was in flight: ask fal to drop it too.
+        if let Some(url) = sub.cancel_url.as_deref() {
+            let _ = p.fal.cancel(url).await;
+        }
+    }
+    Ok(())
+}
+
+async fn record_failure(p: &Pipeline, g: &Generation, e: FalError) -> Result<(), sqlx::Error> {
+    let base = p.settings.fal_retry_base;
+    match e.class {
+        ErrorClass::RateLimited => {
+            let exp = (g.submit_attempts - g.transient_failures - 1).clamp(0, 16) as u32;
+            let backoff = (base * 2u32.saturating_pow(exp)).min(RATE_LIMIT_BACKOFF_CAP);
+            let delay = e.retry_after.map_or(backoff, |ra| ra.max(backoff));
+            let waited = (chrono::Utc::now() - g.created_at).to_std().unwrap_or_default();
+            if waited + delay > p.settings.fal_rate_limit_budget {
+                let msg = format!("fal kept answering 429 for {}s; gave up (budget {}s)", waited.as_secs(), p.settings.fal_rate_limit_budget.as_secs());
+                return fail(p, g, "upstream_rate_limited", &msg, &e).await;
+            }
+            tracing::warn!(delay_ms = delay.as_millis() as u64, "fal rate-limited the submit; backing off");
+            storage::generations::reschedule(&p.pool, g.id, delay.as_secs_f64(), false).await
+        }
+        class if class.is_transient() => {
+            if g.transient_failures + 1 >= TRANSIENT_ATTEMPTS {
+                let msg = format!("fal was unavailable for {TRANSIENT_ATTEMPTS} attempts: {}", e.message);
+                return fail(p, g, "upstream_unavailable", &msg, &e).await;
+            }
+            let delay = base * 2u32.pow(g.transient_failures.clamp(0, 16) as u32);
+            tracing::warn!(delay_ms = delay.as_millis() as u64, error = %e, "fal unavailable; will retry");
+            storage::generations::reschedule(&p.pool, g.id, delay.as_secs_f64(), true).await
+        }
+        ErrorClass::Auth => {
+            tracing::error!(status = e.status, "ALERT: fal refused our API key ({}); check FAL_KEY and the fal account", e.message);
+            fail(p, g, "upstream_auth", "fal refused fluxgate's credentials; the operator has been alerted", &e).await
+        }
+        ErrorClass::ContentPolicy => {
+            let msg = "fal's content policy refused this request. Rephrase the prompt (or replace the source images) without the flagged content and try again.";
+            fail(p, g, "content_policy_violation", msg, &e).await
+        }
+        ErrorClass::UserDeadline => fail(p, g, "upstream_deadline", &e.message, &e).await,
+        _ => fail(p, g, "upstream_validation", &format!("fal refused the input: {}", e.message), &e).await,
+    }
+}
+
+async fn fail(p: &Pipeline, g: &Generation, code: &str, message: &str, e: &FalError) -> Result<(), sqlx::Error> {
+    let error = json!({
+        "code": code,
+        "message": message,
+        "fal_status": e.status,
+        "fal_class": e.class.label(),
+        "details": e.body.as_ref().map(|b| b.get("detail").cloned().unwrap_or_else(|| b.clone())),
+    });
+    let mut tx = p.pool.begin().await?;
+    if let Some(row) = storage::generations::finish(&mut *tx, g.id, "failed", None, None, Some(0), Some(&error), None).await? {
+        storage::events::append(&mut tx, row.tenant_id, "generation.failed", Some(row.id), row.to_json()).await?;
+    }
+    tx.commit().await?;
+    tracing::warn!(code, "generation failed at submission");
+    Ok(())
+}

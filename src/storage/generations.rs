@@ -1,0 +1,305 @@
+//! Generations: the row is the request, its state machine, and the submission outbox.
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use sqlx::{types::Json, FromRow, PgExecutor};
+use uuid::Uuid;
+
+use crate::domain::{generation::GenerationRequest, ids};
+
+pub const COLUMNS: &str = "id, tenant_id, status, model, input, webhook_url, metadata, end_user, \
+    estimated_cost_micros, cost_micros, fal_request_id, status_url, response_url, cancel_url, seed, result, \
+    error, submit_attempts, transient_failures, created_at, updated_at, submitted_at, finished_at, cancel_requested_at";
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Generation {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub status: String,
+    pub model: String,
+    pub input: Json<Value>,
+    pub webhook_url: Option<String>,
+    pub metadata: Option<Json<Value>>,
+    pub end_user: Option<String>,
+    pub estimated_cost_micros: i64,
+    pub cost_micros: Option<i64>,
+    pub fal_request_id: Option<String>,
+    pub status_url: Option<String>,
+    pub response_url: Option<String>,
+    pub cancel_url: Option<String>,
+    pub seed: Option<i64>,
+    pub result: Option<Json<Value>>,
+    pub error: Option<Json<Value>>,
+    pub submit_attempts: i32,
+    pub transient_failures: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub submitted_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+}
+
+impl Generation {
+    pub fn public_id(&self) -> String {
+        ids::encode(ids::Kind::Generation, self.id)
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.status.as_str(), "completed" | "failed" | "cancelled")
+    }
+
+    /// The generation object of the API, of events and of webhooks: one shape everywhere.
+    pub fn to_json(&self) -> Value {
+        let id = self.public_id();
+        let result = self.result.as_ref().map(|r| &r.0);
+        json!({
+            "id": id,
+            "object": "generation",
+            "status": self.status,
+            "model": self.model,
+            "input": self.input.0,
+            "metadata": self.metadata.as_ref().map(|m| &m.0),
+            "end_user": self.end_user,
+            "webhook_url": self.webhook_url,
+            "estimated_cost_usd": usd(self.estimated_cost_micros),
+            "estimated_cost_micros": self.estimated_cost_micros,
+            "cost_usd": self.cost_micros.map(usd),
+            "cost_micros": self.cost_micros,
+            "fal_request_id": self.fal_request_id,
+            "seed": self.seed,
+            "images": result.map(|r| r["images"].clone()),
+            "has_nsfw_concepts": result.map(|r| r["has_nsfw_concepts"].clone()),
+            "timings": result.map(|r| r["timings"].clone()),
+            "error": self.error.as_ref().map(|e| &e.0),
+            "created_at": self.created_at,
+            "submitted_at": self.submitted_at,
+            "completed_at": self.finished_at,
+            "links": {
+                "self": format!("/v1/generations/{id}"),
+                "events": format!("/v1/generations/{id}/events"),
+                "cancel": format!("/v1/generations/{id}/cancel"),
+            },
+        })
+    }
+}
+
+/// Micro-USD as a decimal USD number for display (exact for every value we produce: at most six
+/// decimals). Stored and computed amounts stay integers.
+pub fn usd(micros: i64) -> Value {
+    let text = format!("{}.{:06}", micros / 1_000_000, (micros % 1_000_000).abs());
+    serde_json::from_str::<Value>(text.trim_end_matches('0').trim_end_matches('.')).unwrap_or(json!(0))
+}
+
+pub async fn insert(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    req: &GenerationRequest,
+    seed: Option<i64>,
+) -> Result<Generation, sqlx::Error> {
+    let mut input = serde_json::to_value(&req.input).unwrap_or(Value::Null);
+    if let Some(seed) = seed {
+        input["seed"] = json!(seed);
+    }
+    sqlx::query_as(&format!(
+        "INSERT INTO generations (id, tenant_id, model, input, webhook_url, metadata, end_user, estimated_cost_micros, seed)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+    ))
+    .bind(ids::new_uuid())
+    .bind(tenant_id)
+    .bind(req.model.id)
+    .bind(Json(&input))
+    .bind(req.webhook_url.as_ref().map(|u| u.as_str()))
+    .bind(req.metadata.as_ref().map(Json))
+    .bind(&req.end_user)
+    .bind(req.estimated_cost_micros())
+    .bind(seed)
+    .fetch_one(db)
+    .await
+}
+
+pub async fn get(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<Option<Generation>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM generations WHERE id = $1 AND tenant_id = $2"))
+        .bind(id)
+        .bind(tenant_id)
+        .fetch_optional(db)
+        .await
+}
+
+/// Locks the row for the state change that follows (callbacks, cancels).
+pub async fn lock(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Generation>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM generations WHERE id = $1 FOR UPDATE"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// Newest first; `before` is the id of the last row of the previous page (UUIDv7 ids sort by time).
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    status: Option<&str>,
+    end_user: Option<&str>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Generation>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM generations
+         WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR end_user = $3)
+           AND ($4::uuid IS NULL OR id < $4)
+         ORDER BY id DESC LIMIT $5"
+    ))
+    .bind(tenant_id)
+    .bind(status)
+    .bind(end_user)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Claims due outbox rows with a lease, committed by the caller before any HTTP call.
+pub async fn claim_submissions(db: impl PgExecutor<'_>, batch: i64, lease_secs: f64) -> Result<Vec<Generation>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "UPDATE generations SET lease_until = now() + make_interval(secs => $2), submit_attempts = submit_attempts + 1,
+                updated_at = now()
+         WHERE id IN (SELECT id FROM generations
+                      WHERE status = 'accepted' AND next_attempt_at <= now()
+                        AND (lease_until IS NULL OR lease_until < now())
+                      ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+         RETURNING {COLUMNS}"
+    ))
+    .bind(batch)
+    .bind(lease_secs)
+    .fetch_all(db)
+    .await
+}
+
+/// When the next outbox row becomes due (for the worker's timer).
+pub async fn next_submission_due(db: impl PgExecutor<'_>) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT min(GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at))) FROM generations WHERE status = 'accepted'",
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Puts a claimed row back for a later attempt.
+pub async fn reschedule(db: impl PgExecutor<'_>, id: Uuid, delay_secs: f64, transient: bool) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE generations SET next_attempt_at = now() + make_interval(secs => $2), lease_until = NULL,
+                transient_failures = transient_failures + CASE WHEN $3 THEN 1 ELSE 0 END, updated_at = now()
+         WHERE id = $1 AND status = 'accepted'",
+    )
+    .bind(id)
+    .bind(delay_secs)
+    .bind(transient)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Stores fal's answer to a submit, inside the caller's transaction. Moves `accepted` →
+/// `queued`; a row that already moved on (an early callback, a local cancel) keeps its status.
+/// Returns the row and whether it moved to `queued`.
+pub async fn record_submitted(
+    tx: &mut sqlx::PgConnection,
+    id: Uuid,
+    sub: &crate::fal::client::Submitted,
+) -> Result<Option<(Generation, bool)>, sqlx::Error> {
+    let Some(before) = lock(&mut *tx, id).await? else {
+        return Ok(None);
+    };
+    let moved = before.status == "accepted";
+    let row: Generation = sqlx::query_as(&format!(
+        "UPDATE generations SET
+             status = CASE WHEN status = 'accepted' THEN 'queued' ELSE status END,
+             fal_request_id = COALESCE(fal_request_id, $2),
+             status_url = COALESCE(status_url, $3), response_url = COALESCE(response_url, $4),
+             cancel_url = COALESCE(cancel_url, $5), submitted_at = COALESCE(submitted_at, now()),
+             lease_until = NULL, updated_at = now()
+         WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(&sub.request_id)
+    .bind(&sub.status_url)
+    .bind(&sub.response_url)
+    .bind(&sub.cancel_url)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(Some((row, moved)))
+}
+
+/// Sets a terminal state with its fields; only from a non-terminal state.
+pub async fn finish(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    status: &str,
+    result: Option<&Value>,
+    seed: Option<i64>,
+    cost_micros: Option<i64>,
+    error: Option<&Value>,
+    fal_request_id: Option<&str>,
+) -> Result<Option<Generation>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "UPDATE generations SET status = $2, result = $3, seed = COALESCE($4, seed), cost_micros = $5, error = $6,
+                fal_request_id = COALESCE(fal_request_id, $7), finished_at = now(), updated_at = now(), lease_until = NULL
+         WHERE id = $1 AND status IN ('accepted', 'queued') RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(status)
+    .bind(result.map(Json))
+    .bind(seed)
+    .bind(cost_micros)
+    .bind(error.map(Json))
+    .bind(fal_request_id)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn mark_cancel_requested(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE generations SET cancel_requested_at = COALESCE(cancel_requested_at, now()), updated_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Queued generations that have waited too long for their callback, leased for a status check.
+pub async fn claim_overdue(db: impl PgExecutor<'_>, older_than_secs: f64, batch: i64, lease_secs: f64) -> Result<Vec<Generation>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "UPDATE generations SET lease_until = now() + make_interval(secs => $3), last_checked_at = now()
+         WHERE id IN (SELECT id FROM generations
+                      WHERE status = 'queued' AND submitted_at < now() - make_interval(secs => $1)
+                        AND (lease_until IS NULL OR lease_until < now())
+                        AND (last_checked_at IS NULL OR last_checked_at < now() - make_interval(secs => $1))
+                      ORDER BY submitted_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+         RETURNING {COLUMNS}"
+    ))
+    .bind(older_than_secs)
+    .bind(batch)
+    .bind(lease_secs)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn seed_of(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<Option<(String, Option<i64>)>, sqlx::Error> {
+    sqlx::query_as("SELECT status, seed FROM generations WHERE id = $1 AND tenant_id = $2")
+        .bind(id)
+        .bind(tenant_id)
+        .fetch_optional(db)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usd;
+    use serde_json::json;
+
+    #[test]
+    fn micro_usd_renders_as_exact_decimals() {
+        assert_eq!(usd(8000), json!(0.008));
+        assert_eq!(usd(64000), json!(0.064));
+        assert_eq!(usd(1_500_000), json!(1.5));
+        assert_eq!(usd(2_000_000), json!(2));
+        assert_eq!(usd(0), json!(0));
+    }
+}
