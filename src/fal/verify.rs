@@ -1,1 +1,0 @@
-//! Verifier of fal webhook signatures (being written).
