@@ -29,12 +29,17 @@ pub async fn receive(
     if let Err(e) = verified {
         metrics.fal_verifications.with_label_values(&[e.outcome_label()]).inc();
         tracing::warn!(reason = %e, "fal callback refused");
-        return Err(ApiError::new(
-            actix_web::http::StatusCode::UNAUTHORIZED,
-            "invalid_signature",
-            "Unauthorized",
-            format!("fal webhook signature check failed: {e}"),
-        ));
+        // A JWKS we cannot fetch is our problem, not a forgery: 503 makes fal redeliver later.
+        return Err(if e.is_transient() {
+            ApiError::unavailable("jwks_unavailable", format!("cannot verify fal's signature right now: {e}"))
+        } else {
+            ApiError::new(
+                actix_web::http::StatusCode::UNAUTHORIZED,
+                "invalid_signature",
+                "Unauthorized",
+                format!("fal webhook signature check failed: {e}"),
+            )
+        });
     }
     metrics.fal_verifications.with_label_values(&["valid"]).inc();
     let generation_id = ids::decode(ids::Kind::Generation, &path).ok_or_else(|| ApiError::not_found(format!("no generation {}", path.as_str())))?;
