@@ -11,6 +11,8 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::markers;
+
 /// Probabilities (0–1) of each fault, drawn independently per submission from a seeded RNG.
 /// The submission-level rates must sum to ≤ 1 (at most one applies), and so must the job-level.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -173,7 +175,7 @@ impl Faults {
     /// Draws the random faults, then applies the prompt's markers on top.
     pub fn decide(&self, prompt: &str) -> Decision {
         let mut decision = self.draw();
-        let markers = parse_markers(prompt);
+        let markers = markers::parse(prompt);
         if markers.is_empty() {
             return decision;
         }
@@ -190,7 +192,7 @@ impl Faults {
             .iter()
             .filter(|m| !matches!(m.count, Some(n) if seen >= n))
         {
-            apply_marker(&mut decision, marker.name, marker.value);
+            markers::apply(&mut decision, marker.name, marker.value);
         }
         decision
     }
@@ -224,74 +226,6 @@ impl Faults {
             }
         }
         decision
-    }
-}
-
-struct Marker<'a> {
-    name: &'a str,
-    value: Option<&'a str>,
-    count: Option<u32>,
-}
-
-/// Finds every `[sim:name]`, `[sim:namexN]` and `[sim:name=value]` in a prompt.
-fn parse_markers(prompt: &str) -> Vec<Marker<'_>> {
-    let mut markers = Vec::new();
-    let mut rest = prompt;
-    while let Some(start) = rest.find("[sim:") {
-        rest = &rest[start + 5..];
-        let Some(end) = rest.find(']') else { break };
-        let token = &rest[..end];
-        rest = &rest[end + 1..];
-        let marker = match token.split_once('=') {
-            Some((name, value)) => Marker {
-                name,
-                value: Some(value),
-                count: None,
-            },
-            None => match token.rsplit_once('x').map(|(n, c)| (n, c.parse::<u32>())) {
-                Some((name, Ok(count))) => Marker {
-                    name,
-                    value: None,
-                    count: Some(count),
-                },
-                _ => Marker {
-                    name: token,
-                    value: None,
-                    count: None,
-                },
-            },
-        };
-        markers.push(marker);
-    }
-    markers
-}
-
-fn apply_marker(decision: &mut Decision, name: &str, value: Option<&str>) {
-    let millis = || {
-        value
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_millis)
-    };
-    let job = &mut decision.job;
-    match name {
-        "401" => decision.reject = Some(Rejection::Unauthorized),
-        "403" => decision.reject = Some(Rejection::Locked),
-        "policy" => decision.reject = Some(Rejection::ContentPolicy),
-        "429" => decision.reject = Some(Rejection::RateLimited),
-        "500" | "502" | "503" | "504" => {
-            decision.reject = name.parse().ok().map(Rejection::Infra);
-        }
-        "fail" => job.fail = true,
-        "payload-error" => job.payload_error = true,
-        "drop-webhook" => job.drop_webhook = true,
-        "dup-webhook" => job.dup_webhook = true,
-        "early-webhook" => job.early_webhook = true,
-        "delay" => job.run_delay = millis(),
-        "queue" => job.queue_delay = millis(),
-        other => tracing::debug!(
-            marker = other,
-            "fal simulator: unknown prompt marker ignored"
-        ),
     }
 }
 

@@ -46,6 +46,7 @@ mod cli;
 mod config;
 mod faults;
 mod images;
+mod markers;
 mod output;
 mod queue;
 mod requests;
