@@ -11,7 +11,11 @@ use crate::{
 };
 
 #[derive(Parser, Debug)]
-#[command(name = "fluxgate", version, about = "A gateway to fal.ai's FLUX.2 models: queue + signed webhooks in, durable fan-out out.")]
+#[command(
+    name = "fluxgate",
+    version,
+    about = "A gateway to fal.ai's FLUX.2 models: queue + signed webhooks in, durable fan-out out."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -32,7 +36,7 @@ pub enum Command {
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Run the fal simulator as a standalone server.
-    FalSim(crate::simulator::cli::SimArgs),
+    FalSim(crate::simulator::SimArgs),
 }
 
 #[derive(Args, Debug)]
@@ -95,7 +99,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(db) => {
             let pool = connect(&db).await?;
             storage::MIGRATOR.run(&pool).await?;
-            output(db.json, json!({"migrated": true}), "migrations applied".into());
+            output(
+                db.json,
+                json!({"migrated": true}),
+                "migrations applied".into(),
+            );
             Ok(())
         }
         Command::Tenants(TenantsCommand::Create { name, db }) => {
@@ -103,9 +111,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = connect(&db).await?;
             let tenant = storage::tenants::create(&pool, &name)
                 .await?
-                .ok_or_else(|| anyhow::anyhow!("a tenant named {:?} already exists", name.as_str()))?;
+                .ok_or_else(|| {
+                    anyhow::anyhow!("a tenant named {:?} already exists", name.as_str())
+                })?;
             let id = ids::encode(ids::Kind::Tenant, tenant.id);
-            output(db.json, json!({"id": id, "name": tenant.name}), format!("created tenant {} ({id})", tenant.name));
+            output(
+                db.json,
+                json!({"id": id, "name": tenant.name}),
+                format!("created tenant {} ({id})", tenant.name),
+            );
             Ok(())
         }
         Command::Keys(KeysCommand::Create { tenant, label, db }) => {
@@ -125,12 +139,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(KeysCommand::Revoke { id, db }) => {
-            let uuid = ids::decode(ids::Kind::Key, &id)
-                .ok_or_else(|| anyhow::anyhow!("{id:?} is not a key id (they look like key_<32 hex>)"))?;
+            let uuid = ids::decode(ids::Kind::Key, &id).ok_or_else(|| {
+                anyhow::anyhow!("{id:?} is not a key id (they look like key_<32 hex>)")
+            })?;
             let pool = connect(&db).await?;
-            let row = storage::keys::revoke(&pool, uuid).await?.ok_or_else(|| anyhow::anyhow!("no key {id}"))?;
+            let row = storage::keys::revoke(&pool, uuid)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no key {id}"))?;
             let at = row.revoked_at.map(|t| t.to_rfc3339()).unwrap_or_default();
-            output(db.json, json!({"id": id, "revoked_at": at}), format!("revoked key {id} at {at}"));
+            output(
+                db.json,
+                json!({"id": id, "revoked_at": at}),
+                format!("revoked key {id} at {at}"),
+            );
             Ok(())
         }
         Command::Keys(KeysCommand::List { tenant, db }) => {
@@ -153,21 +174,47 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .collect();
             let text = rows
                 .iter()
-                .map(|r| format!("{}  {}…  {}  {}", r["id"].as_str().unwrap_or(""), r["prefix"].as_str().unwrap_or(""), r["created_at"].as_str().unwrap_or(""), r["revoked_at"].as_str().map(|t| format!("revoked {t}")).unwrap_or_else(|| "active".into())))
+                .map(|r| {
+                    format!(
+                        "{}  {}…  {}  {}",
+                        r["id"].as_str().unwrap_or(""),
+                        r["prefix"].as_str().unwrap_or(""),
+                        r["created_at"].as_str().unwrap_or(""),
+                        r["revoked_at"]
+                            .as_str()
+                            .map(|t| format!("revoked {t}"))
+                            .unwrap_or_else(|| "active".into())
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\n");
-            output(db.json, json!({"tenant": t.name, "keys": rows}), if text.is_empty() { "no keys".into() } else { text });
+            output(
+                db.json,
+                json!({"tenant": t.name, "keys": rows}),
+                if text.is_empty() {
+                    "no keys".into()
+                } else {
+                    text
+                },
+            );
             Ok(())
         }
-        Command::FalSim(args) => crate::simulator::cli::run_standalone(args).await,
+        Command::FalSim(args) => crate::simulator::run_standalone(args).await,
     }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::from_raw(&args.settings, Mode::Serve)?;
     telemetry::init(settings.log_format);
-    let url = settings.database_url.as_ref().expect("required in serve mode").expose_secret().to_owned();
-    let pool = storage::connect(&url, settings.db_pool_size).await.map_err(db_error)?;
+    let url = settings
+        .database_url
+        .as_ref()
+        .expect("required in serve mode")
+        .expose_secret()
+        .to_owned();
+    let pool = storage::connect(&url, settings.db_pool_size)
+        .await
+        .map_err(db_error)?;
     storage::MIGRATOR.run(&pool).await?;
     let drain = settings.shutdown_drain;
     let app = startup::Application::build(settings, pool, Metrics::new())?;
@@ -180,17 +227,27 @@ async fn connect(db: &DbArgs) -> anyhow::Result<sqlx::PgPool> {
         .database_url
         .as_deref()
         .filter(|u| !u.trim().is_empty())
-        .ok_or_else(|| anyhow::anyhow!("DATABASE_URL is required but not set (or pass --database-url)"))?;
+        .ok_or_else(|| {
+            anyhow::anyhow!("DATABASE_URL is required but not set (or pass --database-url)")
+        })?;
     storage::connect(url, 2).await.map_err(db_error)
 }
 
 /// Database errors worded for an operator, without echoing the URL (it may hold a password).
 pub fn db_error(e: sqlx::Error) -> anyhow::Error {
     match e {
-        sqlx::Error::Configuration(c) => anyhow::anyhow!("DATABASE_URL is not a usable Postgres URL: {c}"),
-        sqlx::Error::Io(io) => anyhow::anyhow!("cannot reach the database given by DATABASE_URL: {io}"),
-        sqlx::Error::PoolTimedOut => anyhow::anyhow!("timed out connecting to the database given by DATABASE_URL"),
-        sqlx::Error::Database(d) => anyhow::anyhow!("the database refused the connection: {}", d.message()),
+        sqlx::Error::Configuration(c) => {
+            anyhow::anyhow!("DATABASE_URL is not a usable Postgres URL: {c}")
+        }
+        sqlx::Error::Io(io) => {
+            anyhow::anyhow!("cannot reach the database given by DATABASE_URL: {io}")
+        }
+        sqlx::Error::PoolTimedOut => {
+            anyhow::anyhow!("timed out connecting to the database given by DATABASE_URL")
+        }
+        sqlx::Error::Database(d) => {
+            anyhow::anyhow!("the database refused the connection: {}", d.message())
+        }
         other => anyhow::anyhow!("database error: {other}"),
     }
 }

@@ -139,12 +139,26 @@ impl Settings {
             }
         });
         let port = p.parse("PORT", &raw.port, Some(8080u16), |v| {
-            v.parse::<u16>().ok().filter(|p| *p != 0).ok_or("must be a port number 1-65535".into())
+            v.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or("must be a port number 1-65535".into())
         });
-        let bind = p.parse("FLUXGATE_BIND", &raw.bind, Some(IpAddr::from([0, 0, 0, 0])), |v| {
-            v.parse::<IpAddr>().map_err(|_| "must be an IP address such as 0.0.0.0 or ::".into())
-        });
-        let public_url = p.parse_opt("FLUXGATE_PUBLIC_URL", &raw.public_url, serve, parse_http_url);
+        let bind = p.parse(
+            "FLUXGATE_BIND",
+            &raw.bind,
+            Some(IpAddr::from([0, 0, 0, 0])),
+            |v| {
+                v.parse::<IpAddr>()
+                    .map_err(|_| "must be an IP address such as 0.0.0.0 or ::".into())
+            },
+        );
+        let public_url = p.parse_opt(
+            "FLUXGATE_PUBLIC_URL",
+            &raw.public_url,
+            serve,
+            parse_http_url,
+        );
         let fal_queue_url = p.parse(
             "FLUXGATE_FAL_QUEUE_URL",
             &raw.fal_queue_url,
@@ -157,12 +171,24 @@ impl Settings {
             Url::parse(DEFAULT_FAL_JWKS_URL).ok(),
             parse_http_url,
         );
-        let allow_http_targets =
-            p.parse("FLUXGATE_ALLOW_HTTP_TARGETS", &raw.allow_http_targets, Some(!serve), parse_bool);
-        let allowed_target_cidrs =
-            p.parse("FLUXGATE_ALLOWED_TARGET_CIDRS", &raw.allowed_target_cidrs, Some(Vec::new()), |v| {
-                v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Cidr::parse).collect()
-            });
+        let allow_http_targets = p.parse(
+            "FLUXGATE_ALLOW_HTTP_TARGETS",
+            &raw.allow_http_targets,
+            Some(!serve),
+            parse_bool,
+        );
+        let allowed_target_cidrs = p.parse(
+            "FLUXGATE_ALLOWED_TARGET_CIDRS",
+            &raw.allowed_target_cidrs,
+            Some(Vec::new()),
+            |v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(Cidr::parse)
+                    .collect()
+            },
+        );
         let storage = match raw.storage.as_deref().map(str::trim) {
             Some(s) if !s.is_empty() => Some(s.to_owned()),
             _ => None,
@@ -170,39 +196,68 @@ impl Settings {
         let log_format = p.parse(
             "FLUXGATE_LOG_FORMAT",
             &raw.log_format,
-            Some(if serve { LogFormat::Json } else { LogFormat::Pretty }),
+            Some(if serve {
+                LogFormat::Json
+            } else {
+                LogFormat::Pretty
+            }),
             |v| match v {
                 "json" => Ok(LogFormat::Json),
                 "pretty" => Ok(LogFormat::Pretty),
                 _ => Err("must be `json` or `pretty`".into()),
             },
         );
-        let max_body_bytes =
-            p.parse("FLUXGATE_MAX_BODY_BYTES", &raw.max_body_bytes, Some(1 << 20), |v| bounded(v, 1024, 64 << 20));
+        let max_body_bytes = p.parse(
+            "FLUXGATE_MAX_BODY_BYTES",
+            &raw.max_body_bytes,
+            Some(1 << 20),
+            |v| bounded(v, 1024, 64 << 20),
+        );
         let max_callback_bytes = p.parse(
             "FLUXGATE_MAX_CALLBACK_BYTES",
             &raw.max_callback_bytes,
             Some(64 << 20),
             |v| bounded(v, 1024, 1 << 30),
         );
-        let db_pool_size =
-            p.parse("FLUXGATE_DB_POOL_SIZE", &raw.db_pool_size, Some(20), |v| bounded(v, 2, 1000));
-        let drain = p.parse("FLUXGATE_SHUTDOWN_DRAIN_SECS", &raw.shutdown_drain_secs, Some(20), |v| {
-            bounded(v, 0, 3600)
+        let db_pool_size = p.parse("FLUXGATE_DB_POOL_SIZE", &raw.db_pool_size, Some(20), |v| {
+            bounded(v, 2, 1000)
         });
-        let fal_timeout = p.parse("FLUXGATE_FAL_TIMEOUT_SECS", &raw.fal_timeout_secs, Some(60), |v| bounded(v, 1, 600));
-        let fal_retry_base =
-            p.parse("FLUXGATE_FAL_RETRY_BASE_MS", &raw.fal_retry_base_ms, Some(1000), |v| bounded(v, 1, 60_000));
+        let drain = p.parse(
+            "FLUXGATE_SHUTDOWN_DRAIN_SECS",
+            &raw.shutdown_drain_secs,
+            Some(20),
+            |v| bounded(v, 0, 3600),
+        );
+        let fal_timeout = p.parse(
+            "FLUXGATE_FAL_TIMEOUT_SECS",
+            &raw.fal_timeout_secs,
+            Some(60),
+            |v| bounded(v, 1, 600),
+        );
+        let fal_retry_base = p.parse(
+            "FLUXGATE_FAL_RETRY_BASE_MS",
+            &raw.fal_retry_base_ms,
+            Some(1000),
+            |v| bounded(v, 1, 60_000),
+        );
         let fal_rate_limit_budget = p.parse(
             "FLUXGATE_FAL_RATE_LIMIT_BUDGET_SECS",
             &raw.fal_rate_limit_budget_secs,
             Some(300),
             |v| bounded(v, 0, 86_400),
         );
-        let submit_concurrency =
-            p.parse("FLUXGATE_SUBMIT_CONCURRENCY", &raw.submit_concurrency, Some(32), |v| bounded(v, 1, 1024));
-        let reconcile_after =
-            p.parse("FLUXGATE_RECONCILE_AFTER_SECS", &raw.reconcile_after_secs, Some(300), |v| bounded(v, 1, 86_400));
+        let submit_concurrency = p.parse(
+            "FLUXGATE_SUBMIT_CONCURRENCY",
+            &raw.submit_concurrency,
+            Some(32),
+            |v| bounded(v, 1, 1024),
+        );
+        let reconcile_after = p.parse(
+            "FLUXGATE_RECONCILE_AFTER_SECS",
+            &raw.reconcile_after_secs,
+            Some(300),
+            |v| bounded(v, 1, 86_400),
+        );
         let reconcile_interval = p.parse(
             "FLUXGATE_RECONCILE_INTERVAL_SECS",
             &raw.reconcile_interval_secs,
@@ -282,7 +337,8 @@ impl Parser {
     ) -> Option<T> {
         let value = self.parse(name, raw, None, f);
         if value.is_none() && required && raw.as_deref().map_or(true, |v| v.trim().is_empty()) {
-            self.problems.push(format!("{name} is required but not set"));
+            self.problems
+                .push(format!("{name} is required but not set"));
         }
         value
     }
@@ -299,13 +355,15 @@ impl Parser {
             Some(v) if !v.is_empty() => match check(v) {
                 Ok(()) => Some(SecretString::from(v.to_owned())),
                 Err(why) => {
-                    self.problems.push(format!("{name} {why} (value not shown)"));
+                    self.problems
+                        .push(format!("{name} {why} (value not shown)"));
                     None
                 }
             },
             _ => {
                 if required {
-                    self.problems.push(format!("{name} is required but not set"));
+                    self.problems
+                        .push(format!("{name} is required but not set"));
                 }
                 None
             }
@@ -349,11 +407,17 @@ impl Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = addr.parse().map_err(|_| format!("contains {s:?}, which is not a CIDR"))?;
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("contains {s:?}, which is not a CIDR"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or(format!("contains {s:?}, whose prefix is not 0-{max}"))?,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or(format!("contains {s:?}, whose prefix is not 0-{max}"))?,
         };
         Ok(Cidr { addr, prefix })
     }
@@ -361,11 +425,15 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -396,7 +464,9 @@ mod tests {
 
     #[test]
     fn serve_without_required_settings_names_each_one() {
-        let err = Settings::from_raw(&RawSettings::default(), Mode::Serve).unwrap_err().to_string();
+        let err = Settings::from_raw(&RawSettings::default(), Mode::Serve)
+            .unwrap_err()
+            .to_string();
         for name in ["DATABASE_URL", "FAL_KEY", "FLUXGATE_PUBLIC_URL"] {
             assert!(err.contains(name), "{err}");
         }
@@ -417,7 +487,10 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.0.len(), 5, "{err}");
         let text = err.to_string();
-        assert!(!text.contains("hunter2") && !text.contains("sekrit"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("sekrit"),
+            "{text}"
+        );
         assert!(text.contains("PORT: \"http\""), "{text}");
     }
 
@@ -433,7 +506,10 @@ mod tests {
         )
         .unwrap();
         let debug = format!("{s:?}");
-        assert!(!debug.contains("hunter2") && !debug.contains("sekrit"), "{debug}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("sekrit"),
+            "{debug}"
+        );
         assert_eq!(s.port, 8080);
         assert!(!s.allow_http_targets);
         assert_eq!(s.log_format, LogFormat::Json);
@@ -441,12 +517,17 @@ mod tests {
 
     #[test]
     fn cidrs_parse_and_match() {
-        let s = Settings::from_raw(&raw(&[("FLUXGATE_ALLOWED_TARGET_CIDRS", "127.0.0.0/8, ::1")]), Mode::Dev)
-            .unwrap();
+        let s = Settings::from_raw(
+            &raw(&[("FLUXGATE_ALLOWED_TARGET_CIDRS", "127.0.0.0/8, ::1")]),
+            Mode::Dev,
+        )
+        .unwrap();
         assert!(s.allowed_target_cidrs[0].contains("127.1.2.3".parse().unwrap()));
         assert!(!s.allowed_target_cidrs[0].contains("10.0.0.1".parse().unwrap()));
         assert!(s.allowed_target_cidrs[1].contains("::1".parse().unwrap()));
         assert!(Cidr::parse("10.0.0.0/33").is_err());
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
     }
 }

@@ -48,7 +48,12 @@ struct Problem<'a> {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             code,
@@ -60,7 +65,12 @@ impl ApiError {
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Unauthorized",
+            detail,
+        )
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
@@ -68,7 +78,12 @@ impl ApiError {
     }
 
     pub fn method_not_allowed(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method Not Allowed", detail)
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "Method Not Allowed",
+            detail,
+        )
     }
 
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
@@ -86,12 +101,20 @@ impl ApiError {
             many => format!(
                 "{} fields are invalid: {}",
                 many.len(),
-                many.iter().map(|e| e.field.as_str()).collect::<Vec<_>>().join(", ")
+                many.iter()
+                    .map(|e| e.field.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
         Self {
             errors,
-            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "Validation Failed", detail)
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "Validation Failed",
+                detail,
+            )
         }
     }
 
@@ -105,7 +128,12 @@ impl ApiError {
     }
 
     pub fn unavailable(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, "Service Unavailable", detail)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code,
+            "Service Unavailable",
+            detail,
+        )
     }
 
     /// An unexpected failure: the cause is logged with the request's span, the client sees only
@@ -121,14 +149,22 @@ impl ApiError {
     }
 
     pub fn with_extra(mut self, key: &str, value: serde_json::Value) -> Self {
-        self.extra.get_or_insert_with(Default::default).insert(key.to_owned(), value);
+        self.extra
+            .get_or_insert_with(Default::default)
+            .insert(key.to_owned(), value);
         self
     }
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.status.as_u16(), self.code, self.detail)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.status.as_u16(),
+            self.code,
+            self.detail
+        )
     }
 }
 
@@ -139,7 +175,10 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let body = Problem {
-            kind: format!("https://fluxgate.dev/problems/{}", self.code.replace('_', "-")),
+            kind: format!(
+                "https://fluxgate.dev/problems/{}",
+                self.code.replace('_', "-")
+            ),
             title: self.title,
             status: self.status.as_u16(),
             detail: &self.detail,
@@ -158,7 +197,10 @@ impl From<sqlx::Error> for ApiError {
         match &e {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 tracing::error!(error = %e, "database unavailable");
-                Self::unavailable("database_unavailable", "the database is unavailable; retry shortly")
+                Self::unavailable(
+                    "database_unavailable",
+                    "the database is unavailable; retry shortly",
+                )
             }
             _ => Self::internal(e),
         }

@@ -2,7 +2,9 @@
 //! bounded: route patterns, not paths; status codes; closed enums of outcomes.
 use std::time::Duration;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -18,37 +20,60 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let http_duration = HistogramVec::new(
-            HistogramOpts::new("fluxgate_http_request_duration_seconds", "HTTP request latency by route and status")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            HistogramOpts::new(
+                "fluxgate_http_request_duration_seconds",
+                "HTTP request latency by route and status",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
             &["method", "route", "status"],
         )
         .expect("valid metric");
         let fal_verifications = IntCounterVec::new(
-            Opts::new("fluxgate_fal_callback_verifications_total", "fal callback signature checks by outcome"),
+            Opts::new(
+                "fluxgate_fal_callback_verifications_total",
+                "fal callback signature checks by outcome",
+            ),
             &["outcome"],
         )
         .expect("valid metric");
         let fal_requests = IntCounterVec::new(
-            Opts::new("fluxgate_fal_requests_total", "HTTP calls to fal by operation and outcome class"),
+            Opts::new(
+                "fluxgate_fal_requests_total",
+                "HTTP calls to fal by operation and outcome class",
+            ),
             &["operation", "outcome"],
         )
         .expect("valid metric");
         let fal_duration = HistogramVec::new(
-            HistogramOpts::new("fluxgate_fal_request_duration_seconds", "Latency of HTTP calls to fal")
-                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+            HistogramOpts::new(
+                "fluxgate_fal_request_duration_seconds",
+                "Latency of HTTP calls to fal",
+            )
+            .buckets(vec![
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
             &["operation"],
         )
         .expect("valid metric");
         let callbacks = IntCounterVec::new(
-            Opts::new("fluxgate_fal_callbacks_total", "fal results processed, by source and outcome"),
+            Opts::new(
+                "fluxgate_fal_callbacks_total",
+                "fal results processed, by source and outcome",
+            ),
             &["source", "outcome"],
         )
         .expect("valid metric");
         for m in [&http_duration, &fal_duration] {
-            registry.register(Box::new(m.clone())).expect("unique metric");
+            registry
+                .register(Box::new(m.clone()))
+                .expect("unique metric");
         }
         for m in [&fal_verifications, &fal_requests, &callbacks] {
-            registry.register(Box::new(m.clone())).expect("unique metric");
+            registry
+                .register(Box::new(m.clone()))
+                .expect("unique metric");
         }
         Metrics {
             registry,

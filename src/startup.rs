@@ -53,11 +53,20 @@ pub struct Application {
 
 impl Application {
     /// Binds the listener and builds the server; nothing runs until `run_until_stopped`.
-    pub fn build(settings: Settings, pool: PgPool, metrics: Metrics) -> anyhow::Result<Application> {
+    pub fn build(
+        settings: Settings,
+        pool: PgPool,
+        metrics: Metrics,
+    ) -> anyhow::Result<Application> {
         Self::build_with(settings, pool, metrics, Workers::ALL)
     }
 
-    pub fn build_with(settings: Settings, pool: PgPool, metrics: Metrics, workers: Workers) -> anyhow::Result<Application> {
+    pub fn build_with(
+        settings: Settings,
+        pool: PgPool,
+        metrics: Metrics,
+        workers: Workers,
+    ) -> anyhow::Result<Application> {
         let addr = std::net::SocketAddr::new(settings.bind, settings.port);
         let listener = TcpListener::bind(addr).map_err(|e| match e.kind() {
             std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
@@ -74,7 +83,11 @@ impl Application {
             .user_agent(concat!("fluxgate/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("building the HTTP client")?;
-        let verifier = FalVerifier::new(settings.fal_jwks_url.clone(), http.clone(), Arc::new(SystemClock));
+        let verifier = FalVerifier::new(
+            settings.fal_jwks_url.clone(),
+            http.clone(),
+            Arc::new(SystemClock),
+        );
         let pipeline = Pipeline::new(pool.clone(), settings.clone(), metrics.clone(), http, port);
         let state = web::Data::new(AppState {
             pool,
@@ -159,15 +172,21 @@ async fn listen(p: Pipeline, stop: CancellationToken) {
                 tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(Duration::from_secs(1)) => continue }
             }
         };
-        if let Err(e) = listener.listen_all([pipeline::SUBMIT_CHANNEL, storage::events::CHANNEL]).await {
+        if let Err(e) = listener
+            .listen_all([pipeline::SUBMIT_CHANNEL, storage::events::CHANNEL])
+            .await
+        {
             tracing::warn!(error = %e, "LISTEN failed; retrying");
             continue;
         }
         p.submit_wake.notify_one();
         loop {
-            let next = tokio::select! { _ = stop.cancelled() => return, n = listener.try_recv() => n };
+            let next =
+                tokio::select! { _ = stop.cancelled() => return, n = listener.try_recv() => n };
             match next {
-                Ok(Some(n)) if n.channel() == pipeline::SUBMIT_CHANNEL => p.submit_wake.notify_one(),
+                Ok(Some(n)) if n.channel() == pipeline::SUBMIT_CHANNEL => {
+                    p.submit_wake.notify_one()
+                }
                 Ok(Some(_)) => {}
                 Ok(None) => {
                     tracing::warn!("LISTEN connection lost; reconnected, re-reading state");
@@ -203,7 +222,10 @@ pub async fn serve_until_signal(app: Application, drain: Duration) -> anyhow::Re
     let handle = app.handle();
     let server = tokio::spawn(app.run_until_stopped());
     shutdown_signal().await;
-    tracing::info!(drain_secs = drain.as_secs(), "shutting down: no new connections, draining in-flight work");
+    tracing::info!(
+        drain_secs = drain.as_secs(),
+        "shutting down: no new connections, draining in-flight work"
+    );
     handle.stop(true).await;
     server.await.context("server task")?.context("server")?;
     tracing::info!("stopped cleanly");

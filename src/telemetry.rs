@@ -18,11 +18,16 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Installs the global subscriber once; later calls (tests) are ignored.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,actix_server=warn,reqwest=warn,hyper=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,sqlx=warn,actix_server=warn,reqwest=warn,hyper=warn")
+    });
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
         LogFormat::Pretty => builder.compact().with_target(false).try_init(),
     };
 }
@@ -57,10 +62,14 @@ pub async fn request_context(
         Ok(res) => res,
         Err(e) => return Err(e),
     };
-    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     let status = res.status().as_u16();
     if let Ok(v) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
+        res.headers_mut()
+            .insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
     }
     if let Some(m) = metrics {
         m.observe_http(&method, &route, status, elapsed);
@@ -68,7 +77,11 @@ pub async fn request_context(
     span.record("route", route.as_str());
     let _enter = span.enter();
     if route != "/metrics" && route != "/healthz" && route != "/readyz" {
-        tracing::info!(status, duration_ms = elapsed.as_secs_f64() * 1000.0, "http request");
+        tracing::info!(
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "http request"
+        );
     }
     Ok(res)
 }

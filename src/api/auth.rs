@@ -48,8 +48,10 @@ pub async fn require_api_key<B: MessageBody + 'static>(
         Err(err) => {
             let mut res = err.error_response();
             if err.status == actix_web::http::StatusCode::UNAUTHORIZED {
-                res.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+                res.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
             }
             Ok(req.into_response(res).map_into_right_body())
         }
@@ -66,11 +68,23 @@ async fn authenticate(req: &ServiceRequest) -> Result<Caller, ApiError> {
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
-        .ok_or_else(|| code("malformed_api_key", "the Authorization header must be `Bearer <api key>`"))?;
-    let key = PresentedKey::parse(token)
-        .ok_or_else(|| code("malformed_api_key", "the API key is malformed: fluxgate keys look like fg_<12 chars>_<40 chars>"))?;
+        .ok_or_else(|| {
+            code(
+                "malformed_api_key",
+                "the Authorization header must be `Bearer <api key>`",
+            )
+        })?;
+    let key = PresentedKey::parse(token).ok_or_else(|| {
+        code(
+            "malformed_api_key",
+            "the API key is malformed: fluxgate keys look like fg_<12 chars>_<40 chars>",
+        )
+    })?;
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal("AppState missing from the app"))?;
@@ -89,11 +103,16 @@ async fn authenticate(req: &ServiceRequest) -> Result<Caller, ApiError> {
             tenant_name: c.tenant_name,
             key_id: c.id,
         }),
-        Some(c) if matches && c.revoked => Err(code("revoked_api_key", "this API key has been revoked")),
+        Some(c) if matches && c.revoked => {
+            Err(code("revoked_api_key", "this API key has been revoked"))
+        }
         _ => Err(code("invalid_api_key", "unknown API key")),
     }
 }
 
 fn code(code: &'static str, detail: &str) -> ApiError {
-    ApiError { code, ..ApiError::unauthorized(detail) }
+    ApiError {
+        code,
+        ..ApiError::unauthorized(detail)
+    }
 }

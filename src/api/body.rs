@@ -7,7 +7,11 @@ use futures_util::StreamExt;
 use crate::error::ApiError;
 
 /// Reads the raw body up to `limit` bytes (checking `Content-Length` first, then as it streams).
-pub async fn read_limited(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Bytes, ApiError> {
+pub async fn read_limited(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     let declared = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
@@ -18,7 +22,12 @@ pub async fn read_limited(req: &HttpRequest, mut payload: web::Payload, limit: u
     }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request("unreadable_body", format!("could not read the request body: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(
+                "unreadable_body",
+                format!("could not read the request body: {e}"),
+            )
+        })?;
         if buf.len() + chunk.len() > limit {
             return Err(ApiError::payload_too_large(limit));
         }
@@ -28,17 +37,28 @@ pub async fn read_limited(req: &HttpRequest, mut payload: web::Payload, limit: u
 }
 
 /// Parses a JSON object body, naming the position of a syntax error.
-pub fn parse_json_object(bytes: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+pub fn parse_json_object(
+    bytes: &[u8],
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("invalid_json", "the request body is empty; send a JSON object"));
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "the request body is empty; send a JSON object",
+        ));
     }
     match serde_json::from_slice::<serde_json::Value>(bytes) {
         Ok(serde_json::Value::Object(map)) => Ok(map),
         Ok(other) => Err(ApiError::bad_request(
             "invalid_json",
-            format!("the request body must be a JSON object, not {}", json_kind(&other)),
+            format!(
+                "the request body must be a JSON object, not {}",
+                json_kind(&other)
+            ),
         )),
-        Err(e) => Err(ApiError::bad_request("invalid_json", format!("the request body is not valid JSON: {e}"))),
+        Err(e) => Err(ApiError::bad_request(
+            "invalid_json",
+            format!("the request body is not valid JSON: {e}"),
+        )),
     }
 }
 

@@ -27,11 +27,17 @@ pub async fn receive(
         Err(e) => Err(e),
     };
     if let Err(e) = verified {
-        metrics.fal_verifications.with_label_values(&[e.outcome_label()]).inc();
+        metrics
+            .fal_verifications
+            .with_label_values(&[e.outcome_label()])
+            .inc();
         tracing::warn!(reason = %e, "fal callback refused");
         // A JWKS we cannot fetch is our problem, not a forgery: 503 makes fal redeliver later.
         return Err(if e.is_transient() {
-            ApiError::unavailable("jwks_unavailable", format!("cannot verify fal's signature right now: {e}"))
+            ApiError::unavailable(
+                "jwks_unavailable",
+                format!("cannot verify fal's signature right now: {e}"),
+            )
         } else {
             ApiError::new(
                 actix_web::http::StatusCode::UNAUTHORIZED,
@@ -41,26 +47,50 @@ pub async fn receive(
             )
         });
     }
-    metrics.fal_verifications.with_label_values(&["valid"]).inc();
-    let generation_id = ids::decode(ids::Kind::Generation, &path).ok_or_else(|| ApiError::not_found(format!("no generation {}", path.as_str())))?;
-    let value: serde_json::Value = serde_json::from_slice(&raw)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("the callback body is not valid JSON: {e}")))?;
-    let result: FalResult = serde_json::from_value(value.clone())
-        .map_err(|e| ApiError::bad_request("invalid_callback", format!("the callback body is not a fal webhook: {e}")))?;
+    metrics
+        .fal_verifications
+        .with_label_values(&["valid"])
+        .inc();
+    let generation_id = ids::decode(ids::Kind::Generation, &path)
+        .ok_or_else(|| ApiError::not_found(format!("no generation {}", path.as_str())))?;
+    let value: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("the callback body is not valid JSON: {e}"),
+        )
+    })?;
+    let result: FalResult = serde_json::from_value(value.clone()).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_callback",
+            format!("the callback body is not a fal webhook: {e}"),
+        )
+    })?;
     let span = tracing::info_span!("fal_callback", generation = %path.as_str(), fal_request_id = %result.request_id, fal_status = %result.status);
     let _enter = span.enter();
     match callbacks::apply(&state.pool, generation_id, &result, &value, "webhook").await {
         Ok(applied) => {
-            metrics.callbacks.with_label_values(&["webhook", applied.label()]).inc();
+            metrics
+                .callbacks
+                .with_label_values(&["webhook", applied.label()])
+                .inc();
             tracing::info!(outcome = applied.label(), "fal callback processed");
             Ok(HttpResponse::Ok().json(json!({"received": true, "outcome": applied.label()})))
         }
         Err(ApplyError::UnknownGeneration) => {
-            metrics.callbacks.with_label_values(&["webhook", "unknown_generation"]).inc();
-            Err(ApiError::not_found(format!("no generation {}", path.as_str())))
+            metrics
+                .callbacks
+                .with_label_values(&["webhook", "unknown_generation"])
+                .inc();
+            Err(ApiError::not_found(format!(
+                "no generation {}",
+                path.as_str()
+            )))
         }
         Err(e @ ApplyError::Contradiction { .. }) => {
-            metrics.callbacks.with_label_values(&["webhook", "contradiction"]).inc();
+            metrics
+                .callbacks
+                .with_label_values(&["webhook", "contradiction"])
+                .inc();
             Err(ApiError::conflict("request_id_mismatch", e.to_string()))
         }
         Err(ApplyError::Db(e)) => Err(e.into()),

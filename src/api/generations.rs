@@ -14,38 +14,67 @@ use crate::{
     fal::client::CancelOutcome,
     pipeline::SUBMIT_CHANNEL,
     startup::AppState,
-    storage::{self, generations::usd},
+    storage::{
+        self,
+        generations::{usd, Finish},
+    },
 };
 
-pub async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     submit(req, payload, state, caller, Endpoint::TextToImage).await
 }
 
-pub async fn create_edit(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn create_edit(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     submit(req, payload, state, caller, Endpoint::Edit).await
 }
 
-async fn parse(req: &HttpRequest, payload: web::Payload, state: &AppState, endpoint: Endpoint) -> Result<GenerationRequest, ApiError> {
+async fn parse(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    endpoint: Endpoint,
+) -> Result<GenerationRequest, ApiError> {
     let bytes = body::read_limited(req, payload, state.settings.max_body_bytes).await?;
     let object = body::parse_json_object(&bytes)?;
-    GenerationRequest::parse(object, endpoint, state.settings.allow_http_targets).map_err(ApiError::validation)
+    GenerationRequest::parse(object, endpoint, state.settings.allow_http_targets)
+        .map_err(ApiError::validation)
 }
 
-async fn submit(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>, caller: Caller, endpoint: Endpoint) -> Result<HttpResponse, ApiError> {
+async fn submit(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    caller: Caller,
+    endpoint: Endpoint,
+) -> Result<HttpResponse, ApiError> {
     let request = parse(&req, payload, &state, endpoint).await?;
     let seed = match request.seed_from {
         Some(source) => Some(seed_from(&state, &caller, source).await?),
         None => request.input.seed.map(|s| s as i64),
     };
     let mut tx = state.pool.begin().await?;
-    let generation = storage::generations::insert(&mut *tx, caller.tenant_id, &request, seed).await?;
+    let generation =
+        storage::generations::insert(&mut *tx, caller.tenant_id, &request, seed).await?;
     storage::events::notify(&mut *tx, SUBMIT_CHANNEL, "").await?;
     tx.commit().await?;
     // Wake this instance's worker without waiting for the NOTIFY round trip.
     state.pipeline.submit_wake.notify_one();
     tracing::info!(generation = %generation.public_id(), model = %generation.model, cost_micros = generation.estimated_cost_micros, "generation accepted");
     Ok(HttpResponse::Accepted()
-        .insert_header(("Location", format!("/v1/generations/{}", generation.public_id())))
+        .insert_header((
+            "Location",
+            format!("/v1/generations/{}", generation.public_id()),
+        ))
         .json(generation.to_json()))
 }
 
@@ -63,11 +92,20 @@ async fn seed_from(state: &AppState, caller: &Caller, source: uuid::Uuid) -> Res
 }
 
 /// `POST /v1/estimates`: the price of a body, nothing stored or sent.
-pub async fn estimate(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>, _caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn estimate(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    _caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     let bytes = body::read_limited(&req, payload, state.settings.max_body_bytes).await?;
     let mut object = body::parse_json_object(&bytes)?;
     // Estimates accept both kinds of body: `image_urls` implies an edit.
-    let endpoint = if object.contains_key("image_urls") { Endpoint::Edit } else { Endpoint::TextToImage };
+    let endpoint = if object.contains_key("image_urls") {
+        Endpoint::Edit
+    } else {
+        Endpoint::TextToImage
+    };
     object.remove("seed_from");
     let request = GenerationRequest::parse(object, endpoint, true).map_err(ApiError::validation)?;
     let micros = request.estimated_cost_micros();
@@ -83,13 +121,22 @@ pub async fn estimate(req: HttpRequest, payload: web::Payload, state: web::Data<
     })))
 }
 
-pub async fn get(path: web::Path<String>, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     let g = find(&state, &caller, &path).await?;
     Ok(HttpResponse::Ok().json(g.to_json()))
 }
 
-async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<storage::generations::Generation, ApiError> {
-    let uuid = ids::decode(ids::Kind::Generation, id).ok_or_else(|| ApiError::not_found(format!("no generation {id}")))?;
+async fn find(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<storage::generations::Generation, ApiError> {
+    let uuid = ids::decode(ids::Kind::Generation, id)
+        .ok_or_else(|| ApiError::not_found(format!("no generation {id}")))?;
     storage::generations::get(&state.pool, caller.tenant_id, uuid)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no generation {id}")))
@@ -103,12 +150,19 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-pub async fn list(query: web::Query<ListQuery>, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     let mut errors = Vec::new();
     let status = query.status.as_deref().filter(|s| !s.is_empty());
     if let Some(s) = status {
         if !["accepted", "queued", "completed", "failed", "cancelled"].contains(&s) {
-            errors.push(FieldError::new("status", "must be one of accepted, queued, completed, failed, cancelled"));
+            errors.push(FieldError::new(
+                "status",
+                "must be one of accepted, queued, completed, failed, cancelled",
+            ));
         }
     }
     let limit = match query.limit.as_deref() {
@@ -116,7 +170,10 @@ pub async fn list(query: web::Query<ListQuery>, state: web::Data<AppState>, call
         Some(l) => match l.parse::<i64>() {
             Ok(n) if (1..=100).contains(&n) => n,
             _ => {
-                errors.push(FieldError::new("limit", "must be a whole number from 1 to 100"));
+                errors.push(FieldError::new(
+                    "limit",
+                    "must be a whole number from 1 to 100",
+                ));
                 20
             }
         },
@@ -126,7 +183,10 @@ pub async fn list(query: web::Query<ListQuery>, state: web::Data<AppState>, call
         Some(c) => match ids::decode(ids::Kind::Generation, c) {
             Some(id) => Some(id),
             None => {
-                errors.push(FieldError::new("cursor", "must be the next_cursor of a previous page"));
+                errors.push(FieldError::new(
+                    "cursor",
+                    "must be the next_cursor of a previous page",
+                ));
                 None
             }
         },
@@ -134,10 +194,22 @@ pub async fn list(query: web::Query<ListQuery>, state: web::Data<AppState>, call
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let rows = storage::generations::list(&state.pool, caller.tenant_id, status, query.end_user.as_deref(), cursor, limit + 1).await?;
+    let rows = storage::generations::list(
+        &state.pool,
+        caller.tenant_id,
+        status,
+        query.end_user.as_deref(),
+        cursor,
+        limit + 1,
+    )
+    .await?;
     let has_more = rows.len() as i64 > limit;
     let page: Vec<_> = rows.iter().take(limit as usize).collect();
-    let next = if has_more { page.last().map(|g| g.public_id()) } else { None };
+    let next = if has_more {
+        page.last().map(|g| g.public_id())
+    } else {
+        None
+    };
     Ok(HttpResponse::Ok().json(json!({
         "object": "list",
         "data": page.iter().map(|g| g.to_json()).collect::<Vec<_>>(),
@@ -148,10 +220,17 @@ pub async fn list(query: web::Query<ListQuery>, state: web::Data<AppState>, call
 
 /// Cancels at fal when submitted (PUT cancel_url), locally when not yet submitted. The answer
 /// says which happened; no transaction is held across the call to fal.
-pub async fn cancel(path: web::Path<String>, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn cancel(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     let g = find(&state, &caller, &path).await?;
     if g.is_terminal() {
-        return Err(ApiError::conflict("not_cancellable", format!("generation {} is already {}", g.public_id(), g.status)));
+        return Err(ApiError::conflict(
+            "not_cancellable",
+            format!("generation {} is already {}", g.public_id(), g.status),
+        ));
     }
     storage::generations::mark_cancel_requested(&state.pool, g.id).await?;
     let outcome = match (g.status.as_str(), g.cancel_url.as_deref()) {
@@ -166,23 +245,47 @@ pub async fn cancel(path: web::Path<String>, state: web::Data<AppState>, caller:
                 .with_extra("generation", g.to_json()));
             }
             Err(e) => {
-                return Err(ApiError::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", "Bad Gateway", format!("could not reach fal to cancel: {e}")));
+                return Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_unavailable",
+                    "Bad Gateway",
+                    format!("could not reach fal to cancel: {e}"),
+                ));
             }
         },
         _ => "cancelled_locally",
     };
-    let error = json!({"code": "cancelled", "message": "cancelled by the caller", "cancellation": outcome});
+    let error =
+        json!({"code": "cancelled", "message": "cancelled by the caller", "cancellation": outcome});
     let mut tx = state.pool.begin().await?;
-    let row = match storage::generations::finish(&mut *tx, g.id, "cancelled", None, None, Some(0), Some(&error), None).await? {
+    let row = match storage::generations::finish(
+        &mut *tx,
+        g.id,
+        Finish::unsuccessful("cancelled", &error),
+    )
+    .await?
+    {
         Some(row) => {
-            storage::events::append(&mut tx, row.tenant_id, "generation.cancelled", Some(row.id), row.to_json()).await?;
+            storage::events::append(
+                &mut tx,
+                row.tenant_id,
+                "generation.cancelled",
+                Some(row.id),
+                row.to_json(),
+            )
+            .await?;
             row
         }
         // It finished while we were asking fal: report the state it reached.
         None => {
-            let now = storage::generations::get(&mut *tx, caller.tenant_id, g.id).await?.ok_or_else(|| ApiError::not_found("gone"))?;
-            return Err(ApiError::conflict("not_cancellable", format!("generation {} is already {}", now.public_id(), now.status))
-                .with_extra("generation", now.to_json()));
+            let now = storage::generations::get(&mut *tx, caller.tenant_id, g.id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("gone"))?;
+            return Err(ApiError::conflict(
+                "not_cancellable",
+                format!("generation {} is already {}", now.public_id(), now.status),
+            )
+            .with_extra("generation", now.to_json()));
         }
     };
     tx.commit().await?;

@@ -12,10 +12,16 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     match storage::migrations_applied(&state.pool).await {
         Ok(true) => Ok(HttpResponse::Ok().json(json!({ "status": "ready" }))),
-        Ok(false) => Err(ApiError::unavailable("not_migrated", "the database schema is behind this binary: run `fluxgate migrate`")),
+        Ok(false) => Err(ApiError::unavailable(
+            "not_migrated",
+            "the database schema is behind this binary: run `fluxgate migrate`",
+        )),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            Err(ApiError::unavailable("database_unavailable", "the database is not reachable"))
+            Err(ApiError::unavailable(
+                "database_unavailable",
+                "the database is not reachable",
+            ))
         }
     }
 }

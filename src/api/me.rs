@@ -10,4 +10,3 @@ pub async fn me(caller: Caller) -> HttpResponse {
         "key": { "id": ids::encode(ids::Kind::Key, caller.key_id) },
     }))
 }
-

@@ -27,7 +27,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .route(web::get().to(generations::list)),
                 )
                 .service(resource("/generations/{id}").route(web::get().to(generations::get)))
-                .service(resource("/generations/{id}/cancel").route(web::post().to(generations::cancel)))
+                .service(
+                    resource("/generations/{id}/cancel").route(web::post().to(generations::cancel)),
+                )
                 .service(resource("/edits").route(web::post().to(generations::create_edit)))
                 .service(resource("/estimates").route(web::post().to(generations::estimate)))
                 .default_service(web::to(not_found)),
@@ -44,5 +46,6 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
 }
 
 async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    ApiError::method_not_allowed(format!("{} is not allowed on {}", req.method(), req.path())).error_response()
+    ApiError::method_not_allowed(format!("{} is not allowed on {}", req.method(), req.path()))
+        .error_response()
 }

@@ -31,7 +31,8 @@ pub struct DevArgs {
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut settings = Settings::from_raw(&args.settings, Mode::Dev)?;
     telemetry::init(settings.log_format);
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("creating {}", args.dir.display()))?;
 
     let devdb = match &settings.database_url {
         Some(_) => None,
@@ -57,16 +58,30 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn run_with_db(settings: &mut Settings, devdb: Option<&DevDb>, args: &DevArgs) -> anyhow::Result<()> {
+async fn run_with_db(
+    settings: &mut Settings,
+    devdb: Option<&DevDb>,
+    args: &DevArgs,
+) -> anyhow::Result<()> {
     let url = match devdb {
         Some(db) => {
             ensure_database(&db.url(), "fluxgate").await?;
             db.url_for("fluxgate")
         }
-        None => settings.database_url.as_ref().expect("set").expose_secret().to_owned(),
+        None => settings
+            .database_url
+            .as_ref()
+            .expect("set")
+            .expose_secret()
+            .to_owned(),
     };
-    let pool = storage::connect(&url, settings.db_pool_size).await.map_err(crate::cli::db_error)?;
-    storage::MIGRATOR.run(&pool).await.context("applying migrations")?;
+    let pool = storage::connect(&url, settings.db_pool_size)
+        .await
+        .map_err(crate::cli::db_error)?;
+    storage::MIGRATOR
+        .run(&pool)
+        .await
+        .context("applying migrations")?;
 
     let sim = match settings.fal_key {
         Some(_) => None,
@@ -95,7 +110,16 @@ async fn run_with_db(settings: &mut Settings, devdb: Option<&DevDb>, args: &DevA
     let demo = subscriber::DemoSubscriber::start().await?;
 
     let app = startup::Application::build(settings.clone(), pool, Metrics::new())?;
-    print_banner(settings, app.port(), key.secret.expose_secret(), &url, devdb.is_some(), sim.as_ref(), &demo.url, args);
+    print_banner(
+        settings,
+        app.port(),
+        key.secret.expose_secret(),
+        &url,
+        devdb.is_some(),
+        sim.as_ref(),
+        &demo.url,
+        args,
+    );
     let served = startup::serve_until_signal(app, settings.shutdown_drain).await;
     demo.stop().await;
     if let Some(sim) = sim {
@@ -107,13 +131,18 @@ async fn run_with_db(settings: &mut Settings, devdb: Option<&DevDb>, args: &DevA
 /// `dev`'s cluster starts with only the `postgres` database; fluxgate gets its own.
 async fn ensure_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
     use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(admin_url).await.map_err(crate::cli::db_error)?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(name)
-        .fetch_one(&mut conn)
-        .await?;
+    let mut conn = sqlx::PgConnection::connect(admin_url)
+        .await
+        .map_err(crate::cli::db_error)?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await?;
     if !exists {
-        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await?;
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .await?;
     }
     conn.close().await?;
     Ok(())

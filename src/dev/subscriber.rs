@@ -38,7 +38,13 @@ async fn receive(req: HttpRequest, body: web::Bytes) -> HttpResponse {
 
 /// `demo subscriber ← generation.completed evt_… gen_… completed (1 image)`-style summary.
 fn describe(req: &HttpRequest, body: &[u8]) -> String {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned()
+    };
     let parsed: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
     let kind = parsed["type"].as_str().unwrap_or("(not a fluxgate event)");
     let data = &parsed["data"];

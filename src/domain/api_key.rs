@@ -17,15 +17,25 @@ pub struct NewApiKey {
 
 impl std::fmt::Debug for NewApiKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewApiKey").field("lookup", &self.lookup).finish_non_exhaustive()
+        f.debug_struct("NewApiKey")
+            .field("lookup", &self.lookup)
+            .finish_non_exhaustive()
     }
 }
 
 impl NewApiKey {
     pub fn generate() -> NewApiKey {
         let mut rng = rand::thread_rng();
-        let lookup: String = (&mut rng).sample_iter(Alphanumeric).take(LOOKUP_LEN).map(|c| (c as char).to_ascii_lowercase()).collect();
-        let secret: String = (&mut rng).sample_iter(Alphanumeric).take(SECRET_LEN).map(char::from).collect();
+        let lookup: String = (&mut rng)
+            .sample_iter(Alphanumeric)
+            .take(LOOKUP_LEN)
+            .map(|c| (c as char).to_ascii_lowercase())
+            .collect();
+        let secret: String = (&mut rng)
+            .sample_iter(Alphanumeric)
+            .take(SECRET_LEN)
+            .map(char::from)
+            .collect();
         let full = format!("fg_{lookup}_{secret}");
         let hash = hash_key(&full);
         NewApiKey {
@@ -49,7 +59,9 @@ impl PresentedKey {
         let (lookup, secret) = rest.split_once('_')?;
         let ok = lookup.len() == LOOKUP_LEN
             && secret.len() == SECRET_LEN
-            && lookup.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && lookup
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
             && secret.bytes().all(|b| b.is_ascii_alphanumeric());
         ok.then(|| PresentedKey {
             lookup: lookup.to_owned(),
@@ -66,7 +78,9 @@ impl PresentedKey {
 
 impl std::fmt::Debug for PresentedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PresentedKey").field("lookup", &self.lookup).finish_non_exhaustive()
+        f.debug_struct("PresentedKey")
+            .field("lookup", &self.lookup)
+            .finish_non_exhaustive()
     }
 }
 
@@ -93,7 +107,13 @@ mod tests {
 
     #[test]
     fn malformed_keys_are_refused_by_shape() {
-        for bad in ["", "fg_", "fg_short_x", "sk_live_abc", "fg_ABCDEFGHIJKL_0123456789012345678901234567890123456789"] {
+        for bad in [
+            "",
+            "fg_",
+            "fg_short_x",
+            "sk_live_abc",
+            "fg_ABCDEFGHIJKL_0123456789012345678901234567890123456789",
+        ] {
             assert!(PresentedKey::parse(bad).is_none(), "{bad}");
         }
     }

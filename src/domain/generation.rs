@@ -33,7 +33,11 @@ pub enum Endpoint {
 
 impl GenerationRequest {
     /// Parses and validates a body, collecting every bad field.
-    pub fn parse(mut body: Map<String, Value>, endpoint: Endpoint, allow_http: bool) -> Result<Self, Vec<FieldError>> {
+    pub fn parse(
+        mut body: Map<String, Value>,
+        endpoint: Endpoint,
+        allow_http: bool,
+    ) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
         let model = parse_model(body.remove("model"), endpoint, &mut errors);
         let webhook_url = match body.remove("webhook_url") {
@@ -49,7 +53,9 @@ impl GenerationRequest {
         let metadata = match body.remove("metadata") {
             None | Some(Value::Null) => None,
             Some(Value::Object(m)) => {
-                let size = serde_json::to_vec(&m).map(|v| v.len()).unwrap_or(usize::MAX);
+                let size = serde_json::to_vec(&m)
+                    .map(|v| v.len())
+                    .unwrap_or(usize::MAX);
                 if size > MAX_METADATA_BYTES {
                     errors.push(FieldError::new("metadata", format!("must serialise to at most {MAX_METADATA_BYTES} bytes of JSON (it is {size})")));
                 }
@@ -79,17 +85,26 @@ impl GenerationRequest {
             Some(Value::String(s)) => match ids::decode(ids::Kind::Generation, &s) {
                 Some(id) => Some(id),
                 None => {
-                    errors.push(FieldError::new("seed_from", "must be a generation id (gen_…)"));
+                    errors.push(FieldError::new(
+                        "seed_from",
+                        "must be a generation id (gen_…)",
+                    ));
                     None
                 }
             },
             Some(_) => {
-                errors.push(FieldError::new("seed_from", "must be a generation id (gen_…)"));
+                errors.push(FieldError::new(
+                    "seed_from",
+                    "must be a generation id (gen_…)",
+                ));
                 None
             }
         };
         if seed_from.is_some() && body.get("seed").is_some_and(|s| !s.is_null()) {
-            errors.push(FieldError::new("seed_from", "give either seed or seed_from, not both"));
+            errors.push(FieldError::new(
+                "seed_from",
+                "give either seed or seed_from, not both",
+            ));
         }
         let cache = match body.remove("cache") {
             None | Some(Value::Null) => true,
@@ -107,7 +122,11 @@ impl GenerationRequest {
             Some(m) => match models::validate(m, &Value::Object(body)) {
                 Ok(input) => Some(input),
                 Err(field_errors) => {
-                    errors.extend(field_errors.into_iter().map(|e| FieldError::new(e.field, e.msg)));
+                    errors.extend(
+                        field_errors
+                            .into_iter()
+                            .map(|e| FieldError::new(e.field, e.msg)),
+                    );
                     None
                 }
             },
@@ -133,7 +152,11 @@ impl GenerationRequest {
     }
 }
 
-fn parse_model(v: Option<Value>, endpoint: Endpoint, errors: &mut Vec<FieldError>) -> Option<&'static Model> {
+fn parse_model(
+    v: Option<Value>,
+    endpoint: Endpoint,
+    errors: &mut Vec<FieldError>,
+) -> Option<&'static Model> {
     let name = match v {
         None | Some(Value::Null) => models::DEFAULT_MODEL.to_owned(),
         Some(Value::String(s)) => s,
@@ -147,15 +170,28 @@ fn parse_model(v: Option<Value>, endpoint: Endpoint, errors: &mut Vec<FieldError
         Endpoint::Edit if !name.ends_with("/edit") => format!("{name}/edit"),
         _ => name.clone(),
     };
-    let known = || models::MODELS.iter().filter(|m| m.is_edit == (endpoint == Endpoint::Edit)).map(|m| m.id).collect::<Vec<_>>().join(", ");
+    let known = || {
+        models::MODELS
+            .iter()
+            .filter(|m| m.is_edit == (endpoint == Endpoint::Edit))
+            .map(|m| m.id)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     match Model::lookup(&wanted) {
         Some(m) if m.is_edit == (endpoint == Endpoint::Edit) => Some(m),
         Some(_) => {
-            errors.push(FieldError::new("model", format!("{name} is an edit model: send it to /v1/edits")));
+            errors.push(FieldError::new(
+                "model",
+                format!("{name} is an edit model: send it to /v1/edits"),
+            ));
             None
         }
         None => {
-            errors.push(FieldError::new("model", format!("unknown model {name:?}; one of: {}", known())));
+            errors.push(FieldError::new(
+                "model",
+                format!("unknown model {name:?}; one of: {}", known()),
+            ));
             None
         }
     }
@@ -168,7 +204,9 @@ pub fn parse_target_url(v: &Value, allow_http: bool) -> Result<Url, String> {
     match url.scheme() {
         "https" => {}
         "http" if allow_http => {}
-        "http" => return Err("must use https (plain http targets are not allowed on this server)".into()),
+        "http" => {
+            return Err("must use https (plain http targets are not allowed on this server)".into())
+        }
         other => return Err(format!("must be an https URL, not {other}:")),
     }
     if url.host_str().is_none_or(str::is_empty) {
@@ -218,11 +256,26 @@ mod tests {
             json!({"prompt": "", "model": 3, "webhook_url": "ftp://x", "metadata": [1], "end_user": "a\u{7}b", "seed_from": "sub_1", "cache": "yes"}),
             Endpoint::TextToImage,
         ));
-        for name in ["model", "webhook_url", "metadata", "end_user", "seed_from", "cache"] {
+        for name in [
+            "model",
+            "webhook_url",
+            "metadata",
+            "end_user",
+            "seed_from",
+            "cache",
+        ] {
             assert!(f.contains(&name.to_string()), "{name} in {f:?}");
         }
-        let f = fields(parse(json!({"prompt": "", "guidance_scale": 50, "bogus": 1}), Endpoint::TextToImage));
-        assert!(f.contains(&"prompt".into()) && f.contains(&"guidance_scale".into()) && f.contains(&"bogus".into()), "{f:?}");
+        let f = fields(parse(
+            json!({"prompt": "", "guidance_scale": 50, "bogus": 1}),
+            Endpoint::TextToImage,
+        ));
+        assert!(
+            f.contains(&"prompt".into())
+                && f.contains(&"guidance_scale".into())
+                && f.contains(&"bogus".into()),
+            "{f:?}"
+        );
     }
 
     #[test]
@@ -230,24 +283,63 @@ mod tests {
         let r = parse(json!({"prompt": "a cat"}), Endpoint::TextToImage).unwrap();
         assert_eq!(r.model.id, "fal-ai/flux-2/turbo");
         assert_eq!(r.estimated_cost_micros(), 8000);
-        let r = parse(json!({"prompt": "a", "image_size": {"width": 1920, "height": 1080}}), Endpoint::TextToImage).unwrap();
+        let r = parse(
+            json!({"prompt": "a", "image_size": {"width": 1920, "height": 1080}}),
+            Endpoint::TextToImage,
+        )
+        .unwrap();
         assert_eq!(r.estimated_cost_micros(), 16000);
-        let r = parse(json!({"prompt": "a", "num_images": 4, "image_size": {"width": 1448, "height": 1448}}), Endpoint::TextToImage).unwrap();
+        let r = parse(
+            json!({"prompt": "a", "num_images": 4, "image_size": {"width": 1448, "height": 1448}}),
+            Endpoint::TextToImage,
+        )
+        .unwrap();
         assert_eq!(r.estimated_cost_micros(), 64000);
         let r = parse(json!({"prompt": "a", "image_size": "square_hd", "image_urls": ["https://x.test/a.png"]}), Endpoint::Edit).unwrap();
-        assert_eq!((r.model.id, r.estimated_cost_micros()), ("fal-ai/flux-2/turbo/edit", 16000));
-        let r = parse(json!({"prompt": "a", "model": "fal-ai/flux-2/flash", "image_size": "square"}), Endpoint::TextToImage).unwrap();
+        assert_eq!(
+            (r.model.id, r.estimated_cost_micros()),
+            ("fal-ai/flux-2/turbo/edit", 16000)
+        );
+        let r = parse(
+            json!({"prompt": "a", "model": "fal-ai/flux-2/flash", "image_size": "square"}),
+            Endpoint::TextToImage,
+        )
+        .unwrap();
         assert_eq!(r.estimated_cost_micros(), 5000);
-        assert_eq!(fields(parse(json!({"prompt": "a", "model": "fal-ai/flux-2/turbo/edit"}), Endpoint::TextToImage)), vec!["model"]);
+        assert_eq!(
+            fields(parse(
+                json!({"prompt": "a", "model": "fal-ai/flux-2/turbo/edit"}),
+                Endpoint::TextToImage
+            )),
+            vec!["model"]
+        );
     }
 
     #[test]
     fn metadata_is_limited_and_seed_conflicts_with_seed_from() {
         let big = "x".repeat(MAX_METADATA_BYTES);
-        assert_eq!(fields(parse(json!({"prompt": "a", "metadata": {"k": big}}), Endpoint::TextToImage)), vec!["metadata"]);
+        assert_eq!(
+            fields(parse(
+                json!({"prompt": "a", "metadata": {"k": big}}),
+                Endpoint::TextToImage
+            )),
+            vec!["metadata"]
+        );
         let id = ids::encode(ids::Kind::Generation, ids::new_uuid());
-        assert_eq!(fields(parse(json!({"prompt": "a", "seed": 1, "seed_from": id}), Endpoint::TextToImage)), vec!["seed_from"]);
-        assert_eq!(fields(parse(json!({"prompt": "a", "end_user": "u".repeat(256)}), Endpoint::TextToImage)), vec!["end_user"]);
+        assert_eq!(
+            fields(parse(
+                json!({"prompt": "a", "seed": 1, "seed_from": id}),
+                Endpoint::TextToImage
+            )),
+            vec!["seed_from"]
+        );
+        assert_eq!(
+            fields(parse(
+                json!({"prompt": "a", "end_user": "u".repeat(256)}),
+                Endpoint::TextToImage
+            )),
+            vec!["end_user"]
+        );
     }
 
     #[test]
@@ -255,7 +347,12 @@ mod tests {
         assert!(parse_target_url(&json!("https://hooks.example.com/x"), false).is_ok());
         assert!(parse_target_url(&json!("http://hooks.example.com/x"), false).is_err());
         assert!(parse_target_url(&json!("http://hooks.example.com/x"), true).is_ok());
-        for bad in [json!("https://u:p@example.com/"), json!("javascript:alert(1)"), json!(42), json!("not a url")] {
+        for bad in [
+            json!("https://u:p@example.com/"),
+            json!("javascript:alert(1)"),
+            json!(42),
+            json!("not a url"),
+        ] {
             assert!(parse_target_url(&bad, true).is_err(), "{bad}");
         }
     }

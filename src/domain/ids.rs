@@ -55,6 +55,9 @@ mod tests {
         assert_eq!(decode(Kind::Generation, &s), Some(id));
         assert_eq!(decode(Kind::Subscription, &s), None);
         assert_eq!(decode(Kind::Generation, "gen_xyz"), None);
-        assert_eq!(decode(Kind::Generation, &format!("gen_{}", id.hyphenated())), None);
+        assert_eq!(
+            decode(Kind::Generation, &format!("gen_{}", id.hyphenated())),
+            None
+        );
     }
 }

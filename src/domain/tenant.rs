@@ -6,8 +6,11 @@ pub struct TenantName(String);
 impl TenantName {
     pub fn parse(s: &str) -> Result<TenantName, String> {
         let ok = (1..=63).contains(&s.len())
-            && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            && s.bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if ok {
             Ok(TenantName(s.to_owned()))
         } else {

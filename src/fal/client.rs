@@ -19,7 +19,9 @@ pub struct FalClient {
 
 impl std::fmt::Debug for FalClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FalClient").field("base", &self.base.as_str()).finish_non_exhaustive()
+        f.debug_struct("FalClient")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
     }
 }
 
@@ -60,8 +62,18 @@ pub struct FetchedResult {
 }
 
 impl FalClient {
-    pub fn new(http: reqwest::Client, base: Url, key: SecretString, timeout: Duration) -> FalClient {
-        FalClient { http, base, key, timeout }
+    pub fn new(
+        http: reqwest::Client,
+        base: Url,
+        key: SecretString,
+        timeout: Duration,
+    ) -> FalClient {
+        FalClient {
+            http,
+            base,
+            key,
+            timeout,
+        }
     }
 
     fn auth(&self) -> String {
@@ -69,7 +81,12 @@ impl FalClient {
     }
 
     /// `POST {base}/{model}?fal_webhook=…` with the exact input bytes.
-    pub async fn submit(&self, model: &str, input: &serde_json::Value, webhook: &str) -> Result<Submitted, FalError> {
+    pub async fn submit(
+        &self,
+        model: &str,
+        input: &serde_json::Value,
+        webhook: &str,
+    ) -> Result<Submitted, FalError> {
         let mut url = self.base.clone();
         {
             let mut segments = url.path_segments_mut().map_err(|_| bad_base())?;
@@ -90,7 +107,10 @@ impl FalClient {
             .map_err(|e| FalError::from_transport(&e))?;
         let status = res.status().as_u16();
         let headers = res.headers().clone();
-        let body = res.bytes().await.map_err(|e| FalError::from_transport(&e))?;
+        let body = res
+            .bytes()
+            .await
+            .map_err(|e| FalError::from_transport(&e))?;
         if !(200..300).contains(&status) {
             return Err(FalError::from_response(status, &headers, &body));
         }
@@ -104,7 +124,10 @@ impl FalClient {
         let res = self.get(status_url).await?;
         let status = res.status().as_u16();
         let headers = res.headers().clone();
-        let body = res.bytes().await.map_err(|e| FalError::from_transport(&e))?;
+        let body = res
+            .bytes()
+            .await
+            .map_err(|e| FalError::from_transport(&e))?;
         if status != 200 && status != 202 {
             return Err(FalError::from_response(status, &headers, &body));
         }
@@ -120,7 +143,10 @@ impl FalClient {
         let res = self.get(response_url).await?;
         let status = res.status().as_u16();
         let headers = res.headers().clone();
-        let body = res.bytes().await.map_err(|e| FalError::from_transport(&e))?;
+        let body = res
+            .bytes()
+            .await
+            .map_err(|e| FalError::from_transport(&e))?;
         if status >= 500 || status == 429 || status == 401 || status == 403 {
             return Err(FalError::from_response(status, &headers, &body));
         }
@@ -140,7 +166,10 @@ impl FalClient {
             .map_err(|e| FalError::from_transport(&e))?;
         let status = res.status().as_u16();
         let headers = res.headers().clone();
-        let body = res.bytes().await.map_err(|e| FalError::from_transport(&e))?;
+        let body = res
+            .bytes()
+            .await
+            .map_err(|e| FalError::from_transport(&e))?;
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         match (status, json["status"].as_str()) {
             (_, Some("ALREADY_COMPLETED")) => Ok(CancelOutcome::AlreadyCompleted),

@@ -41,7 +41,10 @@ impl ErrorClass {
 
     /// Transient classes are retried with backoff; the rest fail at once.
     pub fn is_transient(self) -> bool {
-        matches!(self, ErrorClass::Server | ErrorClass::Timeout | ErrorClass::Connection)
+        matches!(
+            self,
+            ErrorClass::Server | ErrorClass::Timeout | ErrorClass::Connection
+        )
     }
 }
 
@@ -58,8 +61,18 @@ pub struct FalError {
 impl std::fmt::Display for FalError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.status {
-            Some(s) => write!(f, "fal answered {s} ({}): {}", self.class.label(), self.message),
-            None => write!(f, "fal call failed ({}): {}", self.class.label(), self.message),
+            Some(s) => write!(
+                f,
+                "fal answered {s} ({}): {}",
+                self.class.label(),
+                self.message
+            ),
+            None => write!(
+                f,
+                "fal call failed ({}): {}",
+                self.class.label(),
+                self.message
+            ),
         }
     }
 }
@@ -68,7 +81,11 @@ impl std::error::Error for FalError {}
 
 impl FalError {
     pub fn from_transport(e: &reqwest::Error) -> FalError {
-        let class = if e.is_timeout() { ErrorClass::Timeout } else { ErrorClass::Connection };
+        let class = if e.is_timeout() {
+            ErrorClass::Timeout
+        } else {
+            ErrorClass::Connection
+        };
         // reqwest's Display never includes headers, so the key cannot leak through it.
         FalError {
             class,
@@ -82,18 +99,27 @@ impl FalError {
     /// Classifies a non-2xx answer from its status, headers and body.
     pub fn from_response(status: u16, headers: &HeaderMap, body: &[u8]) -> FalError {
         let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_ascii_lowercase);
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_ascii_lowercase)
+        };
         let class = match status {
             401 | 403 => ErrorClass::Auth,
             429 => ErrorClass::RateLimited,
-            504 if header("x-fal-request-timeout-type").as_deref() == Some("user") => ErrorClass::UserDeadline,
+            504 if header("x-fal-request-timeout-type").as_deref() == Some("user") => {
+                ErrorClass::UserDeadline
+            }
             500..=599 => ErrorClass::Server,
-            422 if json.as_ref().is_some_and(has_content_policy_violation) => ErrorClass::ContentPolicy,
+            422 if json.as_ref().is_some_and(has_content_policy_violation) => {
+                ErrorClass::ContentPolicy
+            }
             _ => ErrorClass::Validation,
         };
         let message = json
             .as_ref()
-            .and_then(|j| detail_message(j))
+            .and_then(detail_message)
             .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned());
         FalError {
             class,
@@ -107,9 +133,11 @@ impl FalError {
 
 /// `detail` is either a string or a list of `{loc, msg, type}`; branch on `type`, never `msg`.
 pub fn has_content_policy_violation(body: &serde_json::Value) -> bool {
-    body["detail"]
-        .as_array()
-        .is_some_and(|items| items.iter().any(|d| d["type"] == "content_policy_violation"))
+    body["detail"].as_array().is_some_and(|items| {
+        items
+            .iter()
+            .any(|d| d["type"] == "content_policy_violation")
+    })
 }
 
 fn detail_message(body: &serde_json::Value) -> Option<String> {
@@ -120,9 +148,21 @@ fn detail_message(body: &serde_json::Value) -> Option<String> {
                 .iter()
                 .map(|d| {
                     let loc = d["loc"].as_array().map(|l| {
-                        l.iter().filter(|p| p != &"body").map(|p| p.as_str().map(str::to_owned).unwrap_or_else(|| p.to_string())).collect::<Vec<_>>().join(".")
+                        l.iter()
+                            .filter(|p| p != &"body")
+                            .map(|p| {
+                                p.as_str()
+                                    .map(str::to_owned)
+                                    .unwrap_or_else(|| p.to_string())
+                            })
+                            .collect::<Vec<_>>()
+                            .join(".")
                     });
-                    format!("{}: {}", loc.unwrap_or_default(), d["msg"].as_str().unwrap_or("invalid"))
+                    format!(
+                        "{}: {}",
+                        loc.unwrap_or_default(),
+                        d["msg"].as_str().unwrap_or("invalid")
+                    )
                 })
                 .collect::<Vec<_>>()
                 .join("; "),
@@ -133,7 +173,11 @@ fn detail_message(body: &serde_json::Value) -> Option<String> {
 
 /// `Retry-After` as seconds or an HTTP date.
 pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
@@ -157,17 +201,50 @@ mod tests {
 
     #[test]
     fn each_fal_answer_maps_to_its_class() {
-        assert_eq!(classify(401, r#"{"detail":"No user found for Key ID and Secret"}"#, &[]).class, ErrorClass::Auth);
-        assert_eq!(classify(403, r#"{"detail":"User is locked."}"#, &[]).class, ErrorClass::Auth);
-        let v = classify(422, r#"{"detail":[{"loc":["body","guidance_scale"],"msg":"too big","type":"less_than_equal"}]}"#, &[]);
+        assert_eq!(
+            classify(
+                401,
+                r#"{"detail":"No user found for Key ID and Secret"}"#,
+                &[]
+            )
+            .class,
+            ErrorClass::Auth
+        );
+        assert_eq!(
+            classify(403, r#"{"detail":"User is locked."}"#, &[]).class,
+            ErrorClass::Auth
+        );
+        let v = classify(
+            422,
+            r#"{"detail":[{"loc":["body","guidance_scale"],"msg":"too big","type":"less_than_equal"}]}"#,
+            &[],
+        );
         assert_eq!(v.class, ErrorClass::Validation);
         assert_eq!(v.message, "guidance_scale: too big");
-        let p = classify(422, r#"{"detail":[{"loc":["body","prompt"],"msg":"x","type":"content_policy_violation"}]}"#, &[]);
+        let p = classify(
+            422,
+            r#"{"detail":[{"loc":["body","prompt"],"msg":"x","type":"content_policy_violation"}]}"#,
+            &[],
+        );
         assert_eq!(p.class, ErrorClass::ContentPolicy);
         let r = classify(429, "{}", &[("retry-after", "7")]);
-        assert_eq!((r.class, r.retry_after), (ErrorClass::RateLimited, Some(Duration::from_secs(7))));
-        assert_eq!(classify(503, r#"{"detail":"x","error_type":"runner_scheduling_failure"}"#, &[]).class, ErrorClass::Server);
-        assert_eq!(classify(504, "{}", &[("x-fal-request-timeout-type", "user")]).class, ErrorClass::UserDeadline);
+        assert_eq!(
+            (r.class, r.retry_after),
+            (ErrorClass::RateLimited, Some(Duration::from_secs(7)))
+        );
+        assert_eq!(
+            classify(
+                503,
+                r#"{"detail":"x","error_type":"runner_scheduling_failure"}"#,
+                &[]
+            )
+            .class,
+            ErrorClass::Server
+        );
+        assert_eq!(
+            classify(504, "{}", &[("x-fal-request-timeout-type", "user")]).class,
+            ErrorClass::UserDeadline
+        );
         assert_eq!(classify(504, "{}", &[]).class, ErrorClass::Server);
         assert_eq!(classify(400, "not json", &[]).message, "not json");
     }
@@ -178,6 +255,9 @@ mod tests {
         let later = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
         map.insert(RETRY_AFTER, HeaderValue::from_str(&later).unwrap());
         let d = parse_retry_after(&map).unwrap();
-        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30), "{d:?}");
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
     }
 }

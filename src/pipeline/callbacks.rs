@@ -8,7 +8,10 @@ use uuid::Uuid;
 
 use crate::{
     fal::{errors::has_content_policy_violation, models},
-    storage::{self, generations::Generation},
+    storage::{
+        self,
+        generations::{Finish, Generation},
+    },
 };
 
 /// fal's webhook body (fal-api.md §3), parsed leniently: only `request_id` and `status` are
@@ -57,39 +60,72 @@ pub enum ApplyError {
     Db(#[from] sqlx::Error),
 }
 
-pub async fn apply(pool: &sqlx::PgPool, generation_id: Uuid, result: &FalResult, raw: &Value, source: &str) -> Result<Applied, ApplyError> {
+pub async fn apply(
+    pool: &sqlx::PgPool,
+    generation_id: Uuid,
+    result: &FalResult,
+    raw: &Value,
+    source: &str,
+) -> Result<Applied, ApplyError> {
     let mut tx = pool.begin().await?;
-    let g = storage::generations::lock(&mut *tx, generation_id).await?.ok_or(ApplyError::UnknownGeneration)?;
+    let g = storage::generations::lock(&mut *tx, generation_id)
+        .await?
+        .ok_or(ApplyError::UnknownGeneration)?;
     if storage::callbacks::exists(&mut *tx, &result.request_id).await? {
         return Ok(Applied::Duplicate);
     }
     if g.is_terminal() {
-        storage::callbacks::record(&mut *tx, g.id, &result.request_id, source, &result.status, raw, false).await?;
+        storage::callbacks::record(
+            &mut *tx,
+            g.id,
+            &result.request_id,
+            source,
+            &result.status,
+            raw,
+            false,
+        )
+        .await?;
         tx.commit().await?;
         tracing::info!(generation = %g.public_id(), fal_request_id = %result.request_id, status = %g.status, "result for a finished generation recorded, not announced");
         return Ok(Applied::RecordedOnly);
     }
-    if let Some(stored) = g.fal_request_id.as_deref().filter(|s| *s != result.request_id) {
+    if let Some(stored) = g
+        .fal_request_id
+        .as_deref()
+        .filter(|s| *s != result.request_id)
+    {
         return Err(ApplyError::Contradiction {
             stored: stored.to_owned(),
             received: result.request_id.clone(),
         });
     }
     let outcome = outcome(&g, result);
-    let row = storage::generations::finish(
+    let finish = Finish {
+        status: outcome.status,
+        result: outcome.result.as_ref(),
+        seed: outcome.seed,
+        cost_micros: Some(outcome.cost_micros),
+        error: outcome.error.as_ref(),
+        fal_request_id: Some(&result.request_id),
+    };
+    let row = storage::generations::finish(&mut *tx, g.id, finish)
+        .await?
+        .expect("locked, non-terminal row updates");
+    storage::callbacks::record(
         &mut *tx,
         g.id,
-        outcome.status,
-        outcome.result.as_ref(),
-        outcome.seed,
-        Some(outcome.cost_micros),
-        outcome.error.as_ref(),
-        Some(&result.request_id),
+        &result.request_id,
+        source,
+        &result.status,
+        raw,
+        true,
     )
-    .await?
-    .expect("locked, non-terminal row updates");
-    storage::callbacks::record(&mut *tx, g.id, &result.request_id, source, &result.status, raw, true).await?;
-    let kind = if outcome.status == "completed" { "generation.completed" } else { "generation.failed" };
+    .await?;
+    let kind = if outcome.status == "completed" {
+        "generation.completed"
+    } else {
+        "generation.failed"
+    };
     storage::events::append(&mut tx, row.tenant_id, kind, Some(row.id), row.to_json()).await?;
     tx.commit().await?;
     Ok(Applied::Finished(kind))
@@ -117,7 +153,12 @@ fn outcome(g: &Generation, r: &FalResult) -> Outcome {
         let (code, message) = if policy {
             ("content_policy_violation", "fal's content policy refused this request. Rephrase the prompt (or replace the source images) without the flagged content and try again.".to_owned())
         } else {
-            ("fal_error", r.error.clone().unwrap_or_else(|| "fal reported an error".into()))
+            (
+                "fal_error",
+                r.error
+                    .clone()
+                    .unwrap_or_else(|| "fal reported an error".into()),
+            )
         };
         return failed(json!({
             "code": code,
@@ -134,9 +175,13 @@ fn outcome(g: &Generation, r: &FalResult) -> Outcome {
     };
     let images = payload["images"].as_array().cloned().unwrap_or_default();
     if images.is_empty() {
-        return failed(json!({"code": "no_media_generated", "message": "fal completed the request but returned no images"}));
+        return failed(
+            json!({"code": "no_media_generated", "message": "fal completed the request but returned no images"}),
+        );
     }
-    let seed = payload["seed"].as_i64().or_else(|| payload["seed"].as_u64().map(|s| s as i64));
+    let seed = payload["seed"]
+        .as_i64()
+        .or_else(|| payload["seed"].as_u64().map(|s| s as i64));
     let result = json!({
         "images": images,
         "seed": payload["seed"],
@@ -162,7 +207,9 @@ fn actual_cost(g: &Generation, images: &[Value]) -> i64 {
     let mut mp = 0u64;
     for img in images {
         match (img["width"].as_u64(), img["height"].as_u64()) {
-            (Some(w), Some(h)) if w > 0 && h > 0 => mp += (w * h).div_ceil(models::MEGAPIXEL).max(1),
+            (Some(w), Some(h)) if w > 0 && h > 0 => {
+                mp += (w * h).div_ceil(models::MEGAPIXEL).max(1)
+            }
             _ => return g.estimated_cost_micros,
         }
     }

@@ -29,11 +29,20 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(pool: PgPool, settings: Arc<Settings>, metrics: Metrics, http: reqwest::Client, port: u16) -> Pipeline {
+    pub fn new(
+        pool: PgPool,
+        settings: Arc<Settings>,
+        metrics: Metrics,
+        http: reqwest::Client,
+        port: u16,
+    ) -> Pipeline {
         let fal = FalClient::new(
             http,
             settings.fal_queue_url.clone(),
-            settings.fal_key.clone().unwrap_or_else(|| secrecy::SecretString::from("")),
+            settings
+                .fal_key
+                .clone()
+                .unwrap_or_else(|| secrecy::SecretString::from("")),
             settings.fal_timeout,
         );
         let public_base = match &settings.public_url {

@@ -28,7 +28,13 @@ pub async fn run(p: Pipeline, stop: CancellationToken) {
 
 /// One pass over overdue generations; returns how many were checked.
 pub async fn reconcile_once(p: &Pipeline) -> Result<usize, sqlx::Error> {
-    let overdue = storage::generations::claim_overdue(&p.pool, p.settings.reconcile_after.as_secs_f64(), 32, 60.0).await?;
+    let overdue = storage::generations::claim_overdue(
+        &p.pool,
+        p.settings.reconcile_after.as_secs_f64(),
+        32,
+        60.0,
+    )
+    .await?;
     let n = overdue.len();
     for g in overdue {
         check(p, &g).await;
@@ -38,19 +44,30 @@ pub async fn reconcile_once(p: &Pipeline) -> Result<usize, sqlx::Error> {
 
 #[tracing::instrument(skip_all, fields(generation = %g.public_id(), fal_request_id = ?g.fal_request_id))]
 async fn check(p: &Pipeline, g: &Generation) {
-    let (Some(request_id), Some(status_url)) = (g.fal_request_id.as_deref(), g.status_url.as_deref()) else {
+    let (Some(request_id), Some(status_url)) =
+        (g.fal_request_id.as_deref(), g.status_url.as_deref())
+    else {
         return;
     };
     let started = Instant::now();
     let status = p.fal.status(status_url).await;
-    p.metrics.fal_duration.with_label_values(&["status"]).observe(started.elapsed().as_secs_f64());
+    p.metrics
+        .fal_duration
+        .with_label_values(&["status"])
+        .observe(started.elapsed().as_secs_f64());
     let status = match status {
         Ok(s) => {
-            p.metrics.fal_requests.with_label_values(&["status", "ok"]).inc();
+            p.metrics
+                .fal_requests
+                .with_label_values(&["status", "ok"])
+                .inc();
             s
         }
         Err(e) => {
-            p.metrics.fal_requests.with_label_values(&["status", e.class.label()]).inc();
+            p.metrics
+                .fal_requests
+                .with_label_values(&["status", e.class.label()])
+                .inc();
             tracing::warn!(error = %e, "status check failed; will check again later");
             return;
         }
@@ -59,14 +76,22 @@ async fn check(p: &Pipeline, g: &Generation) {
         tracing::info!(fal_status = %status.status, "still running at fal");
         return;
     }
-    let Some(response_url) = g.response_url.as_deref() else { return };
+    let Some(response_url) = g.response_url.as_deref() else {
+        return;
+    };
     let fetched = match p.fal.result(response_url).await {
         Ok(f) => {
-            p.metrics.fal_requests.with_label_values(&["result", "ok"]).inc();
+            p.metrics
+                .fal_requests
+                .with_label_values(&["result", "ok"])
+                .inc();
             f
         }
         Err(e) => {
-            p.metrics.fal_requests.with_label_values(&["result", e.class.label()]).inc();
+            p.metrics
+                .fal_requests
+                .with_label_values(&["result", e.class.label()])
+                .inc();
             tracing::warn!(error = %e, "result fetch failed; will check again later");
             return;
         }
@@ -88,8 +113,14 @@ async fn check(p: &Pipeline, g: &Generation) {
     };
     match callbacks::apply(&p.pool, g.id, &result, &body, "reconciler").await {
         Ok(applied) => {
-            p.metrics.callbacks.with_label_values(&["reconciler", applied.label()]).inc();
-            tracing::info!(outcome = applied.label(), "recovered a result whose callback never came");
+            p.metrics
+                .callbacks
+                .with_label_values(&["reconciler", applied.label()])
+                .inc();
+            tracing::info!(
+                outcome = applied.label(),
+                "recovered a result whose callback never came"
+            );
         }
         Err(e) => tracing::warn!(error = %e, "could not apply the recovered result"),
     }

@@ -14,7 +14,10 @@ use uuid::Uuid;
 use super::Pipeline;
 use crate::{
     fal::errors::{ErrorClass, FalError},
-    storage::{self, generations::Generation},
+    storage::{
+        self,
+        generations::{Finish, Generation},
+    },
 };
 
 /// A lease longer than the fal timeout, so a live worker never loses its row mid-call.
@@ -37,7 +40,9 @@ pub async fn run(p: Pipeline, stop: CancellationToken) {
         let claimed = if available == 0 {
             Vec::new()
         } else {
-            match storage::generations::claim_submissions(&p.pool, available as i64, lease_secs(&p)).await {
+            match storage::generations::claim_submissions(&p.pool, available as i64, lease_secs(&p))
+                .await
+            {
                 Ok(rows) => rows,
                 Err(e) => {
                     tracing::warn!(error = %e, "claiming submissions failed; retrying shortly");
@@ -48,7 +53,11 @@ pub async fn run(p: Pipeline, stop: CancellationToken) {
         };
         let full = !claimed.is_empty() && claimed.len() == available;
         for generation in claimed {
-            let permit = permits.clone().acquire_owned().await.expect("semaphore open");
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore open");
             let p = p.clone();
             let in_flight = in_flight.clone();
             in_flight.lock().expect("lock").insert(generation.id);
@@ -75,11 +84,16 @@ pub async fn run(p: Pipeline, stop: CancellationToken) {
     let drain = p.settings.shutdown_drain;
     if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
         let left: Vec<Uuid> = in_flight.lock().expect("lock").iter().copied().collect();
-        tracing::warn!(count = left.len(), "drain time over: releasing submission leases");
-        let _ = sqlx::query("UPDATE generations SET lease_until = NULL WHERE id = ANY($1) AND status = 'accepted'")
-            .bind(&left)
-            .execute(&p.pool)
-            .await;
+        tracing::warn!(
+            count = left.len(),
+            "drain time over: releasing submission leases"
+        );
+        let _ = sqlx::query(
+            "UPDATE generations SET lease_until = NULL WHERE id = ANY($1) AND status = 'accepted'",
+        )
+        .bind(&left)
+        .execute(&p.pool)
+        .await;
     }
 }
 
@@ -88,7 +102,10 @@ pub async fn run(p: Pipeline, stop: CancellationToken) {
 async fn next_wait(p: &Pipeline) -> Duration {
     let ceiling = Duration::from_secs(5);
     match storage::generations::next_submission_due(&p.pool).await {
-        Ok(Some(due)) => (due - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO).min(ceiling),
+        Ok(Some(due)) => (due - chrono::Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(ceiling),
         _ => ceiling,
     }
 }
@@ -109,13 +126,23 @@ async fn submit_one(p: &Pipeline, g: Generation) {
     let input = fal_body(&g);
     let result = p.fal.submit(&g.model, &input, &webhook).await;
     let elapsed = started.elapsed();
-    p.metrics.fal_duration.with_label_values(&["submit"]).observe(elapsed.as_secs_f64());
+    p.metrics
+        .fal_duration
+        .with_label_values(&["submit"])
+        .observe(elapsed.as_secs_f64());
     let outcome = match &result {
         Ok(_) => "accepted",
         Err(e) => e.class.label(),
     };
-    p.metrics.fal_requests.with_label_values(&["submit", outcome]).inc();
-    tracing::info!(outcome, duration_ms = elapsed.as_secs_f64() * 1000.0, "fal submit");
+    p.metrics
+        .fal_requests
+        .with_label_values(&["submit", outcome])
+        .inc();
+    tracing::info!(
+        outcome,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        "fal submit"
+    );
     let recorded = match result {
         Ok(sub) => record_accepted(p, &g, sub).await,
         Err(e) => record_failure(p, &g, e).await,
@@ -138,13 +165,25 @@ fn fal_body(g: &Generation) -> serde_json::Value {
     input
 }
 
-async fn record_accepted(p: &Pipeline, g: &Generation, sub: crate::fal::client::Submitted) -> Result<(), sqlx::Error> {
+async fn record_accepted(
+    p: &Pipeline,
+    g: &Generation,
+    sub: crate::fal::client::Submitted,
+) -> Result<(), sqlx::Error> {
     let mut tx = p.pool.begin().await?;
-    let Some((row, moved)) = storage::generations::record_submitted(&mut tx, g.id, &sub).await? else {
+    let Some((row, moved)) = storage::generations::record_submitted(&mut tx, g.id, &sub).await?
+    else {
         return Ok(());
     };
     if moved {
-        storage::events::append(&mut tx, row.tenant_id, "generation.queued", Some(row.id), row.to_json()).await?;
+        storage::events::append(
+            &mut tx,
+            row.tenant_id,
+            "generation.queued",
+            Some(row.id),
+            row.to_json(),
+        )
+        .await?;
     }
     tx.commit().await?;
     tracing::info!(fal_request_id = %sub.request_id, moved, "submitted to fal");
@@ -164,17 +203,29 @@ async fn record_failure(p: &Pipeline, g: &Generation, e: FalError) -> Result<(),
             let exp = (g.submit_attempts - g.transient_failures - 1).clamp(0, 16) as u32;
             let backoff = (base * 2u32.saturating_pow(exp)).min(RATE_LIMIT_BACKOFF_CAP);
             let delay = e.retry_after.map_or(backoff, |ra| ra.max(backoff));
-            let waited = (chrono::Utc::now() - g.created_at).to_std().unwrap_or_default();
+            let waited = (chrono::Utc::now() - g.created_at)
+                .to_std()
+                .unwrap_or_default();
             if waited + delay > p.settings.fal_rate_limit_budget {
-                let msg = format!("fal kept answering 429 for {}s; gave up (budget {}s)", waited.as_secs(), p.settings.fal_rate_limit_budget.as_secs());
+                let msg = format!(
+                    "fal kept answering 429 for {}s; gave up (budget {}s)",
+                    waited.as_secs(),
+                    p.settings.fal_rate_limit_budget.as_secs()
+                );
                 return fail(p, g, "upstream_rate_limited", &msg, &e).await;
             }
-            tracing::warn!(delay_ms = delay.as_millis() as u64, "fal rate-limited the submit; backing off");
+            tracing::warn!(
+                delay_ms = delay.as_millis() as u64,
+                "fal rate-limited the submit; backing off"
+            );
             storage::generations::reschedule(&p.pool, g.id, delay.as_secs_f64(), false).await
         }
         class if class.is_transient() => {
             if g.transient_failures + 1 >= TRANSIENT_ATTEMPTS {
-                let msg = format!("fal was unavailable for {TRANSIENT_ATTEMPTS} attempts: {}", e.message);
+                let msg = format!(
+                    "fal was unavailable for {TRANSIENT_ATTEMPTS} attempts: {}",
+                    e.message
+                );
                 return fail(p, g, "upstream_unavailable", &msg, &e).await;
             }
             let delay = base * 2u32.pow(g.transient_failures.clamp(0, 16) as u32);
@@ -182,19 +233,45 @@ async fn record_failure(p: &Pipeline, g: &Generation, e: FalError) -> Result<(),
             storage::generations::reschedule(&p.pool, g.id, delay.as_secs_f64(), true).await
         }
         ErrorClass::Auth => {
-            tracing::error!(status = e.status, "ALERT: fal refused our API key ({}); check FAL_KEY and the fal account", e.message);
-            fail(p, g, "upstream_auth", "fal refused fluxgate's credentials; the operator has been alerted", &e).await
+            tracing::error!(
+                status = e.status,
+                "ALERT: fal refused our API key ({}); check FAL_KEY and the fal account",
+                e.message
+            );
+            fail(
+                p,
+                g,
+                "upstream_auth",
+                "fal refused fluxgate's credentials; the operator has been alerted",
+                &e,
+            )
+            .await
         }
         ErrorClass::ContentPolicy => {
             let msg = "fal's content policy refused this request. Rephrase the prompt (or replace the source images) without the flagged content and try again.";
             fail(p, g, "content_policy_violation", msg, &e).await
         }
         ErrorClass::UserDeadline => fail(p, g, "upstream_deadline", &e.message, &e).await,
-        _ => fail(p, g, "upstream_validation", &format!("fal refused the input: {}", e.message), &e).await,
+        _ => {
+            fail(
+                p,
+                g,
+                "upstream_validation",
+                &format!("fal refused the input: {}", e.message),
+                &e,
+            )
+            .await
+        }
     }
 }
 
-async fn fail(p: &Pipeline, g: &Generation, code: &str, message: &str, e: &FalError) -> Result<(), sqlx::Error> {
+async fn fail(
+    p: &Pipeline,
+    g: &Generation,
+    code: &str,
+    message: &str,
+    e: &FalError,
+) -> Result<(), sqlx::Error> {
     let error = json!({
         "code": code,
         "message": message,
@@ -203,8 +280,17 @@ async fn fail(p: &Pipeline, g: &Generation, code: &str, message: &str, e: &FalEr
         "details": e.body.as_ref().map(|b| b.get("detail").cloned().unwrap_or_else(|| b.clone())),
     });
     let mut tx = p.pool.begin().await?;
-    if let Some(row) = storage::generations::finish(&mut *tx, g.id, "failed", None, None, Some(0), Some(&error), None).await? {
-        storage::events::append(&mut tx, row.tenant_id, "generation.failed", Some(row.id), row.to_json()).await?;
+    if let Some(row) =
+        storage::generations::finish(&mut *tx, g.id, Finish::unsuccessful("failed", &error)).await?
+    {
+        storage::events::append(
+            &mut tx,
+            row.tenant_id,
+            "generation.failed",
+            Some(row.id),
+            row.to_json(),
+        )
+        .await?;
     }
     tx.commit().await?;
     tracing::warn!(code, "generation failed at submission");

@@ -59,12 +59,23 @@ pub async fn append(
     Ok(event)
 }
 
-pub async fn notify(db: impl PgExecutor<'_>, channel: &str, payload: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(payload).execute(db).await?;
+pub async fn notify(
+    db: impl PgExecutor<'_>,
+    channel: &str,
+    payload: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(channel)
+        .bind(payload)
+        .execute(db)
+        .await?;
     Ok(())
 }
 
-pub async fn for_generation(db: impl PgExecutor<'_>, generation_id: Uuid) -> Result<Vec<Event>, sqlx::Error> {
+pub async fn for_generation(
+    db: impl PgExecutor<'_>,
+    generation_id: Uuid,
+) -> Result<Vec<Event>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, seq, tenant_id, type, generation_id, payload, created_at FROM events
          WHERE generation_id = $1 ORDER BY seq",

@@ -86,7 +86,8 @@ impl Generation {
 /// decimals). Stored and computed amounts stay integers.
 pub fn usd(micros: i64) -> Value {
     let text = format!("{}.{:06}", micros / 1_000_000, (micros % 1_000_000).abs());
-    serde_json::from_str::<Value>(text.trim_end_matches('0').trim_end_matches('.')).unwrap_or(json!(0))
+    serde_json::from_str::<Value>(text.trim_end_matches('0').trim_end_matches('.'))
+        .unwrap_or(json!(0))
 }
 
 pub async fn insert(
@@ -116,20 +117,28 @@ pub async fn insert(
     .await
 }
 
-pub async fn get(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<Option<Generation>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM generations WHERE id = $1 AND tenant_id = $2"))
-        .bind(id)
-        .bind(tenant_id)
-        .fetch_optional(db)
-        .await
+pub async fn get(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Generation>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM generations WHERE id = $1 AND tenant_id = $2"
+    ))
+    .bind(id)
+    .bind(tenant_id)
+    .fetch_optional(db)
+    .await
 }
 
 /// Locks the row for the state change that follows (callbacks, cancels).
 pub async fn lock(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Generation>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM generations WHERE id = $1 FOR UPDATE"))
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM generations WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await
 }
 
 /// Newest first; `before` is the id of the last row of the previous page (UUIDv7 ids sort by time).
@@ -157,7 +166,11 @@ pub async fn list(
 }
 
 /// Claims due outbox rows with a lease, committed by the caller before any HTTP call.
-pub async fn claim_submissions(db: impl PgExecutor<'_>, batch: i64, lease_secs: f64) -> Result<Vec<Generation>, sqlx::Error> {
+pub async fn claim_submissions(
+    db: impl PgExecutor<'_>,
+    batch: i64,
+    lease_secs: f64,
+) -> Result<Vec<Generation>, sqlx::Error> {
     sqlx::query_as(&format!(
         "UPDATE generations SET lease_until = now() + make_interval(secs => $2), submit_attempts = submit_attempts + 1,
                 updated_at = now()
@@ -174,7 +187,9 @@ pub async fn claim_submissions(db: impl PgExecutor<'_>, batch: i64, lease_secs: 
 }
 
 /// When the next outbox row becomes due (for the worker's timer).
-pub async fn next_submission_due(db: impl PgExecutor<'_>) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+pub async fn next_submission_due(
+    db: impl PgExecutor<'_>,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT min(GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at))) FROM generations WHERE status = 'accepted'",
     )
@@ -183,7 +198,12 @@ pub async fn next_submission_due(db: impl PgExecutor<'_>) -> Result<Option<DateT
 }
 
 /// Puts a claimed row back for a later attempt.
-pub async fn reschedule(db: impl PgExecutor<'_>, id: Uuid, delay_secs: f64, transient: bool) -> Result<(), sqlx::Error> {
+pub async fn reschedule(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    delay_secs: f64,
+    transient: bool,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE generations SET next_attempt_at = now() + make_interval(secs => $2), lease_until = NULL,
                 transient_failures = transient_failures + CASE WHEN $3 THEN 1 ELSE 0 END, updated_at = now()
@@ -228,16 +248,34 @@ pub async fn record_submitted(
     Ok(Some((row, moved)))
 }
 
+/// The fields a terminal state sets.
+#[derive(Debug, Default)]
+pub struct Finish<'a> {
+    pub status: &'a str,
+    pub result: Option<&'a Value>,
+    pub seed: Option<i64>,
+    pub cost_micros: Option<i64>,
+    pub error: Option<&'a Value>,
+    pub fal_request_id: Option<&'a str>,
+}
+
+impl<'a> Finish<'a> {
+    /// `failed` or `cancelled` with an error object and nothing spent.
+    pub fn unsuccessful(status: &'a str, error: &'a Value) -> Finish<'a> {
+        Finish {
+            status,
+            error: Some(error),
+            cost_micros: Some(0),
+            ..Default::default()
+        }
+    }
+}
+
 /// Sets a terminal state with its fields; only from a non-terminal state.
 pub async fn finish(
     db: impl PgExecutor<'_>,
     id: Uuid,
-    status: &str,
-    result: Option<&Value>,
-    seed: Option<i64>,
-    cost_micros: Option<i64>,
-    error: Option<&Value>,
-    fal_request_id: Option<&str>,
+    f: Finish<'_>,
 ) -> Result<Option<Generation>, sqlx::Error> {
     sqlx::query_as(&format!(
         "UPDATE generations SET status = $2, result = $3, seed = COALESCE($4, seed), cost_micros = $5, error = $6,
@@ -245,12 +283,12 @@ pub async fn finish(
          WHERE id = $1 AND status IN ('accepted', 'queued') RETURNING {COLUMNS}"
     ))
     .bind(id)
-    .bind(status)
-    .bind(result.map(Json))
-    .bind(seed)
-    .bind(cost_micros)
-    .bind(error.map(Json))
-    .bind(fal_request_id)
+    .bind(f.status)
+    .bind(f.result.map(Json))
+    .bind(f.seed)
+    .bind(f.cost_micros)
+    .bind(f.error.map(Json))
+    .bind(f.fal_request_id)
     .fetch_optional(db)
     .await
 }
@@ -264,7 +302,12 @@ pub async fn mark_cancel_requested(db: impl PgExecutor<'_>, id: Uuid) -> Result<
 }
 
 /// Queued generations that have waited too long for their callback, leased for a status check.
-pub async fn claim_overdue(db: impl PgExecutor<'_>, older_than_secs: f64, batch: i64, lease_secs: f64) -> Result<Vec<Generation>, sqlx::Error> {
+pub async fn claim_overdue(
+    db: impl PgExecutor<'_>,
+    older_than_secs: f64,
+    batch: i64,
+    lease_secs: f64,
+) -> Result<Vec<Generation>, sqlx::Error> {
     sqlx::query_as(&format!(
         "UPDATE generations SET lease_until = now() + make_interval(secs => $3), last_checked_at = now()
          WHERE id IN (SELECT id FROM generations
@@ -281,7 +324,11 @@ pub async fn claim_overdue(db: impl PgExecutor<'_>, older_than_secs: f64, batch:
     .await
 }
 
-pub async fn seed_of(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<Option<(String, Option<i64>)>, sqlx::Error> {
+pub async fn seed_of(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Option<(String, Option<i64>)>, sqlx::Error> {
     sqlx::query_as("SELECT status, seed FROM generations WHERE id = $1 AND tenant_id = $2")
         .bind(id)
         .bind(tenant_id)

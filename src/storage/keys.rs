@@ -43,7 +43,10 @@ pub async fn create(
     .await
 }
 
-pub async fn credential_by_lookup(db: impl PgExecutor<'_>, lookup: &str) -> Result<Option<KeyCredential>, sqlx::Error> {
+pub async fn credential_by_lookup(
+    db: impl PgExecutor<'_>,
+    lookup: &str,
+) -> Result<Option<KeyCredential>, sqlx::Error> {
     sqlx::query_as(
         "SELECT k.id, k.tenant_id, t.name AS tenant_name, k.secret_hash, k.revoked_at IS NOT NULL AS revoked
          FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.lookup = $1",
@@ -64,7 +67,10 @@ pub async fn revoke(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<KeyRow>,
     .await
 }
 
-pub async fn list_for_tenant(db: impl PgExecutor<'_>, tenant_id: Uuid) -> Result<Vec<KeyRow>, sqlx::Error> {
+pub async fn list_for_tenant(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+) -> Result<Vec<KeyRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, tenant_id, lookup, label, created_at, revoked_at FROM api_keys
          WHERE tenant_id = $1 ORDER BY created_at",

@@ -12,7 +12,10 @@ pub struct Tenant {
 }
 
 /// Inserts a tenant; `None` when the name is taken.
-pub async fn create(db: impl PgExecutor<'_>, name: &TenantName) -> Result<Option<Tenant>, sqlx::Error> {
+pub async fn create(
+    db: impl PgExecutor<'_>,
+    name: &TenantName,
+) -> Result<Option<Tenant>, sqlx::Error> {
     sqlx::query_as(
         "INSERT INTO tenants (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING
          RETURNING id, name, created_at",
@@ -23,7 +26,10 @@ pub async fn create(db: impl PgExecutor<'_>, name: &TenantName) -> Result<Option
     .await
 }
 
-pub async fn find_by_name(db: impl PgExecutor<'_>, name: &str) -> Result<Option<Tenant>, sqlx::Error> {
+pub async fn find_by_name(
+    db: impl PgExecutor<'_>,
+    name: &str,
+) -> Result<Option<Tenant>, sqlx::Error> {
     sqlx::query_as("SELECT id, name, created_at FROM tenants WHERE name = $1")
         .bind(name)
         .fetch_optional(db)
@@ -35,5 +41,7 @@ pub async fn ensure(db: &sqlx::PgPool, name: &TenantName) -> Result<Tenant, sqlx
     if let Some(t) = create(db, name).await? {
         return Ok(t);
     }
-    find_by_name(db, name.as_str()).await?.ok_or(sqlx::Error::RowNotFound)
+    find_by_name(db, name.as_str())
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)
 }

@@ -5,7 +5,9 @@ use crate::helpers::{fresh_database, spawn_app};
 
 fn fluxgate(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_fluxgate"));
-    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).args(args);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -24,14 +26,23 @@ fn serve_without_required_settings_exits_naming_each_and_never_panics() {
     for name in ["DATABASE_URL", "FAL_KEY", "FLUXGATE_PUBLIC_URL"] {
         assert!(err.contains(name), "{err}");
     }
-    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
 
     let out = fluxgate(
         &["serve"],
-        &[("DATABASE_URL", "postgres://u:pw@127.0.0.1:1/x"), ("FLUXGATE_PUBLIC_URL", "https://gw.example.com")],
+        &[
+            ("DATABASE_URL", "postgres://u:pw@127.0.0.1:1/x"),
+            ("FLUXGATE_PUBLIC_URL", "https://gw.example.com"),
+        ],
     );
     let err = stderr(&out);
-    assert!(err.contains("FAL_KEY is required") && !err.contains("DATABASE_URL"), "{err}");
+    assert!(
+        err.contains("FAL_KEY is required") && !err.contains("DATABASE_URL"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -48,7 +59,13 @@ fn malformed_environment_values_are_named_and_secrets_not_echoed() {
     );
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    for name in ["DATABASE_URL", "FAL_KEY", "FLUXGATE_PUBLIC_URL", "PORT", "FLUXGATE_ALLOW_HTTP_TARGETS"] {
+    for name in [
+        "DATABASE_URL",
+        "FAL_KEY",
+        "FLUXGATE_PUBLIC_URL",
+        "PORT",
+        "FLUXGATE_ALLOW_HTTP_TARGETS",
+    ] {
         assert!(err.contains(name), "{name} in {err}");
     }
     assert!(!err.contains("hunter2") && !err.contains("sekrit"), "{err}");
@@ -56,7 +73,10 @@ fn malformed_environment_values_are_named_and_secrets_not_echoed() {
 
 #[test]
 fn an_unreachable_database_is_a_clear_error() {
-    let out = fluxgate(&["migrate"], &[("DATABASE_URL", "postgres://u:hunter2@127.0.0.1:1/x")]);
+    let out = fluxgate(
+        &["migrate"],
+        &[("DATABASE_URL", "postgres://u:hunter2@127.0.0.1:1/x")],
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("cannot reach the database"), "{err}");
@@ -88,7 +108,10 @@ async fn tenants_and_keys_are_managed_from_the_cli_and_keys_are_stored_only_as_h
     assert!(key.starts_with("fg_") && id.starts_with("key_"));
 
     // Only the hash is stored: the secret text appears nowhere in the table.
-    let dump: String = sqlx::query_scalar("SELECT string_agg(t::text, ' ') FROM api_keys t").fetch_one(&pool).await.unwrap();
+    let dump: String = sqlx::query_scalar("SELECT string_agg(t::text, ' ') FROM api_keys t")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert!(!dump.contains(&key[16..]), "{dump}");
 
     let listed = fluxgate(&["keys", "list", "--tenant", "acme", "--json"], &env);
@@ -98,7 +121,10 @@ async fn tenants_and_keys_are_managed_from_the_cli_and_keys_are_stored_only_as_h
 
     let out = fluxgate(&["keys", "revoke", &id, "--json"], &env);
     assert!(out.status.success(), "{}", stderr(&out));
-    let revoked: bool = sqlx::query_scalar("SELECT revoked_at IS NOT NULL FROM api_keys").fetch_one(&pool).await.unwrap();
+    let revoked: bool = sqlx::query_scalar("SELECT revoked_at IS NOT NULL FROM api_keys")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert!(revoked);
 
     let out = fluxgate(&["keys", "revoke", "gen_0123"], &env);

@@ -6,7 +6,13 @@ use serde_json::{json, Value};
 use crate::helpers::{problem, spawn_app_with, TestApp, TestOptions, SIM_SEED};
 use fluxgate::startup::Workers;
 
-async fn post_signed(app: &TestApp, gen_id: &str, body: &Value, key: &SigningKey, tamper: Option<&str>) -> reqwest::Response {
+async fn post_signed(
+    app: &TestApp,
+    gen_id: &str,
+    body: &Value,
+    key: &SigningKey,
+    tamper: Option<&str>,
+) -> reqwest::Response {
     let raw = serde_json::to_vec(body).unwrap();
     let ts = chrono::Utc::now().timestamp().to_string();
     let rid = body["request_id"].as_str().unwrap();
@@ -35,18 +41,41 @@ fn ok_body(request_id: &str) -> Value {
 
 #[tokio::test]
 async fn signed_callbacks_are_applied_once_and_forgeries_change_nothing() {
-    let app = spawn_app_with(TestOptions { workers: Workers::NONE, ..Default::default() }).await;
+    let app = spawn_app_with(TestOptions {
+        workers: Workers::NONE,
+        ..Default::default()
+    })
+    .await;
     let g = app.generate(json!({"prompt": "a"})).await;
     let id = g["id"].as_str().unwrap();
     let sim_key = SigningKey::from_bytes(&SIM_SEED);
     let stranger = SigningKey::from_bytes(&[9; 32]);
 
     // A key that is not in the JWKS, and a tampered body: 401, nothing stored.
-    problem(post_signed(&app, id, &ok_body("req-1"), &stranger, None).await, 401, "invalid_signature").await;
-    problem(post_signed(&app, id, &ok_body("req-1"), &sim_key, Some("body")).await, 401, "invalid_signature").await;
-    let res = app.client.post(app.url(&format!("/hooks/fal/{id}"))).json(&ok_body("req-1")).send().await.unwrap();
+    problem(
+        post_signed(&app, id, &ok_body("req-1"), &stranger, None).await,
+        401,
+        "invalid_signature",
+    )
+    .await;
+    problem(
+        post_signed(&app, id, &ok_body("req-1"), &sim_key, Some("body")).await,
+        401,
+        "invalid_signature",
+    )
+    .await;
+    let res = app
+        .client
+        .post(app.url(&format!("/hooks/fal/{id}")))
+        .json(&ok_body("req-1"))
+        .send()
+        .await
+        .unwrap();
     problem(res, 401, "invalid_signature").await;
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM fal_callbacks").fetch_one(&app.pool).await.unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM fal_callbacks")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(stored, 0);
     assert_eq!(app.generation(id).await["status"], "accepted");
 
@@ -54,47 +83,100 @@ async fn signed_callbacks_are_applied_once_and_forgeries_change_nothing() {
     let res = post_signed(&app, id, &ok_body("req-1"), &sim_key, None).await;
     assert_eq!(res.status(), 200);
     let g = app.generation(id).await;
-    assert_eq!((g["status"].as_str(), g["seed"].as_i64(), g["cost_micros"].as_i64()), (Some("completed"), Some(42), Some(8000)));
+    assert_eq!(
+        (
+            g["status"].as_str(),
+            g["seed"].as_i64(),
+            g["cost_micros"].as_i64()
+        ),
+        (Some("completed"), Some(42), Some(8000))
+    );
     // Replayed: 200, nothing changes.
     let res = post_signed(&app, id, &ok_body("req-1"), &sim_key, None).await;
     assert_eq!(res.json::<Value>().await.unwrap()["outcome"], "duplicate");
     // A second fal run for a finished generation: recorded, not announced.
     let res = post_signed(&app, id, &ok_body("req-2"), &sim_key, None).await;
-    assert_eq!(res.json::<Value>().await.unwrap()["outcome"], "recorded_only");
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["outcome"],
+        "recorded_only"
+    );
     assert_eq!(app.event_types(id).await, ["generation.completed"]);
-    let announced: Vec<bool> = sqlx::query_scalar("SELECT announced FROM fal_callbacks ORDER BY id").fetch_all(&app.pool).await.unwrap();
+    let announced: Vec<bool> =
+        sqlx::query_scalar("SELECT announced FROM fal_callbacks ORDER BY id")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(announced, [true, false]);
 
     // Unknown generation → 404; contradicting request id on an unfinished one → 409.
-    let unknown = fluxgate::domain::ids::encode(fluxgate::domain::ids::Kind::Generation, uuid::Uuid::now_v7());
-    problem(post_signed(&app, &unknown, &ok_body("req-3"), &sim_key, None).await, 404, "not_found").await;
+    let unknown = fluxgate::domain::ids::encode(
+        fluxgate::domain::ids::Kind::Generation,
+        uuid::Uuid::now_v7(),
+    );
+    problem(
+        post_signed(&app, &unknown, &ok_body("req-3"), &sim_key, None).await,
+        404,
+        "not_found",
+    )
+    .await;
     let g2 = app.generate(json!({"prompt": "b"})).await;
     let id2 = g2["id"].as_str().unwrap();
-    fluxgate::pipeline::submitter::drain_once(&app.pipeline).await.unwrap();
+    fluxgate::pipeline::submitter::drain_once(&app.pipeline)
+        .await
+        .unwrap();
     assert_eq!(app.generation(id2).await["status"], "queued");
-    problem(post_signed(&app, id2, &ok_body("req-bogus"), &sim_key, None).await, 409, "request_id_mismatch").await;
+    problem(
+        post_signed(&app, id2, &ok_body("req-bogus"), &sim_key, None).await,
+        409,
+        "request_id_mismatch",
+    )
+    .await;
     assert_eq!(app.generation(id2).await["status"], "queued");
 }
 
 #[tokio::test]
 async fn error_callbacks_and_null_payloads_fail_the_generation_with_fal_details() {
-    let app = spawn_app_with(TestOptions { workers: Workers::NONE, ..Default::default() }).await;
+    let app = spawn_app_with(TestOptions {
+        workers: Workers::NONE,
+        ..Default::default()
+    })
+    .await;
     let key = SigningKey::from_bytes(&SIM_SEED);
     let cases = [
-        (json!({"request_id": "e1", "status": "ERROR", "error": "Invalid status code: 422", "payload": {"detail": [{"loc": ["body", "prompt"], "msg": "flagged", "type": "content_policy_violation"}]}}), "content_policy_violation"),
-        (json!({"request_id": "e2", "status": "ERROR", "error": "Invalid status code: 500", "payload": null}), "fal_error"),
-        (json!({"request_id": "e3", "status": "OK", "payload": null, "payload_error": "Output not serialisable"}), "fal_payload_error"),
+        (
+            json!({"request_id": "e1", "status": "ERROR", "error": "Invalid status code: 422", "payload": {"detail": [{"loc": ["body", "prompt"], "msg": "flagged", "type": "content_policy_violation"}]}}),
+            "content_policy_violation",
+        ),
+        (
+            json!({"request_id": "e2", "status": "ERROR", "error": "Invalid status code: 500", "payload": null}),
+            "fal_error",
+        ),
+        (
+            json!({"request_id": "e3", "status": "OK", "payload": null, "payload_error": "Output not serialisable"}),
+            "fal_payload_error",
+        ),
     ];
     for (body, code) in cases {
         let g = app.generate(json!({"prompt": "a"})).await;
         let id = g["id"].as_str().unwrap();
         assert_eq!(post_signed(&app, id, &body, &key, None).await.status(), 200);
         let g = app.generation(id).await;
-        assert_eq!((g["status"].as_str(), g["error"]["code"].as_str()), (Some("failed"), Some(code)), "{g}");
+        assert_eq!(
+            (g["status"].as_str(), g["error"]["code"].as_str()),
+            (Some("failed"), Some(code)),
+            "{g}"
+        );
         assert_eq!(app.event_types(id).await, ["generation.failed"]);
     }
     // Not a fal webhook at all, but correctly signed: 400, nothing stored.
     let g = app.generate(json!({"prompt": "a"})).await;
-    let res = post_signed(&app, g["id"].as_str().unwrap(), &json!({"request_id": "x"}), &key, None).await;
+    let res = post_signed(
+        &app,
+        g["id"].as_str().unwrap(),
+        &json!({"request_id": "x"}),
+        &key,
+        None,
+    )
+    .await;
     problem(res, 400, "invalid_callback").await;
 }

@@ -8,13 +8,19 @@ async fn health_and_readiness_answer_ok_on_a_migrated_database() {
     assert_eq!(res.status(), 200);
     let res = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["status"], "ready");
+    assert_eq!(
+        res.json::<serde_json::Value>().await.unwrap()["status"],
+        "ready"
+    );
 }
 
 #[tokio::test]
 async fn readiness_fails_when_a_migration_is_missing() {
     let app = spawn_app().await;
-    sqlx::query("DELETE FROM _sqlx_migrations").execute(&app.pool).await.unwrap();
+    sqlx::query("DELETE FROM _sqlx_migrations")
+        .execute(&app.pool)
+        .await
+        .unwrap();
     let res = app.client.get(app.url("/readyz")).send().await.unwrap();
     problem(res, 503, "not_migrated").await;
 }
@@ -36,16 +42,34 @@ async fn missing_malformed_unknown_and_revoked_keys_are_401_problems() {
     assert_eq!(res.headers()["www-authenticate"], "Bearer");
     problem(res, 401, "missing_api_key").await;
 
-    let res = app.client.get(app.url("/v1/me")).header("Authorization", "Basic abc").send().await.unwrap();
+    let res = app
+        .client
+        .get(app.url("/v1/me"))
+        .header("Authorization", "Basic abc")
+        .send()
+        .await
+        .unwrap();
     problem(res, 401, "malformed_api_key").await;
-    let res = app.client.get(app.url("/v1/me")).bearer_auth("not-a-key").send().await.unwrap();
+    let res = app
+        .client
+        .get(app.url("/v1/me"))
+        .bearer_auth("not-a-key")
+        .send()
+        .await
+        .unwrap();
     problem(res, 401, "malformed_api_key").await;
 
     // Right shape, right lookup, wrong secret; and an entirely unknown key.
     let mut forged = app.api_key.clone();
     let last = forged.pop().unwrap();
     forged.push(if last == 'a' { 'b' } else { 'a' });
-    let res = app.client.get(app.url("/v1/me")).bearer_auth(&forged).send().await.unwrap();
+    let res = app
+        .client
+        .get(app.url("/v1/me"))
+        .bearer_auth(&forged)
+        .send()
+        .await
+        .unwrap();
     problem(res, 401, "invalid_api_key").await;
     let unknown = fluxgate::domain::api_key::NewApiKey::generate();
     let res = app
@@ -57,7 +81,10 @@ async fn missing_malformed_unknown_and_revoked_keys_are_401_problems() {
         .unwrap();
     problem(res, 401, "invalid_api_key").await;
 
-    sqlx::query("UPDATE api_keys SET revoked_at = now()").execute(&app.pool).await.unwrap();
+    sqlx::query("UPDATE api_keys SET revoked_at = now()")
+        .execute(&app.pool)
+        .await
+        .unwrap();
     let res = app.get("/v1/me").await;
     problem(res, 401, "revoked_api_key").await;
 }
@@ -74,22 +101,43 @@ async fn unknown_routes_are_404_problems_and_wrong_methods_405() {
     problem(res, 401, "missing_api_key").await;
     let res = app.client.post(app.url("/healthz")).send().await.unwrap();
     problem(res, 405, "method_not_allowed").await;
-    let res = app.client.delete(app.url("/v1/me")).bearer_auth(&app.api_key).send().await.unwrap();
+    let res = app
+        .client
+        .delete(app.url("/v1/me"))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .unwrap();
     problem(res, 405, "method_not_allowed").await;
 }
 
 #[tokio::test]
 async fn every_response_carries_a_request_id_and_a_sane_caller_id_is_kept() {
     let app = spawn_app().await;
-    let res = app.client.get(app.url("/healthz")).header("X-Request-Id", "trace-abc-123").send().await.unwrap();
+    let res = app
+        .client
+        .get(app.url("/healthz"))
+        .header("X-Request-Id", "trace-abc-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.headers()["x-request-id"], "trace-abc-123");
     let res = app.client.get(app.url("/nope")).send().await.unwrap();
     let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(id.len(), 32);
-    let res = app.client.get(app.url("/healthz")).header("X-Request-Id", "x".repeat(200)).send().await.unwrap();
+    let res = app
+        .client
+        .get(app.url("/healthz"))
+        .header("X-Request-Id", "x".repeat(200))
+        .send()
+        .await
+        .unwrap();
     assert_ne!(res.headers()["x-request-id"], "x".repeat(200).as_str());
     let res = app.client.get(app.url("/v1/me")).send().await.unwrap();
-    assert!(res.headers().contains_key("x-request-id"), "401s carry one too");
+    assert!(
+        res.headers().contains_key("x-request-id"),
+        "401s carry one too"
+    );
 }
 
 #[tokio::test]
@@ -98,7 +146,10 @@ async fn metrics_are_prometheus_text_with_request_latency_by_route() {
     app.get("/v1/me").await;
     let res = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
     let text = res.text().await.unwrap();
     assert!(
         text.contains(r#"fluxgate_http_request_duration_seconds_count{method="GET",route="/v1/me",status="200"} 1"#),

@@ -33,40 +33,44 @@ struct Cluster {
 /// The process-wide Postgres: DATABASE_URL if set, otherwise our own throwaway cluster.
 fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
-        Some(url) => {
-            let base = url::Url::parse(&url).expect("DATABASE_URL is a URL");
-            Cluster {
-                admin_url: url.clone(),
-                url_for: Box::new(move |db| {
-                    let mut u = base.clone();
-                    u.set_path(db);
-                    u.to_string()
-                }),
-                _devdb: None,
+    CLUSTER.get_or_init(
+        || match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+            Some(url) => {
+                let base = url::Url::parse(&url).expect("DATABASE_URL is a URL");
+                Cluster {
+                    admin_url: url.clone(),
+                    url_for: Box::new(move |db| {
+                        let mut u = base.clone();
+                        u.set_path(db);
+                        u.to_string()
+                    }),
+                    _devdb: None,
+                }
             }
-        }
-        None => {
-            // Started on its own thread: DevDb blocks while it waits for readiness.
-            let db = std::thread::spawn(|| {
-                DevDb::start(DevDbOptions {
-                    data_dir: None,
-                    durable: false,
-                    install_if_missing: true,
+            None => {
+                // Started on its own thread: DevDb blocks while it waits for readiness.
+                let db = std::thread::spawn(|| {
+                    DevDb::start(DevDbOptions {
+                        data_dir: None,
+                        durable: false,
+                        install_if_missing: true,
+                    })
                 })
-            })
-            .join()
-            .expect("devdb thread")
-            .unwrap_or_else(|e| panic!("could not start a throwaway Postgres for the tests: {e}"));
-            let admin_url = db.url();
-            let for_db = db.url_for("__DB__");
-            Cluster {
-                admin_url,
-                url_for: Box::new(move |name| for_db.replace("__DB__", name)),
-                _devdb: Some(db),
+                .join()
+                .expect("devdb thread")
+                .unwrap_or_else(|e| {
+                    panic!("could not start a throwaway Postgres for the tests: {e}")
+                });
+                let admin_url = db.url();
+                let for_db = db.url_for("__DB__");
+                Cluster {
+                    admin_url,
+                    url_for: Box::new(move |name| for_db.replace("__DB__", name)),
+                    _devdb: Some(db),
+                }
             }
-        }
-    })
+        },
+    )
 }
 
 /// A fresh, migrated database for one test.
@@ -77,19 +81,41 @@ pub async fn fresh_database() -> (PgPool, String) {
     let cluster = cluster();
     TEMPLATE_READY
         .get_or_init(|| async {
-            let mut admin = PgConnection::connect(&cluster.admin_url).await.expect("admin connection");
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")).execute(&mut admin).await.unwrap();
-            sqlx::query(&format!("CREATE DATABASE {TEMPLATE}")).execute(&mut admin).await.unwrap();
-            let mut conn = PgConnection::connect(&(cluster.url_for)(TEMPLATE)).await.unwrap();
-            storage::MIGRATOR.run(&mut conn).await.expect("migrations apply");
+            let mut admin = PgConnection::connect(&cluster.admin_url)
+                .await
+                .expect("admin connection");
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            sqlx::query(&format!("CREATE DATABASE {TEMPLATE}"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let mut conn = PgConnection::connect(&(cluster.url_for)(TEMPLATE))
+                .await
+                .unwrap();
+            storage::MIGRATOR
+                .run(&mut conn)
+                .await
+                .expect("migrations apply");
             conn.close().await.unwrap();
         })
         .await;
-    let name = format!("fgtest_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+    let name = format!(
+        "fgtest_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
     {
         let _guard = CREATE.lock().await;
-        let mut admin = PgConnection::connect(&cluster.admin_url).await.expect("admin connection");
-        sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}")).execute(&mut admin).await.unwrap();
+        let mut admin = PgConnection::connect(&cluster.admin_url)
+            .await
+            .expect("admin connection");
+        sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
         admin.close().await.unwrap();
     }
     let url = (cluster.url_for)(&name);
@@ -143,11 +169,22 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).bearer_auth(&self.api_key).send().await.expect("request")
+        self.client
+            .get(self.url(path))
+            .bearer_auth(&self.api_key)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn post(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
-        self.client.post(self.url(path)).bearer_auth(&self.api_key).json(body).send().await.expect("request")
+        self.client
+            .post(self.url(path))
+            .bearer_auth(&self.api_key)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// POSTs a generation and returns the 202 body.
@@ -171,14 +208,18 @@ impl TestApp {
             if ["completed", "failed", "cancelled"].contains(&g["status"].as_str().unwrap_or("")) {
                 return g;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{id} never finished: {g}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id} never finished: {g}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     /// Event types of a generation, in order.
     pub async fn event_types(&self, id: &str) -> Vec<String> {
-        let uuid = fluxgate::domain::ids::decode(fluxgate::domain::ids::Kind::Generation, id).unwrap();
+        let uuid =
+            fluxgate::domain::ids::decode(fluxgate::domain::ids::Kind::Generation, id).unwrap();
         sqlx::query_scalar("SELECT type FROM events WHERE generation_id = $1 ORDER BY seq")
             .bind(uuid)
             .fetch_all(&self.pool)
@@ -188,9 +229,14 @@ impl TestApp {
 
     /// Creates another tenant with a key; returns (tenant id, key).
     pub async fn new_tenant(&self, name: &str) -> (Uuid, String) {
-        let tenant = storage::tenants::create(&self.pool, &TenantName::parse(name).unwrap()).await.unwrap().unwrap();
+        let tenant = storage::tenants::create(&self.pool, &TenantName::parse(name).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
         let key = NewApiKey::generate();
-        storage::keys::create(&self.pool, tenant.id, &key, None).await.unwrap();
+        storage::keys::create(&self.pool, tenant.id, &key, None)
+            .await
+            .unwrap();
         (tenant.id, key.secret.expose_secret().to_owned())
     }
 
@@ -217,16 +263,25 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
     let (pool, db_url) = fresh_database().await;
-    let sim = fluxgate::simulator::start(opts.sim).await.expect("simulator starts");
+    let sim = fluxgate::simulator::start(opts.sim)
+        .await
+        .expect("simulator starts");
     start_app(pool, db_url, sim, opts.settings, opts.workers).await
 }
 
 /// Starts the application on an existing database and simulator (restarts use this).
-pub async fn start_app(pool: PgPool, db_url: String, sim: SimHandle, mut settings: Settings, workers: Workers) -> TestApp {
+pub async fn start_app(
+    pool: PgPool,
+    db_url: String,
+    sim: SimHandle,
+    mut settings: Settings,
+    workers: Workers,
+) -> TestApp {
     settings.fal_queue_url = sim.base_url().parse().unwrap();
     settings.fal_jwks_url = sim.jwks_url().parse().unwrap();
     settings.fal_key = Some(secrecy::SecretString::from(SIM_KEY));
-    let app = Application::build_with(settings, pool.clone(), Metrics::new(), workers).expect("app builds");
+    let app = Application::build_with(settings, pool.clone(), Metrics::new(), workers)
+        .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let pipeline = app.pipeline();
     let handle = app.handle();
@@ -235,7 +290,10 @@ pub async fn start_app(pool: PgPool, db_url: String, sim: SimHandle, mut setting
         address,
         pool,
         db_url,
-        client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
         api_key: String::new(),
         tenant_id: Uuid::nil(),
         sim,
@@ -243,12 +301,17 @@ pub async fn start_app(pool: PgPool, db_url: String, sim: SimHandle, mut setting
         handle,
         server,
     };
-    let existing: Option<Uuid> = sqlx::query_scalar("SELECT id FROM tenants WHERE name = 'acme'").fetch_optional(&test.pool).await.unwrap();
+    let existing: Option<Uuid> = sqlx::query_scalar("SELECT id FROM tenants WHERE name = 'acme'")
+        .fetch_optional(&test.pool)
+        .await
+        .unwrap();
     let (tenant_id, api_key) = match existing {
         None => test.new_tenant("acme").await,
         Some(id) => {
             let key = NewApiKey::generate();
-            storage::keys::create(&test.pool, id, &key, None).await.unwrap();
+            storage::keys::create(&test.pool, id, &key, None)
+                .await
+                .unwrap();
             (id, key.secret.expose_secret().to_owned())
         }
     };
@@ -260,11 +323,19 @@ pub async fn start_app(pool: PgPool, db_url: String, sim: SimHandle, mut setting
 /// Asserts a problem+json response and returns its body.
 pub async fn problem(res: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
     assert_eq!(res.status().as_u16(), status, "status");
-    let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let ct = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     assert_eq!(ct, "application/problem+json", "content-type");
     let body: serde_json::Value = res.json().await.expect("problem body is JSON");
     assert_eq!(body["code"], code, "code in {body}");
     assert_eq!(body["status"], status, "status member in {body}");
-    assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string(), "{body}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string() && body["type"].is_string(),
+        "{body}"
+    );
     body
 }
