@@ -15,6 +15,10 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// a hang. No test-before-acquire ping: it doubles round trips on the hot path, and a dead
 /// connection surfaces as an error the caller already handles.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    // One direct connection first: a wrong URL or a down server fails at once with its real
+    // cause, instead of a pool timing out on retries.
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(url).await?.close().await?;
     PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)

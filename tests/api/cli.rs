@@ -79,7 +79,10 @@ fn an_unreachable_database_is_a_clear_error() {
     );
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("cannot reach the database"), "{err}");
+    assert!(
+        err.contains("cannot reach the database given by DATABASE_URL"),
+        "{err}"
+    );
     assert!(!err.contains("hunter2"), "{err}");
     let out = fluxgate(&["migrate"], &[]);
     assert!(stderr(&out).contains("DATABASE_URL is required"));

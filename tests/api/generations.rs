@@ -312,7 +312,7 @@ async fn each_fal_error_class_ends_in_its_documented_state() {
     let mut ids = Vec::new();
     for (prompt, _, _) in &cases {
         ids.push(
-            app.generate(json!({"prompt": prompt}))["id"]
+            app.generate(json!({"prompt": prompt})).await["id"]
                 .as_str()
                 .unwrap()
                 .to_owned(),
@@ -617,6 +617,13 @@ async fn cancel_works_in_each_state_and_says_what_happened() {
 async fn a_restart_in_the_middle_of_a_burst_loses_nothing() {
     let mut opts = TestOptions::default();
     opts.sim.run_delay = Duration::from_millis(50);
+    opts.sim.webhook_retry_schedule = vec![
+        Duration::from_millis(200),
+        Duration::from_millis(500),
+        Duration::from_secs(1),
+    ];
+    opts.settings.reconcile_after = Duration::from_secs(2);
+    opts.settings.reconcile_interval = Duration::from_secs(1);
     let app = spawn_app_with(opts).await;
     let mut ids = Vec::new();
     for i in 0..30 {
@@ -627,9 +634,14 @@ async fn a_restart_in_the_middle_of_a_burst_loses_nothing() {
                 .to_owned(),
         );
     }
-    // Stop mid-burst (as SIGTERM would), then start a new instance on the same database.
-    let (pool, db_url, sim) = app.stop().await;
-    let app = start_app(pool, db_url, sim, test_settings(), Workers::ALL).await;
+    // Stop mid-burst (as SIGTERM would), then start a new instance on the same database and
+    // address: webhooks fal could not deliver meanwhile are retried, or recovered by the reconciler.
+    let (pool, db_url, sim, port) = app.stop().await;
+    let mut settings = test_settings();
+    settings.port = port;
+    settings.reconcile_after = Duration::from_secs(2);
+    settings.reconcile_interval = Duration::from_secs(1);
+    let app = start_app(pool, db_url, sim, settings, Workers::ALL).await;
     for id in &ids {
         let g = app.wait_terminal(id).await;
         assert_eq!(g["status"], "completed", "{g}");

@@ -240,11 +240,13 @@ impl TestApp {
         (tenant.id, key.secret.expose_secret().to_owned())
     }
 
-    /// Stops the server and its workers (drain), as SIGTERM would.
-    pub async fn stop(self) -> (PgPool, String, SimHandle) {
+    /// Stops the server and its workers (drain), as SIGTERM would. Returns what a restart on
+    /// the same address needs (the address is in the callback URLs fal was given).
+    pub async fn stop(self) -> (PgPool, String, SimHandle, u16) {
+        let port = self.address.rsplit(':').next().unwrap().parse().unwrap();
         self.handle.stop(true).await;
         let _ = self.server.await;
-        (self.pool, self.db_url, self.sim)
+        (self.pool, self.db_url, self.sim, port)
     }
 }
 
