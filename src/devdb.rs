@@ -1,1 +1,0 @@
-//! Throwaway local Postgres for `dev` and tests (being written).
