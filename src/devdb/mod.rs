@@ -298,6 +298,13 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_can_live_in_a_static_shared_by_every_test() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<DevDb>();
+        shareable::<DevDbError>();
+    }
+
+    #[test]
     fn missing_binaries_are_explained_with_what_to_install() {
         let message = DevDbError::NotInstalled.to_string();
         for hint in ["apt-get install postgresql", "brew install", "DATABASE_URL"] {
