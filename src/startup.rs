@@ -88,7 +88,15 @@ impl Application {
             http.clone(),
             Arc::new(SystemClock),
         );
-        let pipeline = Pipeline::new(pool.clone(), settings.clone(), metrics.clone(), http, port);
+        // Background work gets its own pool. A connection is bound to the runtime that opened
+        // it, and actix runs handlers on per-thread runtimes that end when the server stops:
+        // connections opened by handlers must never serve the workers that drain after it.
+        let worker_pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections((settings.db_pool_size / 2).max(4))
+            .acquire_timeout(Duration::from_secs(10))
+            .test_before_acquire(false)
+            .connect_lazy_with((*pool.connect_options()).clone());
+        let pipeline = Pipeline::new(worker_pool, settings.clone(), metrics.clone(), http, port);
         let state = web::Data::new(AppState {
             pool,
             settings,

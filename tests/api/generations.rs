@@ -636,7 +636,8 @@ async fn a_restart_in_the_middle_of_a_burst_loses_nothing() {
     }
     // Stop mid-burst (as SIGTERM would), then start a new instance on the same database and
     // address: webhooks fal could not deliver meanwhile are retried, or recovered by the reconciler.
-    let (pool, db_url, sim, port) = app.stop().await;
+    let (db_url, sim, port) = app.stop().await;
+    let pool = fluxgate::storage::connect(&db_url, 8).await.unwrap();
     let mut settings = test_settings();
     settings.port = port;
     settings.reconcile_after = Duration::from_secs(2);

@@ -242,11 +242,13 @@ impl TestApp {
 
     /// Stops the server and its workers (drain), as SIGTERM would. Returns what a restart on
     /// the same address needs (the address is in the callback URLs fal was given).
-    pub async fn stop(self) -> (PgPool, String, SimHandle, u16) {
+    pub async fn stop(self) -> (String, SimHandle, u16) {
         let port = self.address.rsplit(':').next().unwrap().parse().unwrap();
         self.handle.stop(true).await;
         let _ = self.server.await;
-        (self.pool, self.db_url, self.sim, port)
+        // Its connections belonged to the stopped server's runtimes, like a dead process's.
+        self.pool.close().await;
+        (self.db_url, self.sim, port)
     }
 }
 
