@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
     config::{Mode, RawSettings, Settings},
-    devdb::{DevDb, DevDbOptions},
+    devdb::{DevDb, DevDbError, DevDbOptions},
     domain::{api_key::NewApiKey, tenant::TenantName},
     metrics::Metrics,
     simulator, startup, storage, telemetry,
@@ -39,18 +39,24 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         None => {
             let data_dir = args.dir.join("pgdata");
             eprintln!("starting a local Postgres in {} …", data_dir.display());
-            let db = tokio::task::spawn_blocking(move || {
-                DevDb::start(DevDbOptions {
-                    data_dir: Some(data_dir),
-                    durable: true,
-                    install_if_missing: true,
-                })
-            })
-            .await??;
+            let db = match start_devdb(data_dir).await {
+                // Root with a checkout the unprivileged database user cannot enter (e.g. under
+                // a 0700 /root): keep the data where it can, tied to this checkout.
+                Err(DevDbError::Unreachable { .. }) => {
+                    let fallback = reachable_data_dir(&args.dir)?;
+                    eprintln!(
+                        "  {} is not reachable by the database user; using {} instead",
+                        args.dir.display(),
+                        fallback.display()
+                    );
+                    start_devdb(fallback).await?
+                }
+                other => other?,
+            };
             Some(db)
         }
     };
-    let result = run_with_db(&mut settings, devdb.as_ref(), &args).await;
+    let result = run_with_db(&mut settings, devdb.as_ref()).await;
     if let Some(db) = devdb {
         eprintln!("stopping the local Postgres …");
         tokio::task::spawn_blocking(move || db.stop()).await??;
@@ -58,11 +64,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn run_with_db(
-    settings: &mut Settings,
-    devdb: Option<&DevDb>,
-    args: &DevArgs,
-) -> anyhow::Result<()> {
+async fn run_with_db(settings: &mut Settings, devdb: Option<&DevDb>) -> anyhow::Result<()> {
     let url = match devdb {
         Some(db) => {
             ensure_database(&db.url(), "fluxgate").await?;
@@ -110,15 +112,15 @@ async fn run_with_db(
     let demo = subscriber::DemoSubscriber::start().await?;
 
     let app = startup::Application::build(settings.clone(), pool, Metrics::new())?;
+    let data_dir = devdb.map(|d| d.data_dir().display().to_string());
     print_banner(
         settings,
         app.port(),
         key.secret.expose_secret(),
         &url,
-        devdb.is_some(),
+        data_dir.as_deref(),
         sim.as_ref(),
         &demo.url,
-        args,
     );
     let served = startup::serve_until_signal(app, settings.shutdown_drain).await;
     demo.stop().await;
@@ -126,6 +128,25 @@ async fn run_with_db(
         sim.stop().await;
     }
     served
+}
+
+async fn start_devdb(data_dir: PathBuf) -> Result<DevDb, DevDbError> {
+    tokio::task::spawn_blocking(move || DevDb::start(DevDbOptions::persistent(data_dir)))
+        .await
+        .map_err(|e| DevDbError::Io {
+            what: "starting the local Postgres".into(),
+            source: std::io::Error::other(e),
+        })?
+}
+
+/// `/var/tmp/fluxgate-dev-<hash of the checkout's .fluxgate path>/pgdata`: stable per checkout.
+fn reachable_data_dir(dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    use sha2::{Digest, Sha256};
+    let abs = std::fs::canonicalize(dir)?;
+    let hash = hex::encode(&Sha256::digest(abs.to_string_lossy().as_bytes())[..6]);
+    Ok(PathBuf::from(format!(
+        "/var/tmp/fluxgate-dev-{hash}/pgdata"
+    )))
 }
 
 /// `dev`'s cluster starts with only the `postgres` database; fluxgate gets its own.
@@ -148,22 +169,21 @@ async fn ensure_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 fn print_banner(
     settings: &Settings,
     port: u16,
     key: &str,
     db_url: &str,
-    own_db: bool,
+    own_db: Option<&str>,
     sim: Option<&simulator::SimHandle>,
     demo_url: &str,
-    args: &DevArgs,
 ) {
     let base = format!("http://127.0.0.1:{port}");
-    let db_line = if own_db {
-        format!("{db_url}\n                    (its own Postgres, data in {}; export DATABASE_URL='{db_url}' to use the operator commands)", args.dir.join("pgdata").display())
-    } else {
-        "DATABASE_URL (yours)".to_owned()
+    let db_line = match own_db {
+        Some(dir) => format!(
+            "{db_url}\n                    (its own Postgres, data in {dir}; export DATABASE_URL='{db_url}' for the operator commands)"
+        ),
+        None => "DATABASE_URL (yours)".to_owned(),
     };
     let fal_line = match sim {
         Some(s) => format!("simulator at {} (JWKS {})", s.base_url(), s.jwks_url()),

@@ -28,7 +28,8 @@ impl Event {
     }
 }
 
-/// Appends `{type, timestamp, data}` and notifies listeners (on commit).
+/// Appends `{id, type, timestamp, data}` — the exact body subscribers receive — and notifies
+/// listeners (Postgres delivers the NOTIFY on commit).
 pub async fn append(
     tx: &mut sqlx::PgConnection,
     tenant_id: Uuid,
@@ -39,6 +40,7 @@ pub async fn append(
     let id = ids::new_uuid();
     let now = Utc::now();
     let payload = json!({
+        "id": ids::encode(ids::Kind::Event, id),
         "type": kind,
         "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "data": data,
