@@ -3,6 +3,8 @@
 CREATE TABLE tenants (
     id          uuid PRIMARY KEY,
     name        text NOT NULL UNIQUE CHECK (name ~ '^[a-z0-9][a-z0-9_-]{0,62}$'),
+    -- Signs the deliveries to a generation's own `webhook_url` (Standard Webhooks `whsec_…`).
+    webhook_secret  text,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
@@ -123,7 +125,7 @@ CREATE TABLE deliveries (
     created_at       timestamptz NOT NULL DEFAULT now(),
     finished_at      timestamptz
 );
-CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
+
 CREATE INDEX deliveries_subscription ON deliveries (subscription_id, created_at DESC);
 CREATE INDEX deliveries_event ON deliveries (event_id);
 
@@ -139,3 +141,8 @@ CREATE TABLE delivery_attempts (
     response_excerpt  text,
     UNIQUE (delivery_id, attempt)
 );
+
+-- Deliveries: two lanes so first attempts are never starved by a backlog of retries.
+CREATE INDEX deliveries_first_lane ON deliveries (next_attempt_at) WHERE status = 'pending' AND attempts = 0;
+CREATE INDEX deliveries_retry_lane ON deliveries (next_attempt_at) WHERE status = 'pending' AND attempts > 0;
+CREATE INDEX deliveries_inflight ON deliveries (subscription_id) WHERE status = 'pending' AND lease_until IS NOT NULL;

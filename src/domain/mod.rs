@@ -2,4 +2,5 @@
 pub mod api_key;
 pub mod generation;
 pub mod ids;
+pub mod subscription;
 pub mod tenant;

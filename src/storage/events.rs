@@ -57,6 +57,7 @@ pub async fn append(
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;
+    super::deliveries::fan_out(&mut *tx, tenant_id, event.id, kind, &event.payload.0["data"]).await?;
     notify(&mut *tx, CHANNEL, &event.seq.to_string()).await?;
     Ok(event)
 }
@@ -85,4 +86,39 @@ pub async fn for_generation(
     .bind(generation_id)
     .fetch_all(db)
     .await
+}
+
+/// The tenant's events, newest first (Zapier's performList); `before_seq` pages.
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    kind: Option<&str>,
+    before_seq: Option<i64>,
+    undelivered: bool,
+    limit: i64,
+) -> Result<Vec<Event>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, seq, tenant_id, type, generation_id, payload, created_at FROM events e
+         WHERE tenant_id = $1
+           AND ($2::text IS NULL OR type = $2 OR $2 = '*' OR (right($2, 2) = '.*' AND starts_with(type, left($2, -1))))
+           AND ($3::bigint IS NULL OR seq < $3)
+           AND (NOT $4 OR EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id
+                                  AND (d.status IN ('failed', 'exhausted') OR (d.status = 'pending' AND d.attempts > 0))))
+         ORDER BY seq DESC LIMIT $5",
+    )
+    .bind(tenant_id)
+    .bind(kind)
+    .bind(before_seq)
+    .bind(undelivered)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn seq_of(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT seq FROM events WHERE id = $1 AND tenant_id = $2")
+        .bind(id)
+        .bind(tenant_id)
+        .fetch_optional(db)
+        .await
 }

@@ -1,9 +1,11 @@
 //! All SQL lives here, one file per table family. Functions take an executor so callers can
 //! compose them into one transaction.
 pub mod callbacks;
+pub mod deliveries;
 pub mod events;
 pub mod generations;
 pub mod keys;
+pub mod subscriptions;
 pub mod tenants;
 
 use sqlx::{postgres::PgPoolOptions, PgPool};

@@ -1,0 +1,320 @@
+//! Deliveries: fanned out in the event's own transaction, claimed with leases in two lanes
+//! (first attempts never wait behind retries) under each subscription's in-flight cap, and
+//! settled in bulk — one round trip records a whole batch of attempts.
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use sqlx::{FromRow, PgExecutor};
+use uuid::Uuid;
+
+use crate::domain::ids;
+
+/// Inserts one delivery per matching active subscription, plus the generation's own
+/// `webhook_url`. Filters apply to generation events (they carry `metadata`/`end_user`).
+/// Returns how many were inserted.
+pub async fn fan_out(tx: &mut sqlx::PgConnection, tenant_id: Uuid, event_id: Uuid, kind: &str, data: &Value) -> Result<u64, sqlx::Error> {
+    if kind == "test.ping" {
+        return Ok(0);
+    }
+    let is_generation = kind.starts_with("generation.");
+    let metadata = if is_generation { data.get("metadata").filter(|m| m.is_object()).cloned() } else { None };
+    let end_user = if is_generation { data["end_user"].as_str() } else { None };
+    let webhook_url = if is_generation { data["webhook_url"].as_str() } else { None };
+    let inserted = sqlx::query(
+        "WITH subs AS (
+            SELECT s.id, s.target_url FROM subscriptions s
+            WHERE s.tenant_id = $1 AND s.status = 'active' AND s.deleted_at IS NULL
+              AND EXISTS (SELECT 1 FROM unnest(s.event_types) p
+                          WHERE p = $3 OR p = '*' OR (right(p, 2) = '.*' AND starts_with($3, left(p, -1))))
+              AND (NOT $4 OR s.filter IS NULL OR (
+                    (s.filter->'metadata' IS NULL OR COALESCE($5::jsonb, '{}'::jsonb) @> (s.filter->'metadata'))
+                AND (s.filter->>'end_user' IS NULL OR s.filter->>'end_user' = $6)))
+            UNION ALL
+            SELECT NULL, $7 WHERE $7 IS NOT NULL
+         )
+         INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, target_url)
+         SELECT gen_random_uuid(), $1, $2, subs.id, subs.target_url FROM subs",
+    )
+    .bind(tenant_id)
+    .bind(event_id)
+    .bind(kind)
+    .bind(is_generation)
+    .bind(metadata)
+    .bind(end_user)
+    .bind(webhook_url)
+    .execute(&mut *tx)
+    .await?;
+    Ok(inserted.rows_affected())
+}
+
+/// One delivery to one subscription (e.g. `test.ping`).
+pub async fn insert_one(db: impl PgExecutor<'_>, tenant_id: Uuid, event_id: Uuid, subscription_id: Uuid, target_url: &str) -> Result<Uuid, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, target_url) VALUES (gen_random_uuid(), $1, $2, $3, $4) RETURNING id",
+    )
+    .bind(tenant_id)
+    .bind(event_id)
+    .bind(subscription_id)
+    .bind(target_url)
+    .fetch_one(db)
+    .await
+}
+
+/// A claimed delivery with what is needed to send it.
+#[derive(Debug, Clone, FromRow)]
+pub struct Claimed {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub event_id: Uuid,
+    pub subscription_id: Option<Uuid>,
+    pub target_url: String,
+    /// Including the one being made now.
+    pub attempts: i32,
+    pub event_type: String,
+    /// The event payload as stored: these exact bytes are signed and sent.
+    pub payload: String,
+    pub event_created_at: DateTime<Utc>,
+}
+
+pub async fn claim(db: impl PgExecutor<'_>, batch: i64, lease_secs: f64) -> Result<Vec<Claimed>, sqlx::Error> {
+    sqlx::query_as(
+        "WITH cand AS (
+            (SELECT id, subscription_id, 0 AS lane, next_attempt_at FROM deliveries
+              WHERE status = 'pending' AND attempts = 0 AND next_attempt_at <= now()
+                AND (lease_until IS NULL OR lease_until < now())
+              ORDER BY next_attempt_at LIMIT $1 * 4)
+            UNION ALL
+            (SELECT id, subscription_id, 1, next_attempt_at FROM deliveries
+              WHERE status = 'pending' AND attempts > 0 AND next_attempt_at <= now()
+                AND (lease_until IS NULL OR lease_until < now())
+              ORDER BY next_attempt_at LIMIT $1 * 4)
+         ), ranked AS (
+            SELECT c.*, row_number() OVER (PARTITION BY c.subscription_id ORDER BY c.lane, c.next_attempt_at) AS rn FROM cand c
+         ), inflight AS (
+            SELECT subscription_id, count(*) AS n FROM deliveries
+            WHERE status = 'pending' AND lease_until IS NOT NULL AND lease_until > now()
+              AND subscription_id IN (SELECT subscription_id FROM cand)
+            GROUP BY 1
+         ), pick AS (
+            SELECT r.id FROM ranked r
+            LEFT JOIN subscriptions s ON s.id = r.subscription_id
+            LEFT JOIN inflight i ON i.subscription_id = r.subscription_id
+            WHERE r.subscription_id IS NULL
+               OR (s.status = 'active' AND s.deleted_at IS NULL AND r.rn + COALESCE(i.n, 0) <= s.max_in_flight)
+            ORDER BY r.lane, r.next_attempt_at LIMIT $1
+         ), locked AS (
+            SELECT d.id FROM deliveries d
+            WHERE d.id IN (SELECT id FROM pick) AND d.status = 'pending' AND (d.lease_until IS NULL OR d.lease_until < now())
+            FOR UPDATE SKIP LOCKED
+         )
+         UPDATE deliveries d SET lease_until = now() + make_interval(secs => $2), attempts = d.attempts + 1
+         FROM events e
+         WHERE d.id IN (SELECT id FROM locked) AND e.id = d.event_id
+         RETURNING d.id, d.tenant_id, d.event_id, d.subscription_id, d.target_url, d.attempts,
+                   e.type AS event_type, e.payload::text AS payload, e.created_at AS event_created_at",
+    )
+    .bind(batch)
+    .bind(lease_secs)
+    .fetch_all(db)
+    .await
+}
+
+/// When the next pending delivery becomes due (for the worker's timer).
+pub async fn next_due(db: impl PgExecutor<'_>) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT min(GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at))) FROM deliveries WHERE status = 'pending'",
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// The outcome of one attempt, to be written with the rest of its batch.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    pub delivery_id: Uuid,
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i32,
+    pub status_code: Option<i32>,
+    pub error_class: Option<&'static str>,
+    pub excerpt: Option<String>,
+    /// `pending` (retry at `next_attempt_at`), `succeeded`, `failed` (410), `exhausted`.
+    pub new_status: &'static str,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// Records a batch of attempts and moves each delivery on, in one round trip each.
+pub async fn settle(tx: &mut sqlx::PgConnection, batch: &[Settled]) -> Result<(), sqlx::Error> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = batch.iter().map(|s| s.delivery_id).collect();
+    let attempts: Vec<i32> = batch.iter().map(|s| s.attempt).collect();
+    let started: Vec<DateTime<Utc>> = batch.iter().map(|s| s.started_at).collect();
+    let durations: Vec<i32> = batch.iter().map(|s| s.duration_ms).collect();
+    let codes: Vec<Option<i32>> = batch.iter().map(|s| s.status_code).collect();
+    let classes: Vec<Option<&str>> = batch.iter().map(|s| s.error_class).collect();
+    let excerpts: Vec<Option<String>> = batch.iter().map(|s| s.excerpt.clone()).collect();
+    let statuses: Vec<&str> = batch.iter().map(|s| s.new_status).collect();
+    let next: Vec<Option<DateTime<Utc>>> = batch.iter().map(|s| s.next_attempt_at).collect();
+    sqlx::query(
+        "WITH a AS (
+            INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error_class, response_excerpt)
+            SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::timestamptz[], $4::int[], $5::int[], $6::text[], $7::text[])
+            ON CONFLICT (delivery_id, attempt) DO NOTHING
+         )
+         UPDATE deliveries d SET status = u.status, lease_until = NULL,
+             next_attempt_at = COALESCE(u.next, d.next_attempt_at),
+             last_status_code = u.code, last_error_class = u.class,
+             finished_at = CASE WHEN u.status = 'pending' THEN NULL ELSE now() END
+         FROM UNNEST($1::uuid[], $8::text[], $9::timestamptz[], $5::int[], $6::text[]) AS u(id, status, next, code, class)
+         WHERE d.id = u.id",
+    )
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(&started)
+    .bind(&durations)
+    .bind(&codes)
+    .bind(&classes)
+    .bind(&excerpts)
+    .bind(&statuses)
+    .bind(&next)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Puts claimed deliveries back untouched (shutdown, or a rate limit not yet allowing them).
+pub async fn release(db: impl PgExecutor<'_>, ids: &[Uuid], delay_secs: f64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE deliveries SET lease_until = NULL, attempts = GREATEST(attempts - 1, 0),
+             next_attempt_at = now() + make_interval(secs => $2)
+         WHERE id = ANY($1) AND status = 'pending'",
+    )
+    .bind(ids)
+    .bind(delay_secs)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub event_id: Uuid,
+    pub subscription_id: Option<Uuid>,
+    pub target_url: String,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_status_code: Option<i32>,
+    pub last_error_class: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub event_type: String,
+}
+
+const DELIVERY_COLUMNS: &str = "d.id, d.tenant_id, d.event_id, d.subscription_id, d.target_url, d.status, d.attempts, \
+    d.next_attempt_at, d.last_status_code, d.last_error_class, d.created_at, d.finished_at, e.type AS event_type";
+
+impl Delivery {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": ids::encode(ids::Kind::Delivery, self.id),
+            "object": "delivery",
+            "event_id": ids::encode(ids::Kind::Event, self.event_id),
+            "event_type": self.event_type,
+            "subscription_id": self.subscription_id.map(|s| ids::encode(ids::Kind::Subscription, s)),
+            "target_url": self.target_url,
+            "status": self.status,
+            "attempts": self.attempts,
+            "next_attempt_at": if self.status == "pending" { Some(self.next_attempt_at) } else { None },
+            "last_status_code": self.last_status_code,
+            "last_error_class": self.last_error_class,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+        })
+    }
+}
+
+pub async fn get(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<Option<Delivery>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1 AND d.tenant_id = $2"
+    ))
+    .bind(id)
+    .bind(tenant_id)
+    .fetch_optional(db)
+    .await
+}
+
+/// A subscription's deliveries, newest first; `before` pages by (created_at, id).
+pub async fn for_subscription(
+    db: impl PgExecutor<'_>,
+    subscription_id: Uuid,
+    status: Option<&str>,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<Delivery>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id
+         WHERE d.subscription_id = $1 AND ($2::text IS NULL OR d.status = $2)
+           AND ($3::timestamptz IS NULL OR (d.created_at, d.id) < ($3, $4))
+         ORDER BY d.created_at DESC, d.id DESC LIMIT $5"
+    ))
+    .bind(subscription_id)
+    .bind(status)
+    .bind(before.map(|b| b.0))
+    .bind(before.map(|b| b.1))
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct Attempt {
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i32,
+    pub status_code: Option<i32>,
+    pub error_class: Option<String>,
+    pub response_excerpt: Option<String>,
+}
+
+pub async fn attempts(db: impl PgExecutor<'_>, delivery_id: Uuid) -> Result<Vec<Attempt>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT attempt, started_at, duration_ms, status_code, error_class, response_excerpt FROM delivery_attempts
+         WHERE delivery_id = $1 ORDER BY attempt",
+    )
+    .bind(delivery_id)
+    .fetch_all(db)
+    .await
+}
+
+/// Re-queues one delivery now, whatever state it ended in.
+pub async fn retry_now(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE deliveries SET status = 'pending', next_attempt_at = now(), lease_until = NULL, finished_at = NULL
+         WHERE id = $1 AND tenant_id = $2 AND (status <> 'pending' OR lease_until IS NULL)",
+    )
+    .bind(id)
+    .bind(tenant_id)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}
+
+/// Re-queues every failed delivery of a subscription whose event falls in the window.
+pub async fn recover(db: impl PgExecutor<'_>, subscription_id: Uuid, since: DateTime<Utc>, until: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE deliveries d SET status = 'pending', next_attempt_at = now(), lease_until = NULL, finished_at = NULL
+         FROM events e
+         WHERE e.id = d.event_id AND d.subscription_id = $1 AND d.status IN ('failed', 'exhausted')
+           AND e.created_at >= $2 AND e.created_at < $3",
+    )
+    .bind(subscription_id)
+    .bind(since)
+    .bind(until)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected())
+}

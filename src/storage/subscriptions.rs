@@ -1,0 +1,209 @@
+//! REST Hooks subscriptions.
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use sqlx::{types::Json, FromRow, PgExecutor};
+use uuid::Uuid;
+
+use crate::domain::ids;
+
+pub const COLUMNS: &str = "id, tenant_id, target_url, event_types, filter, description, headers, secret, previous_secret, \
+    previous_secret_expires_at, status, disabled_reason, failing_since, max_in_flight, rate_limit_per_sec, created_at, updated_at";
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Subscription {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub target_url: String,
+    pub event_types: Vec<String>,
+    pub filter: Option<Json<Value>>,
+    pub description: Option<String>,
+    pub headers: Json<Value>,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    pub status: String,
+    pub disabled_reason: Option<String>,
+    pub failing_since: Option<DateTime<Utc>>,
+    pub max_in_flight: i32,
+    pub rate_limit_per_sec: Option<i32>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Subscription {
+    pub fn public_id(&self) -> String {
+        ids::encode(ids::Kind::Subscription, self.id)
+    }
+
+    /// The API shape. The secret is shown only when it was just created or rotated.
+    pub fn to_json(&self, with_secret: bool) -> Value {
+        let mut v = json!({
+            "id": self.public_id(),
+            "object": "subscription",
+            "target_url": self.target_url,
+            "event_types": self.event_types,
+            "filter": self.filter.as_ref().map(|f| &f.0),
+            "description": self.description,
+            "headers": self.headers.0,
+            "status": self.status,
+            "disabled_reason": self.disabled_reason,
+            "failing_since": self.failing_since,
+            "max_in_flight": self.max_in_flight,
+            "rate_limit_per_sec": self.rate_limit_per_sec,
+            "previous_secret_expires_at": self.previous_secret_expires_at,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        });
+        if with_secret {
+            v["secret"] = json!(self.secret);
+        }
+        v
+    }
+}
+
+pub struct NewSubscription<'a> {
+    pub target_url: &'a str,
+    pub event_types: &'a [String],
+    pub filter: Option<&'a Value>,
+    pub description: Option<&'a str>,
+    pub headers: &'a Value,
+    pub secret: &'a str,
+    pub max_in_flight: i32,
+    pub rate_limit_per_sec: Option<i32>,
+}
+
+pub async fn insert(db: impl PgExecutor<'_>, tenant_id: Uuid, s: NewSubscription<'_>) -> Result<Subscription, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "INSERT INTO subscriptions (id, tenant_id, target_url, event_types, filter, description, headers, secret, max_in_flight, rate_limit_per_sec)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
+    ))
+    .bind(ids::new_uuid())
+    .bind(tenant_id)
+    .bind(s.target_url)
+    .bind(s.event_types)
+    .bind(s.filter.map(Json))
+    .bind(s.description)
+    .bind(Json(s.headers))
+    .bind(s.secret)
+    .bind(s.max_in_flight)
+    .bind(s.rate_limit_per_sec)
+    .fetch_one(db)
+    .await
+}
+
+pub async fn get(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<Option<Subscription>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL"))
+        .bind(id)
+        .bind(tenant_id)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn get_many(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<Subscription>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM subscriptions WHERE id = ANY($1)"))
+        .bind(ids)
+        .fetch_all(db)
+        .await
+}
+
+pub async fn list(db: impl PgExecutor<'_>, tenant_id: Uuid, before: Option<Uuid>, limit: i64) -> Result<Vec<Subscription>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM subscriptions WHERE tenant_id = $1 AND deleted_at IS NULL AND ($2::uuid IS NULL OR id < $2)
+         ORDER BY id DESC LIMIT $3"
+    ))
+    .bind(tenant_id)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Applies a partial update: each `Some` replaces the column.
+#[derive(Default)]
+pub struct Patch {
+    pub target_url: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    pub filter: Option<Option<Value>>,
+    pub description: Option<Option<String>>,
+    pub headers: Option<Value>,
+    pub status: Option<String>,
+    pub max_in_flight: Option<i32>,
+    pub rate_limit_per_sec: Option<Option<i32>>,
+}
+
+pub async fn update(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid, p: Patch) -> Result<Option<Subscription>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "UPDATE subscriptions SET
+            target_url = COALESCE($3, target_url),
+            event_types = COALESCE($4, event_types),
+            filter = CASE WHEN $5 THEN $6 ELSE filter END,
+            description = CASE WHEN $7 THEN $8 ELSE description END,
+            headers = COALESCE($9, headers),
+            status = COALESCE($10, status),
+            disabled_reason = CASE WHEN $10 = 'active' THEN NULL WHEN $10 = 'disabled' THEN 'disabled by the API' ELSE disabled_reason END,
+            failing_since = CASE WHEN $10 = 'active' THEN NULL ELSE failing_since END,
+            max_in_flight = COALESCE($11, max_in_flight),
+            rate_limit_per_sec = CASE WHEN $12 THEN $13 ELSE rate_limit_per_sec END,
+            updated_at = now()
+         WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(tenant_id)
+    .bind(p.target_url)
+    .bind(p.event_types)
+    .bind(p.filter.is_some())
+    .bind(p.filter.flatten().map(Json))
+    .bind(p.description.is_some())
+    .bind(p.description.flatten())
+    .bind(p.headers.map(Json))
+    .bind(p.status)
+    .bind(p.max_in_flight)
+    .bind(p.rate_limit_per_sec.is_some())
+    .bind(p.rate_limit_per_sec.flatten())
+    .fetch_optional(db)
+    .await
+}
+
+/// Soft delete; pending deliveries are cancelled. Idempotent.
+pub async fn delete(tx: &mut sqlx::PgConnection, tenant_id: Uuid, id: Uuid) -> Result<(), sqlx::Error> {
+    let deleted = sqlx::query(
+        "UPDATE subscriptions SET deleted_at = now(), status = 'disabled', disabled_reason = 'deleted', updated_at = now()
+         WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .bind(tenant_id)
+    .execute(&mut *tx)
+    .await?;
+    if deleted.rows_affected() > 0 {
+        sqlx::query("UPDATE deliveries SET status = 'cancelled', finished_at = now(), lease_until = NULL WHERE subscription_id = $1 AND status = 'pending'")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// New secret; the old one keeps signing alongside it until `grace_secs` from now.
+pub async fn rotate_secret(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid, new_secret: &str, grace_secs: f64) -> Result<Option<Subscription>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "UPDATE subscriptions SET previous_secret = secret, secret = $3,
+            previous_secret_expires_at = now() + make_interval(secs => $4), updated_at = now()
+         WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(tenant_id)
+    .bind(new_secret)
+    .bind(grace_secs)
+    .fetch_optional(db)
+    .await
+}
+
+/// Disables a subscription (410, or days of unbroken failure). Returns true if it changed.
+pub async fn disable(db: impl PgExecutor<'_>, id: Uuid, reason: &str) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("UPDATE subscriptions SET status = 'disabled', disabled_reason = $2, updated_at = now() WHERE id = $1 AND status = 'active'")
+        .bind(id)
+        .bind(reason)
+        .execute(db)
+        .await?;
+    Ok(r.rows_affected() > 0)
+}
