@@ -79,6 +79,21 @@ pub struct RawSettings {
     /// How often the reconciler looks for overdue generations, in seconds.
     #[arg(long, env = "FLUXGATE_RECONCILE_INTERVAL_SECS")]
     pub reconcile_interval_secs: Option<String>,
+    /// Delays between webhook delivery attempts, e.g. `5s,5m,30m,2h,5h,10h,14h,20h,24h`.
+    #[arg(long, env = "FLUXGATE_WEBHOOK_RETRY_SCHEDULE")]
+    pub webhook_retry_schedule: Option<String>,
+    /// Timeout of one webhook delivery attempt, in seconds.
+    #[arg(long, env = "FLUXGATE_WEBHOOK_TIMEOUT_SECS")]
+    pub webhook_timeout_secs: Option<String>,
+    /// Webhook deliveries in flight at once, per instance.
+    #[arg(long, env = "FLUXGATE_DELIVERY_CONCURRENCY")]
+    pub delivery_concurrency: Option<String>,
+    /// A subscription whose deliveries have all failed for this long is disabled, in seconds.
+    #[arg(long, env = "FLUXGATE_DISABLE_AFTER_FAILING_SECS")]
+    pub disable_after_failing_secs: Option<String>,
+    /// Base64 Ed25519 seeds for optional `v1a` signatures (first signs; all are published).
+    #[arg(long, env = "FLUXGATE_WEBHOOK_ED25519_KEYS", hide_env_values = true)]
+    pub webhook_ed25519_keys: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +126,11 @@ pub struct Settings {
     pub submit_concurrency: usize,
     pub reconcile_after: Duration,
     pub reconcile_interval: Duration,
+    pub webhook_retry_schedule: crate::delivery::retry::RetrySchedule,
+    pub webhook_timeout: Duration,
+    pub delivery_concurrency: usize,
+    pub disable_after_failing: Duration,
+    pub webhook_keys: std::sync::Arc<crate::delivery::keys::OutboundKeys>,
 }
 
 /// Every problem found, one line each, naming the variable.
@@ -264,6 +284,29 @@ impl Settings {
             Some(30),
             |v| bounded(v, 1, 3600),
         );
+        let webhook_retry_schedule = p.parse(
+            "FLUXGATE_WEBHOOK_RETRY_SCHEDULE",
+            &raw.webhook_retry_schedule,
+            Some(crate::delivery::retry::RetrySchedule::default()),
+            |v| crate::delivery::retry::RetrySchedule::parse(v).map_err(|e| e.to_string()),
+        );
+        let webhook_timeout =
+            p.parse("FLUXGATE_WEBHOOK_TIMEOUT_SECS", &raw.webhook_timeout_secs, Some(15), |v| bounded(v, 1, 300));
+        let delivery_concurrency =
+            p.parse("FLUXGATE_DELIVERY_CONCURRENCY", &raw.delivery_concurrency, Some(256), |v| bounded(v, 1, 10_000));
+        let disable_after_failing = p.parse(
+            "FLUXGATE_DISABLE_AFTER_FAILING_SECS",
+            &raw.disable_after_failing_secs,
+            Some(5 * 86_400),
+            |v| bounded(v, 1, 365 * 86_400),
+        );
+        let webhook_keys = match crate::delivery::keys::OutboundKeys::from_env_value(raw.webhook_ed25519_keys.as_deref()) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                p.problems.push(format!("FLUXGATE_WEBHOOK_ED25519_KEYS {e} (value not shown)"));
+                None
+            }
+        };
         if !p.problems.is_empty() {
             return Err(ConfigError(p.problems));
         }
@@ -290,6 +333,11 @@ impl Settings {
             submit_concurrency: submit_concurrency.expect("checked") as usize,
             reconcile_after: Duration::from_secs(reconcile_after.expect("checked")),
             reconcile_interval: Duration::from_secs(reconcile_interval.expect("checked")),
+            webhook_retry_schedule: webhook_retry_schedule.expect("checked"),
+            webhook_timeout: Duration::from_secs(webhook_timeout.expect("checked")),
+            delivery_concurrency: delivery_concurrency.expect("checked") as usize,
+            disable_after_failing: Duration::from_secs(disable_after_failing.expect("checked")),
+            webhook_keys: std::sync::Arc::new(webhook_keys.expect("checked")),
         })
     }
 

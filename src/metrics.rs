@@ -14,6 +14,8 @@ pub struct Metrics {
     pub fal_requests: IntCounterVec,
     pub fal_duration: HistogramVec,
     pub callbacks: IntCounterVec,
+    pub deliveries: IntCounterVec,
+    pub delivery_latency: Histogram,
 }
 
 impl Metrics {
@@ -65,12 +67,26 @@ impl Metrics {
             &["source", "outcome"],
         )
         .expect("valid metric");
+        let deliveries = IntCounterVec::new(
+            Opts::new("fluxgate_deliveries_total", "Webhook delivery attempts by outcome and error class"),
+            &["outcome", "error_class"],
+        )
+        .expect("valid metric");
+        let delivery_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "fluxgate_delivery_latency_seconds",
+                "From the event's commit to the subscriber's 2xx answer",
+            )
+            .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0]),
+        )
+        .expect("valid metric");
+        registry.register(Box::new(delivery_latency.clone())).expect("unique metric");
         for m in [&http_duration, &fal_duration] {
             registry
                 .register(Box::new(m.clone()))
                 .expect("unique metric");
         }
-        for m in [&fal_verifications, &fal_requests, &callbacks] {
+        for m in [&fal_verifications, &fal_requests, &callbacks, &deliveries] {
             registry
                 .register(Box::new(m.clone()))
                 .expect("unique metric");
@@ -82,6 +98,8 @@ impl Metrics {
             fal_requests,
             fal_duration,
             callbacks,
+            deliveries,
+            delivery_latency,
         }
     }
 

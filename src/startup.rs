@@ -11,6 +11,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     api,
     config::Settings,
+    delivery::{client::SafeClient, ssrf::TargetPolicy, worker::Deliverer},
     fal::verify::{FalVerifier, SystemClock},
     metrics::Metrics,
     pipeline::{self, Pipeline},
@@ -23,6 +24,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub pipeline: Pipeline,
     pub verifier: FalVerifier,
+    /// Wakes this instance's delivery worker (NOTIFY does too, for every instance).
+    pub deliveries_wake: Arc<tokio::sync::Notify>,
 }
 
 /// Which background workers run in this process (tests drive them step by step instead).
@@ -30,16 +33,19 @@ pub struct AppState {
 pub struct Workers {
     pub submitter: bool,
     pub reconciler: bool,
+    pub deliverer: bool,
 }
 
 impl Workers {
     pub const ALL: Workers = Workers {
         submitter: true,
         reconciler: true,
+        deliverer: true,
     };
     pub const NONE: Workers = Workers {
         submitter: false,
         reconciler: false,
+        deliverer: false,
     };
 }
 
@@ -48,6 +54,7 @@ pub struct Application {
     server: actix_web::dev::Server,
     handle: ServerHandle,
     state: web::Data<AppState>,
+    deliverer: Deliverer,
     workers: Workers,
 }
 
@@ -96,12 +103,27 @@ impl Application {
             .acquire_timeout(Duration::from_secs(10))
             .test_before_acquire(false)
             .connect_lazy_with((*pool.connect_options()).clone());
-        let pipeline = Pipeline::new(worker_pool, settings.clone(), metrics.clone(), http, port);
+        let pipeline = Pipeline::new(worker_pool.clone(), settings.clone(), metrics.clone(), http, port);
+        let deliveries_wake = Arc::new(tokio::sync::Notify::new());
+        let client = SafeClient::new(TargetPolicy::from_settings(&settings), settings.webhook_timeout)
+            .context("building the webhook client")?;
+        let deliverer = Deliverer::new(
+            worker_pool,
+            client,
+            settings.webhook_retry_schedule.clone(),
+            settings.webhook_keys.clone(),
+            metrics.clone(),
+            deliveries_wake.clone(),
+            settings.delivery_concurrency,
+            settings.disable_after_failing,
+            settings.shutdown_drain,
+        );
         let state = web::Data::new(AppState {
             pool,
             settings,
             pipeline,
             verifier,
+            deliveries_wake,
         });
         let metrics = web::Data::new(metrics);
         let app_state = state.clone();
@@ -124,6 +146,7 @@ impl Application {
             server,
             handle,
             state,
+            deliverer,
             workers,
         })
     }
@@ -147,7 +170,7 @@ impl Application {
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
         let p = self.state.pipeline.clone();
-        tracker.spawn(listen(p.clone(), stop.clone()));
+        tracker.spawn(listen(p.clone(), self.state.deliveries_wake.clone(), stop.clone()));
         let verifier = self.state.verifier.clone();
         tracker.spawn(async move {
             if let Err(e) = verifier.prefetch().await {
@@ -160,6 +183,9 @@ impl Application {
         if self.workers.reconciler {
             tracker.spawn(pipeline::reconciler::run(p.clone(), stop.clone()));
         }
+        if self.workers.deliverer {
+            tracker.spawn(self.deliverer.clone().run(stop.clone()));
+        }
         tracker.close();
         let served = self.server.await;
         stop.cancel();
@@ -168,10 +194,10 @@ impl Application {
     }
 }
 
-/// The process's one LISTEN connection: wakes the submission worker on `fluxgate_submit`. When
-/// the connection drops and comes back, everyone is woken to re-read state (notifications sent
-/// meanwhile are lost by design).
-async fn listen(p: Pipeline, stop: CancellationToken) {
+/// The process's one LISTEN connection: wakes the submission worker on `fluxgate_submit` and
+/// the delivery worker on `fluxgate_events`. When the connection drops and comes back, everyone
+/// is woken to re-read state (notifications sent meanwhile are lost by design).
+async fn listen(p: Pipeline, deliveries: Arc<tokio::sync::Notify>, stop: CancellationToken) {
     loop {
         let mut listener = match PgListener::connect_with(&p.pool).await {
             Ok(l) => l,
@@ -188,6 +214,7 @@ async fn listen(p: Pipeline, stop: CancellationToken) {
             continue;
         }
         p.submit_wake.notify_one();
+        deliveries.notify_one();
         loop {
             let next =
                 tokio::select! { _ = stop.cancelled() => return, n = listener.try_recv() => n };
@@ -195,10 +222,11 @@ async fn listen(p: Pipeline, stop: CancellationToken) {
                 Ok(Some(n)) if n.channel() == pipeline::SUBMIT_CHANNEL => {
                     p.submit_wake.notify_one()
                 }
-                Ok(Some(_)) => {}
+                Ok(Some(_)) => deliveries.notify_one(),
                 Ok(None) => {
                     tracing::warn!("LISTEN connection lost; reconnected, re-reading state");
                     p.submit_wake.notify_one();
+                    deliveries.notify_one();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "LISTEN connection failed");

@@ -31,3 +31,10 @@ pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(metrics.render())
 }
+
+/// fluxgate's own Ed25519 public keys, for receivers that verify `v1a` signatures.
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("Cache-Control", "public, max-age=300"))
+        .json(state.settings.webhook_keys.jwks())
+}

@@ -1,12 +1,19 @@
 //! `GET /v1/me`: who the key belongs to. Integrations (Zapier's auth test) use it to check a key.
-use actix_web::HttpResponse;
+use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::{api::auth::Caller, domain::ids};
+use crate::{api::auth::Caller, delivery::worker::tenant_webhook_secret, domain::ids, error::ApiError, startup::AppState};
 
 pub async fn me(caller: Caller) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "tenant": { "id": ids::encode(ids::Kind::Tenant, caller.tenant_id), "name": caller.tenant_name },
         "key": { "id": ids::encode(ids::Kind::Key, caller.key_id) },
     }))
+}
+
+/// `GET /v1/webhook-secret`: the `whsec_…` secret that signs deliveries to a generation's own
+/// `webhook_url` (subscriptions each have their own).
+pub async fn webhook_secret(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let secret = tenant_webhook_secret(&state.pool, caller.tenant_id).await?;
+    Ok(HttpResponse::Ok().json(json!({ "secret": secret.as_str() })))
 }

@@ -1,10 +1,13 @@
 //! The HTTP surface. `configure` is the ONE route table: the server and the tests both use it.
 pub mod auth;
 pub mod body;
+pub mod deliveries;
+pub mod events;
 pub mod fal_hook;
 pub mod generations;
 pub mod health;
 pub mod me;
+pub mod subscriptions;
 
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
@@ -17,6 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/readyz").route(web::get().to(health::readyz)))
         .service(resource("/metrics").route(web::get().to(health::metrics)))
         .service(resource("/hooks/fal/{generation_id}").route(web::post().to(fal_hook::receive)))
+        .service(resource("/.well-known/jwks.json").route(web::get().to(health::jwks)))
         .service(
             web::scope("/v1")
                 .wrap(actix_web::middleware::from_fn(auth::require_api_key))
@@ -32,6 +36,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .service(resource("/edits").route(web::post().to(generations::create_edit)))
                 .service(resource("/estimates").route(web::post().to(generations::estimate)))
+                .service(
+                    resource("/subscriptions")
+                        .route(web::post().to(subscriptions::create))
+                        .route(web::get().to(subscriptions::list)),
+                )
+                .service(
+                    resource("/subscriptions/{id}")
+                        .route(web::get().to(subscriptions::get))
+                        .route(web::patch().to(subscriptions::patch))
+                        .route(web::delete().to(subscriptions::delete)),
+                )
+                .service(resource("/subscriptions/{id}/rotate-secret").route(web::post().to(subscriptions::rotate_secret)))
+                .service(resource("/subscriptions/{id}/test").route(web::post().to(subscriptions::test)))
+                .service(resource("/subscriptions/{id}/recover").route(web::post().to(subscriptions::recover)))
+                .service(resource("/subscriptions/{id}/deliveries").route(web::get().to(subscriptions::deliveries)))
+                .service(resource("/deliveries/{id}").route(web::get().to(deliveries::get)))
+                .service(resource("/deliveries/{id}/retry").route(web::post().to(deliveries::retry)))
+                .service(resource("/events").route(web::get().to(events::list)))
+                .service(resource("/webhook-secret").route(web::get().to(me::webhook_secret)))
                 .default_service(web::to(not_found)),
         );
 }

@@ -9,12 +9,14 @@ use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
-    config::{Mode, RawSettings, Settings},
+    config::{Cidr, Mode, RawSettings, Settings},
     devdb::{DevDb, DevDbError, DevDbOptions},
     domain::{api_key::NewApiKey, tenant::TenantName},
     metrics::Metrics,
     simulator, startup, storage, telemetry,
 };
+
+const DEMO_DESCRIPTION: &str = "fluxgate dev demo subscriber";
 
 /// The fal key the in-process simulator expects (it is not a secret: nothing real is behind it).
 const SIMULATOR_KEY: &str = "dev-simulator:not-a-real-key";
@@ -102,6 +104,10 @@ async fn run_with_db(settings: &mut Settings, devdb: Option<&DevDb>) -> anyhow::
             Some(sim)
         }
     };
+    // Local receivers (the demo subscriber, yours on localhost) are fine in dev.
+    if settings.allowed_target_cidrs.is_empty() {
+        settings.allowed_target_cidrs = vec![Cidr::parse("127.0.0.0/8").expect("valid"), Cidr::parse("::1/128").expect("valid")];
+    }
     if settings.public_url.is_none() {
         settings.public_url = Some(format!("http://127.0.0.1:{}", settings.port).parse()?);
     }
@@ -110,6 +116,29 @@ async fn run_with_db(settings: &mut Settings, devdb: Option<&DevDb>) -> anyhow::
     let key = NewApiKey::generate();
     storage::keys::create(&pool, tenant.id, &key, Some("dev")).await?;
     let demo = subscriber::DemoSubscriber::start().await?;
+    // Replace the previous run's demo subscription (its port is gone) with one for this run.
+    sqlx::query("UPDATE subscriptions SET deleted_at = now(), status = 'disabled' WHERE tenant_id = $1 AND description = $2 AND deleted_at IS NULL")
+        .bind(tenant.id)
+        .bind(DEMO_DESCRIPTION)
+        .execute(&pool)
+        .await?;
+    let secret = crate::delivery::signing::SigningSecret::generate();
+    storage::subscriptions::insert(
+        &pool,
+        tenant.id,
+        storage::subscriptions::NewSubscription {
+            target_url: &demo.url,
+            event_types: &["*".to_owned()],
+            filter: None,
+            description: Some(DEMO_DESCRIPTION),
+            headers: &serde_json::json!({}),
+            secret: secret.as_str(),
+            max_in_flight: 8,
+            rate_limit_per_sec: None,
+        },
+    )
+    .await?;
+    demo.set_secret(secret);
 
     let app = startup::Application::build(settings.clone(), pool, Metrics::new())?;
     let data_dir = devdb.map(|d| d.data_dir().display().to_string());

@@ -1,11 +1,21 @@
-//! The demo subscriber of `fluxgate dev`: a tiny local webhook receiver that prints one line per
-//! delivery, so a newcomer sees fan-out arrive without writing a receiver of their own.
-use std::net::SocketAddr;
+//! The demo subscriber of `fluxgate dev`: a tiny local webhook receiver that verifies each
+//! delivery's Standard Webhooks signature and prints one line per event, so a newcomer sees
+//! fan-out arrive without writing a receiver of their own.
+use std::{
+    net::SocketAddr,
+    sync::{Arc, RwLock},
+};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
+use crate::delivery::signing::{self, SigningSecret};
+
+/// The subscription's secret, known once the subscription exists.
+type Secret = Arc<RwLock<Option<SigningSecret>>>;
+
 pub struct DemoSubscriber {
     pub url: String,
+    secret: Secret,
     handle: actix_web::dev::ServerHandle,
 }
 
@@ -13,7 +23,9 @@ impl DemoSubscriber {
     pub async fn start() -> anyhow::Result<DemoSubscriber> {
         let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let port = listener.local_addr()?.port();
-        let server = HttpServer::new(|| App::new().default_service(web::to(receive)))
+        let secret: Secret = Arc::default();
+        let shared = secret.clone();
+        let server = HttpServer::new(move || App::new().app_data(web::Data::new(shared.clone())).default_service(web::to(receive)))
             .workers(1)
             .disable_signals()
             .listen(listener)?
@@ -22,8 +34,13 @@ impl DemoSubscriber {
         tokio::spawn(server);
         Ok(DemoSubscriber {
             url: format!("http://127.0.0.1:{port}/hooks/demo"),
+            secret,
             handle,
         })
+    }
+
+    pub fn set_secret(&self, secret: SigningSecret) {
+        *self.secret.write().expect("lock") = Some(secret);
     }
 
     pub async fn stop(self) {
@@ -31,8 +48,16 @@ impl DemoSubscriber {
     }
 }
 
-async fn receive(req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    println!("{}", describe(&req, &body));
+async fn receive(req: HttpRequest, body: web::Bytes, secret: web::Data<Secret>) -> HttpResponse {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let verdict = match secret.read().expect("lock").as_ref() {
+        None => "unverified (no secret yet)".to_owned(),
+        Some(s) => match signing::verify(&header("webhook-id"), &header("webhook-timestamp"), &header("webhook-signature"), &body, s, chrono::Utc::now().timestamp()) {
+            Ok(()) => "signature ok".to_owned(),
+            Err(e) => format!("SIGNATURE REJECTED: {e}"),
+        },
+    };
+    println!("{} [{verdict}]", describe(&req, &body));
     HttpResponse::NoContent().finish()
 }
 

@@ -258,6 +258,10 @@ pub fn test_settings() -> Settings {
     s.port = 0;
     s.fal_retry_base = Duration::from_millis(10);
     s.shutdown_drain = Duration::from_secs(5);
+    // Receivers live on loopback; retries are shrunk to milliseconds.
+    s.allowed_target_cidrs = vec![fluxgate::config::Cidr::parse("127.0.0.0/8").unwrap()];
+    s.allow_http_targets = true;
+    s.webhook_retry_schedule = fluxgate::delivery::retry::RetrySchedule::for_tests("100ms,200ms,2s");
     s
 }
 
