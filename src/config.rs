@@ -91,6 +91,10 @@ pub struct RawSettings {
     /// A subscription whose deliveries have all failed for this long is disabled, in seconds.
     #[arg(long, env = "FLUXGATE_DISABLE_AFTER_FAILING_SECS")]
     pub disable_after_failing_secs: Option<String>,
+    /// How long a claimed delivery stays leased to its worker, in seconds (must exceed the
+    /// webhook timeout); a crashed worker's deliveries are taken over after it.
+    #[arg(long, env = "FLUXGATE_DELIVERY_LEASE_SECS")]
+    pub delivery_lease_secs: Option<String>,
     /// Base64 Ed25519 seeds for optional `v1a` signatures (first signs; all are published).
     #[arg(long, env = "FLUXGATE_WEBHOOK_ED25519_KEYS", hide_env_values = true)]
     pub webhook_ed25519_keys: Option<String>,
@@ -130,6 +134,7 @@ pub struct Settings {
     pub webhook_timeout: Duration,
     pub delivery_concurrency: usize,
     pub disable_after_failing: Duration,
+    pub delivery_lease: Duration,
     pub webhook_keys: std::sync::Arc<crate::delivery::keys::OutboundKeys>,
 }
 
@@ -300,6 +305,15 @@ impl Settings {
             Some(5 * 86_400),
             |v| bounded(v, 1, 365 * 86_400),
         );
+        let delivery_lease =
+            p.parse("FLUXGATE_DELIVERY_LEASE_SECS", &raw.delivery_lease_secs, Some(60), |v| bounded(v, 2, 3600));
+        if let (Some(lease), Some(timeout)) = (delivery_lease, webhook_timeout) {
+            if lease <= timeout {
+                p.problems.push(format!(
+                    "FLUXGATE_DELIVERY_LEASE_SECS ({lease}) must be longer than FLUXGATE_WEBHOOK_TIMEOUT_SECS ({timeout})"
+                ));
+            }
+        }
         let webhook_keys = match crate::delivery::keys::OutboundKeys::from_env_value(raw.webhook_ed25519_keys.as_deref()) {
             Ok(k) => Some(k),
             Err(e) => {
@@ -337,6 +351,7 @@ impl Settings {
             webhook_timeout: Duration::from_secs(webhook_timeout.expect("checked")),
             delivery_concurrency: delivery_concurrency.expect("checked") as usize,
             disable_after_failing: Duration::from_secs(disable_after_failing.expect("checked")),
+            delivery_lease: Duration::from_secs(delivery_lease.expect("checked")),
             webhook_keys: std::sync::Arc::new(webhook_keys.expect("checked")),
         })
     }

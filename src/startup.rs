@@ -117,6 +117,7 @@ impl Application {
             settings.delivery_concurrency,
             settings.disable_after_failing,
             settings.shutdown_drain,
+            settings.delivery_lease,
         );
         let state = web::Data::new(AppState {
             pool,

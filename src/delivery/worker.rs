@@ -35,7 +35,6 @@ use crate::{
     },
 };
 
-const LEASE_SECS: f64 = 60.0;
 const CLAIM_BATCH: usize = 256;
 
 /// Everything the delivery worker needs.
@@ -50,6 +49,7 @@ pub struct Deliverer {
     pub concurrency: usize,
     pub disable_after: Duration,
     pub drain: Duration,
+    pub lease: Duration,
     buckets: Arc<Mutex<HashMap<Uuid, Bucket>>>,
 }
 
@@ -68,8 +68,9 @@ struct Outcome {
 
 impl Deliverer {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(pool: PgPool, client: SafeClient, schedule: RetrySchedule, keys: Arc<OutboundKeys>, metrics: Metrics, wake: Arc<Notify>, concurrency: usize, disable_after: Duration, drain: Duration) -> Self {
+    pub fn new(pool: PgPool, client: SafeClient, schedule: RetrySchedule, keys: Arc<OutboundKeys>, metrics: Metrics, wake: Arc<Notify>, concurrency: usize, disable_after: Duration, drain: Duration, lease: Duration) -> Self {
         Deliverer {
+            lease,
             pool,
             client,
             schedule,
@@ -96,7 +97,7 @@ impl Deliverer {
             let claimed = if available == 0 {
                 Vec::new()
             } else {
-                match storage::deliveries::claim(&self.pool, available as i64, LEASE_SECS).await {
+                match storage::deliveries::claim(&self.pool, available as i64, self.lease.as_secs_f64()).await {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::warn!(error = %e, "claiming deliveries failed; retrying shortly");

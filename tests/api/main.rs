@@ -1,5 +1,6 @@
 //! The one integration-test binary: each feature has its own module.
 mod cli;
+mod crash;
 mod devdb;
 mod fal_hook;
 mod fal_verify;

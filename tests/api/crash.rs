@@ -1,0 +1,127 @@
+//! Crash safety with the real binary: SIGKILL `fluxgate serve` in the middle of a burst of
+//! generations and deliveries, start it again, and count what the receiver got.
+use std::{
+    collections::HashMap,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+use crate::{
+    helpers::{fresh_database, SIM_KEY, SIM_SEED},
+    receiver::Receiver,
+};
+use fluxgate::{
+    domain::{api_key::NewApiKey, tenant::TenantName},
+    simulator::SimConfig,
+    storage,
+};
+
+fn serve(env: &[(String, String)]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fluxgate"));
+    cmd.arg("serve").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).stdout(Stdio::null()).stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn fluxgate serve")
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "fluxgate serve never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn sigkill_during_a_burst_loses_no_generation_and_no_delivery() {
+    let (pool, db_url) = fresh_database().await;
+    let sim = fluxgate::simulator::start(SimConfig {
+        api_key: Some(secrecy::SecretString::from(SIM_KEY)),
+        signing_seed: Some(SIM_SEED),
+        queue_delay: Duration::from_millis(5),
+        run_delay: Duration::from_millis(30),
+        webhook_retry_schedule: vec![Duration::from_millis(300), Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(4)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let rx = Receiver::start().await;
+    rx.set(204, None, Duration::from_millis(20));
+    storage::MIGRATOR.run(&pool).await.unwrap();
+    let tenant = storage::tenants::create(&pool, &TenantName::parse("acme").unwrap()).await.unwrap().unwrap();
+    let key = NewApiKey::generate();
+    storage::keys::create(&pool, tenant.id, &key, None).await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let env: Vec<(String, String)> = [
+        ("DATABASE_URL", db_url.as_str()),
+        ("FAL_KEY", SIM_KEY),
+        ("FLUXGATE_PUBLIC_URL", base.as_str()),
+        ("PORT", &port.to_string()),
+        ("FLUXGATE_BIND", "127.0.0.1"),
+        ("FLUXGATE_FAL_QUEUE_URL", sim.base_url()),
+        ("FLUXGATE_FAL_JWKS_URL", &sim.jwks_url()),
+        ("FLUXGATE_ALLOW_HTTP_TARGETS", "true"),
+        ("FLUXGATE_ALLOWED_TARGET_CIDRS", "127.0.0.0/8"),
+        ("FLUXGATE_WEBHOOK_RETRY_SCHEDULE", "200ms,500ms,1s,2s"),
+        ("FLUXGATE_WEBHOOK_TIMEOUT_SECS", "1"),
+        ("FLUXGATE_DELIVERY_LEASE_SECS", "2"),
+        ("FLUXGATE_RECONCILE_AFTER_SECS", "2"),
+        ("FLUXGATE_RECONCILE_INTERVAL_SECS", "1"),
+        ("FLUXGATE_FAL_RETRY_BASE_MS", "50"),
+        ("RUST_LOG", "warn"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let client = reqwest::Client::new();
+    let mut child = serve(&env);
+    wait_ready(&client, &base).await;
+    let auth = key.secret.expose_secret().to_owned();
+    let res = client.post(format!("{base}/v1/subscriptions")).bearer_auth(&auth).json(&json!({"target_url": rx.url, "event_types": ["generation.completed"]})).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let total = 40;
+    let mut ids = Vec::new();
+    for i in 0..total {
+        let res = client.post(format!("{base}/v1/generations")).bearer_auth(&auth).json(&json!({"prompt": format!("crash {i}"), "image_size": "square"})).send().await.unwrap();
+        assert_eq!(res.status(), 202);
+        ids.push(res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    // Kill it while deliveries are under way.
+    rx.wait_for(5, Duration::from_secs(20)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at_kill = rx.received().len();
+    let mut child = serve(&env);
+    wait_ready(&client, &base).await;
+    // Every generation finishes once and reaches the subscriber at least once.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    let counts = loop {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for r in rx.received() {
+            *counts.entry(r.json()["data"]["id"].as_str().unwrap().to_owned()).or_default() += 1;
+        }
+        if ids.iter().all(|id| counts.contains_key(id)) {
+            break counts;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{} of {total} generations reached the subscriber", counts.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let completed: i64 = sqlx::query_scalar("SELECT count(*) FROM generations WHERE status = 'completed'").fetch_one(&pool).await.unwrap();
+    assert_eq!(completed, total as i64);
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE type = 'generation.completed'").fetch_one(&pool).await.unwrap();
+    assert_eq!(events, total as i64, "each generation announced exactly once");
+    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    println!("crash test: {at_kill} deliveries before the kill, {duplicates} duplicate deliveries (in flight at the kill)");
+}
