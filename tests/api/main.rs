@@ -10,3 +10,4 @@ mod generations;
 mod helpers;
 mod receiver;
 mod simulator;
+mod standard_webhooks;

@@ -1,0 +1,4 @@
+//! Outbound webhook delivery.
+pub mod keys;
+pub mod retry;
+pub mod signing;
