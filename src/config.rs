@@ -135,7 +135,8 @@ pub struct Settings {
     pub delivery_concurrency: usize,
     pub disable_after_failing: Duration,
     pub delivery_lease: Duration,
-    pub webhook_keys: std::sync::Arc<crate::delivery::keys::OutboundKeys>,
+    /// fluxgate's own Ed25519 keys for `v1a` signatures; `None` when not configured.
+    pub webhook_keys: Option<std::sync::Arc<crate::delivery::keys::OutboundKeys>>,
 }
 
 /// Every problem found, one line each, naming the variable.
@@ -317,7 +318,7 @@ impl Settings {
         let webhook_keys = match crate::delivery::keys::OutboundKeys::from_env_value(raw.webhook_ed25519_keys.as_deref()) {
             Ok(k) => Some(k),
             Err(e) => {
-                p.problems.push(format!("FLUXGATE_WEBHOOK_ED25519_KEYS {e} (value not shown)"));
+                p.problems.push(e.to_string());
                 None
             }
         };
@@ -352,7 +353,7 @@ impl Settings {
             delivery_concurrency: delivery_concurrency.expect("checked") as usize,
             disable_after_failing: Duration::from_secs(disable_after_failing.expect("checked")),
             delivery_lease: Duration::from_secs(delivery_lease.expect("checked")),
-            webhook_keys: std::sync::Arc::new(webhook_keys.expect("checked")),
+            webhook_keys: webhook_keys.expect("checked").map(std::sync::Arc::new),
         })
     }
 

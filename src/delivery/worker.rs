@@ -43,7 +43,7 @@ pub struct Deliverer {
     pub pool: PgPool,
     pub client: SafeClient,
     pub schedule: RetrySchedule,
-    pub keys: Arc<OutboundKeys>,
+    pub keys: Option<Arc<OutboundKeys>>,
     pub metrics: Metrics,
     pub wake: Arc<Notify>,
     pub concurrency: usize,
@@ -68,7 +68,7 @@ struct Outcome {
 
 impl Deliverer {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(pool: PgPool, client: SafeClient, schedule: RetrySchedule, keys: Arc<OutboundKeys>, metrics: Metrics, wake: Arc<Notify>, concurrency: usize, disable_after: Duration, drain: Duration, lease: Duration) -> Self {
+    pub fn new(pool: PgPool, client: SafeClient, schedule: RetrySchedule, keys: Option<Arc<OutboundKeys>>, metrics: Metrics, wake: Arc<Notify>, concurrency: usize, disable_after: Duration, drain: Duration, lease: Duration) -> Self {
         Deliverer {
             lease,
             pool,
@@ -218,7 +218,7 @@ impl Deliverer {
         let body = Bytes::from(c.payload.clone());
         let ts = started_at.timestamp();
         let secret_refs: Vec<&SigningSecret> = target.secrets.iter().collect();
-        let signature = signing::sign(&msg_id, ts, &body, &secret_refs, self.keys.signing_key());
+        let signature = signing::sign(&msg_id, ts, &body, &secret_refs, self.keys.as_deref().map(OutboundKeys::signing_key));
         let mut headers = HeaderMap::new();
         headers.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (name, value) in [("webhook-id", msg_id.clone()), ("webhook-timestamp", ts.to_string()), ("webhook-signature", signature)] {

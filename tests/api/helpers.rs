@@ -261,7 +261,9 @@ pub fn test_settings() -> Settings {
     // Receivers live on loopback; retries are shrunk to milliseconds.
     s.allowed_target_cidrs = vec![fluxgate::config::Cidr::parse("127.0.0.0/8").unwrap()];
     s.allow_http_targets = true;
-    s.webhook_retry_schedule = fluxgate::delivery::retry::RetrySchedule::for_tests("100ms,200ms,2s");
+    s.webhook_retry_schedule = fluxgate::delivery::retry::RetrySchedule::parse("100ms,200ms,2s")
+        .unwrap()
+        .with_min_after_throttle(Duration::from_millis(100));
     s
 }
 
