@@ -1,0 +1,3 @@
+//! Outbound delivery to user-supplied URLs.
+pub mod client;
+pub mod ssrf;
