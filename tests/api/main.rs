@@ -10,4 +10,5 @@ mod generations;
 mod helpers;
 mod receiver;
 mod simulator;
+mod ssrf;
 mod standard_webhooks;
