@@ -11,7 +11,11 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use crate::{
     api,
     config::Settings,
-    delivery::{client::SafeClient, ssrf::TargetPolicy, worker::Deliverer},
+    delivery::{
+        client::{SafeClient, Timeouts},
+        ssrf::TargetPolicy,
+        worker::Deliverer,
+    },
     fal::verify::{FalVerifier, SystemClock},
     metrics::Metrics,
     pipeline::{self, Pipeline},
@@ -105,8 +109,11 @@ impl Application {
             .connect_lazy_with((*pool.connect_options()).clone());
         let pipeline = Pipeline::new(worker_pool.clone(), settings.clone(), metrics.clone(), http, port);
         let deliveries_wake = Arc::new(tokio::sync::Notify::new());
-        let client = SafeClient::new(TargetPolicy::from_settings(&settings), settings.webhook_timeout)
-            .context("building the webhook client")?;
+        let timeouts = Timeouts {
+            attempt: settings.webhook_timeout,
+            connect: settings.webhook_timeout.min(Duration::from_secs(5)),
+        };
+        let client = SafeClient::new(TargetPolicy::from_settings(&settings), timeouts).context("building the webhook client")?;
         let deliverer = Deliverer::new(
             worker_pool,
             client,

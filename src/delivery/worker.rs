@@ -20,7 +20,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
 use super::{
-    client::{SafeClient, SendError},
+    client::{ErrorClass, SafeClient, SendError},
     keys::OutboundKeys,
     retry::{self, AttemptOutcome, Decision, RetrySchedule},
     signing::{self, SigningSecret},
@@ -233,7 +233,11 @@ impl Deliverer {
         }
         let result = match url::Url::parse(&target.url) {
             Ok(url) => self.client.post(&url, headers, body).await,
-            Err(e) => Err(SendError::invalid_target(format!("stored target is not a URL: {e}"))),
+            Err(e) => Err(SendError {
+                class: ErrorClass::InvalidTarget,
+                message: format!("stored target is not a URL: {e}"),
+                duration: Duration::ZERO,
+            }),
         };
         let mut rng = rand::rngs::StdRng::from_entropy();
         let (code, class, excerpt, outcome, retry_after, duration) = match &result {

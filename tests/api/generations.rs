@@ -408,8 +408,8 @@ async fn a_dropped_webhook_is_recovered_by_the_reconciler() {
     let app = spawn_app_with(TestOptions {
         settings,
         workers: Workers {
-            submitter: true,
             reconciler: false,
+            ..Workers::ALL
         },
         ..Default::default()
     })
