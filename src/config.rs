@@ -296,18 +296,30 @@ impl Settings {
             Some(crate::delivery::retry::RetrySchedule::default()),
             |v| crate::delivery::retry::RetrySchedule::parse(v).map_err(|e| e.to_string()),
         );
-        let webhook_timeout =
-            p.parse("FLUXGATE_WEBHOOK_TIMEOUT_SECS", &raw.webhook_timeout_secs, Some(15), |v| bounded(v, 1, 300));
-        let delivery_concurrency =
-            p.parse("FLUXGATE_DELIVERY_CONCURRENCY", &raw.delivery_concurrency, Some(256), |v| bounded(v, 1, 10_000));
+        let webhook_timeout = p.parse(
+            "FLUXGATE_WEBHOOK_TIMEOUT_SECS",
+            &raw.webhook_timeout_secs,
+            Some(15),
+            |v| bounded(v, 1, 300),
+        );
+        let delivery_concurrency = p.parse(
+            "FLUXGATE_DELIVERY_CONCURRENCY",
+            &raw.delivery_concurrency,
+            Some(256),
+            |v| bounded(v, 1, 10_000),
+        );
         let disable_after_failing = p.parse(
             "FLUXGATE_DISABLE_AFTER_FAILING_SECS",
             &raw.disable_after_failing_secs,
             Some(5 * 86_400),
             |v| bounded(v, 1, 365 * 86_400),
         );
-        let delivery_lease =
-            p.parse("FLUXGATE_DELIVERY_LEASE_SECS", &raw.delivery_lease_secs, Some(60), |v| bounded(v, 2, 3600));
+        let delivery_lease = p.parse(
+            "FLUXGATE_DELIVERY_LEASE_SECS",
+            &raw.delivery_lease_secs,
+            Some(60),
+            |v| bounded(v, 2, 3600),
+        );
         if let (Some(lease), Some(timeout)) = (delivery_lease, webhook_timeout) {
             if lease <= timeout {
                 p.problems.push(format!(
@@ -315,7 +327,9 @@ impl Settings {
                 ));
             }
         }
-        let webhook_keys = match crate::delivery::keys::OutboundKeys::from_env_value(raw.webhook_ed25519_keys.as_deref()) {
+        let webhook_keys = match crate::delivery::keys::OutboundKeys::from_env_value(
+            raw.webhook_ed25519_keys.as_deref(),
+        ) {
             Ok(k) => Some(k),
             Err(e) => {
                 p.problems.push(e.to_string());

@@ -68,7 +68,10 @@ impl Metrics {
         )
         .expect("valid metric");
         let deliveries = IntCounterVec::new(
-            Opts::new("fluxgate_deliveries_total", "Webhook delivery attempts by outcome and error class"),
+            Opts::new(
+                "fluxgate_deliveries_total",
+                "Webhook delivery attempts by outcome and error class",
+            ),
             &["outcome", "error_class"],
         )
         .expect("valid metric");
@@ -77,10 +80,15 @@ impl Metrics {
                 "fluxgate_delivery_latency_seconds",
                 "From the event's commit to the subscriber's 2xx answer",
             )
-            .buckets(vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0]),
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+                300.0,
+            ]),
         )
         .expect("valid metric");
-        registry.register(Box::new(delivery_latency.clone())).expect("unique metric");
+        registry
+            .register(Box::new(delivery_latency.clone()))
+            .expect("unique metric");
         for m in [&http_duration, &fal_duration] {
             registry
                 .register(Box::new(m.clone()))

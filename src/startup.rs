@@ -107,13 +107,20 @@ impl Application {
             .acquire_timeout(Duration::from_secs(10))
             .test_before_acquire(false)
             .connect_lazy_with((*pool.connect_options()).clone());
-        let pipeline = Pipeline::new(worker_pool.clone(), settings.clone(), metrics.clone(), http, port);
+        let pipeline = Pipeline::new(
+            worker_pool.clone(),
+            settings.clone(),
+            metrics.clone(),
+            http,
+            port,
+        );
         let deliveries_wake = Arc::new(tokio::sync::Notify::new());
         let timeouts = Timeouts {
             attempt: settings.webhook_timeout,
             connect: settings.webhook_timeout.min(Duration::from_secs(5)),
         };
-        let client = SafeClient::new(TargetPolicy::from_settings(&settings), timeouts).context("building the webhook client")?;
+        let client = SafeClient::new(TargetPolicy::from_settings(&settings), timeouts)
+            .context("building the webhook client")?;
         let deliverer = Deliverer::new(
             worker_pool,
             client,
@@ -178,7 +185,11 @@ impl Application {
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
         let p = self.state.pipeline.clone();
-        tracker.spawn(listen(p.clone(), self.state.deliveries_wake.clone(), stop.clone()));
+        tracker.spawn(listen(
+            p.clone(),
+            self.state.deliveries_wake.clone(),
+            stop.clone(),
+        ));
         let verifier = self.state.verifier.clone();
         tracker.spawn(async move {
             if let Err(e) = verifier.prefetch().await {

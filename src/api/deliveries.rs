@@ -4,28 +4,44 @@ use actix_web::{web, HttpResponse};
 use crate::{api::auth::Caller, domain::ids, error::ApiError, startup::AppState, storage};
 
 fn parse(id: &str) -> Result<uuid::Uuid, ApiError> {
-    ids::decode(ids::Kind::Delivery, id).ok_or_else(|| ApiError::not_found(format!("no delivery {id}")))
+    ids::decode(ids::Kind::Delivery, id)
+        .ok_or_else(|| ApiError::not_found(format!("no delivery {id}")))
 }
 
-pub async fn get(path: web::Path<String>, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     let id = parse(&path)?;
-    let d = storage::deliveries::get(&state.pool, caller.tenant_id, id).await?.ok_or_else(|| ApiError::not_found(format!("no delivery {}", path.as_str())))?;
+    let d = storage::deliveries::get(&state.pool, caller.tenant_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no delivery {}", path.as_str())))?;
     let attempts = storage::deliveries::attempts(&state.pool, id).await?;
     let mut body = d.to_json();
     body["attempts_log"] = serde_json::to_value(attempts).unwrap_or_default();
     Ok(HttpResponse::Ok().json(body))
 }
 
-pub async fn retry(path: web::Path<String>, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn retry(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     let id = parse(&path)?;
     if !storage::deliveries::retry_now(&state.pool, caller.tenant_id, id).await? {
         let exists = storage::deliveries::get(&state.pool, caller.tenant_id, id).await?;
         return Err(match exists {
             None => ApiError::not_found(format!("no delivery {}", path.as_str())),
-            Some(_) => ApiError::conflict("delivery_in_flight", "this delivery is being attempted right now"),
+            Some(_) => ApiError::conflict(
+                "delivery_in_flight",
+                "this delivery is being attempted right now",
+            ),
         });
     }
     state.deliveries_wake.notify_one();
-    let d = storage::deliveries::get(&state.pool, caller.tenant_id, id).await?.ok_or_else(|| ApiError::not_found("gone"))?;
+    let d = storage::deliveries::get(&state.pool, caller.tenant_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("gone"))?;
     Ok(HttpResponse::Accepted().json(d.to_json()))
 }

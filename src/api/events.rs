@@ -14,21 +14,36 @@ use crate::{
     storage,
 };
 
-pub async fn list(query: web::Query<HashMap<String, String>>, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    query: web::Query<HashMap<String, String>>,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     let mut errors = Vec::new();
-    let kind = query.get("type").map(String::as_str).filter(|t| !t.is_empty());
+    let kind = query
+        .get("type")
+        .map(String::as_str)
+        .filter(|t| !t.is_empty());
     if let Some(t) = kind {
-        let ok = t == "*" || EVENT_TYPES.contains(&t) || t.ends_with(".*") || t.starts_with("alert.");
+        let ok =
+            t == "*" || EVENT_TYPES.contains(&t) || t.ends_with(".*") || t.starts_with("alert.");
         if !ok {
             errors.push(FieldError::new("type", format!("unknown event type {t:?}")));
         }
     }
     let limit = match query.get("limit").map(String::as_str) {
         None | Some("") => 20,
-        Some(l) => l.parse::<i64>().ok().filter(|n| (1..=100).contains(n)).unwrap_or_else(|| {
-            errors.push(FieldError::new("limit", "must be a whole number from 1 to 100"));
-            20
-        }),
+        Some(l) => l
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .unwrap_or_else(|| {
+                errors.push(FieldError::new(
+                    "limit",
+                    "must be a whole number from 1 to 100",
+                ));
+                20
+            }),
     };
     let undelivered = match query.get("undelivered").map(String::as_str) {
         None | Some("") | Some("false") => false,
@@ -38,7 +53,11 @@ pub async fn list(query: web::Query<HashMap<String, String>>, state: web::Data<A
             false
         }
     };
-    let after = match query.get("after").map(String::as_str).filter(|a| !a.is_empty()) {
+    let after = match query
+        .get("after")
+        .map(String::as_str)
+        .filter(|a| !a.is_empty())
+    {
         None => None,
         Some(a) => match ids::decode(ids::Kind::Event, a) {
             Some(id) => Some(id),
@@ -55,14 +74,28 @@ pub async fn list(query: web::Query<HashMap<String, String>>, state: web::Data<A
         Some(id) => Some(
             storage::events::seq_of(&state.pool, caller.tenant_id, id)
                 .await?
-                .ok_or_else(|| ApiError::validation(vec![FieldError::new("after", "no such event")]))?,
+                .ok_or_else(|| {
+                    ApiError::validation(vec![FieldError::new("after", "no such event")])
+                })?,
         ),
         None => None,
     };
-    let rows = storage::events::list(&state.pool, caller.tenant_id, kind, before_seq, undelivered, limit + 1).await?;
+    let rows = storage::events::list(
+        &state.pool,
+        caller.tenant_id,
+        kind,
+        before_seq,
+        undelivered,
+        limit + 1,
+    )
+    .await?;
     let has_more = rows.len() as i64 > limit;
     let data: Vec<_> = rows.iter().take(limit as usize).collect();
-    let next = if has_more { data.last().map(|e| e.public_id()) } else { None };
+    let next = if has_more {
+        data.last().map(|e| e.public_id())
+    } else {
+        None
+    };
     Ok(HttpResponse::Ok().json(json!({
         "object": "list",
         "data": data.iter().map(|e| &e.payload.0).collect::<Vec<_>>(),

@@ -36,5 +36,11 @@ pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "public, max-age=300"))
-        .json(state.settings.webhook_keys.as_ref().map_or_else(|| json!({"keys": []}), |k| k.jwks()))
+        .json(
+            state
+                .settings
+                .webhook_keys
+                .as_ref()
+                .map_or_else(|| json!({"keys": []}), |k| k.jwks()),
+        )
 }

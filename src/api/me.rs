@@ -2,7 +2,10 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::{api::auth::Caller, delivery::worker::tenant_webhook_secret, domain::ids, error::ApiError, startup::AppState};
+use crate::{
+    api::auth::Caller, delivery::worker::tenant_webhook_secret, domain::ids, error::ApiError,
+    startup::AppState,
+};
 
 pub async fn me(caller: Caller) -> HttpResponse {
     HttpResponse::Ok().json(json!({
@@ -13,7 +16,10 @@ pub async fn me(caller: Caller) -> HttpResponse {
 
 /// `GET /v1/webhook-secret`: the `whsec_…` secret that signs deliveries to a generation's own
 /// `webhook_url` (subscriptions each have their own).
-pub async fn webhook_secret(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn webhook_secret(
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let secret = tenant_webhook_secret(&state.pool, caller.tenant_id).await?;
     Ok(HttpResponse::Ok().json(json!({ "secret": secret.as_str() })))
 }

@@ -47,12 +47,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .route(web::patch().to(subscriptions::patch))
                         .route(web::delete().to(subscriptions::delete)),
                 )
-                .service(resource("/subscriptions/{id}/rotate-secret").route(web::post().to(subscriptions::rotate_secret)))
-                .service(resource("/subscriptions/{id}/test").route(web::post().to(subscriptions::test)))
-                .service(resource("/subscriptions/{id}/recover").route(web::post().to(subscriptions::recover)))
-                .service(resource("/subscriptions/{id}/deliveries").route(web::get().to(subscriptions::deliveries)))
+                .service(
+                    resource("/subscriptions/{id}/rotate-secret")
+                        .route(web::post().to(subscriptions::rotate_secret)),
+                )
+                .service(
+                    resource("/subscriptions/{id}/test").route(web::post().to(subscriptions::test)),
+                )
+                .service(
+                    resource("/subscriptions/{id}/recover")
+                        .route(web::post().to(subscriptions::recover)),
+                )
+                .service(
+                    resource("/subscriptions/{id}/deliveries")
+                        .route(web::get().to(subscriptions::deliveries)),
+                )
                 .service(resource("/deliveries/{id}").route(web::get().to(deliveries::get)))
-                .service(resource("/deliveries/{id}/retry").route(web::post().to(deliveries::retry)))
+                .service(
+                    resource("/deliveries/{id}/retry").route(web::post().to(deliveries::retry)),
+                )
                 .service(resource("/events").route(web::get().to(events::list)))
                 .service(resource("/webhook-secret").route(web::get().to(me::webhook_secret)))
                 .default_service(web::to(not_found)),

@@ -24,12 +24,23 @@ pub fn parse_id(id: &str) -> Result<Uuid, ApiError> {
     ids::decode(ids::Kind::Subscription, id).ok_or_else(|| not_found(id))
 }
 
-async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<storage::subscriptions::Subscription, ApiError> {
-    storage::subscriptions::get(&state.pool, caller.tenant_id, parse_id(id)?).await?.ok_or_else(|| not_found(id))
+async fn find(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<storage::subscriptions::Subscription, ApiError> {
+    storage::subscriptions::get(&state.pool, caller.tenant_id, parse_id(id)?)
+        .await?
+        .ok_or_else(|| not_found(id))
 }
 
 /// Checks a target URL's shape and, resolving it, the addresses it leads to (SSRF guard).
-async fn vet_target(state: &AppState, v: &Value, field: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+async fn vet_target(
+    state: &AppState,
+    v: &Value,
+    field: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
     let url = match parse_target_url(v, state.settings.allow_http_targets) {
         Ok(u) => u,
         Err(msg) => {
@@ -49,13 +60,22 @@ async fn vet_target(state: &AppState, v: &Value, field: &str, errors: &mut Vec<F
     Some(url.to_string())
 }
 
-fn parse_limit(v: Option<&Value>, field: &str, default: i32, max: i32, errors: &mut Vec<FieldError>) -> Option<i32> {
+fn parse_limit(
+    v: Option<&Value>,
+    field: &str,
+    default: i32,
+    max: i32,
+    errors: &mut Vec<FieldError>,
+) -> Option<i32> {
     match v {
         None | Some(Value::Null) => Some(default),
         Some(v) => match v.as_i64() {
             Some(n) if (1..=i64::from(max)).contains(&n) => Some(n as i32),
             _ => {
-                errors.push(FieldError::new(field, format!("must be a whole number from 1 to {max}")));
+                errors.push(FieldError::new(
+                    field,
+                    format!("must be a whole number from 1 to {max}"),
+                ));
                 None
             }
         },
@@ -65,7 +85,10 @@ fn parse_limit(v: Option<&Value>, field: &str, default: i32, max: i32, errors: &
 fn known_fields(obj: &Map<String, Value>, allowed: &[&str], errors: &mut Vec<FieldError>) {
     for k in obj.keys() {
         if !allowed.contains(&k.as_str()) {
-            errors.push(FieldError::new(k.clone(), format!("unknown field; allowed: {}", allowed.join(", "))));
+            errors.push(FieldError::new(
+                k.clone(),
+                format!("unknown field; allowed: {}", allowed.join(", ")),
+            ));
         }
     }
 }
@@ -76,16 +99,38 @@ fn parse_description(v: Option<&Value>, errors: &mut Vec<FieldError>) -> Option<
         Some(Value::Null) => Some(None),
         Some(Value::String(s)) if s.len() <= 1000 => Some(Some(s.clone())),
         Some(_) => {
-            errors.push(FieldError::new("description", "must be a string of at most 1000 bytes"));
+            errors.push(FieldError::new(
+                "description",
+                "must be a string of at most 1000 bytes",
+            ));
             None
         }
     }
 }
 
-pub async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    let obj = body::parse_json_object(&body::read_limited(&req, payload, state.settings.max_body_bytes).await?)?;
+pub async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let obj = body::parse_json_object(
+        &body::read_limited(&req, payload, state.settings.max_body_bytes).await?,
+    )?;
     let mut errors = Vec::new();
-    known_fields(&obj, &["target_url", "event_types", "filter", "description", "headers", "max_in_flight", "rate_limit_per_sec"], &mut errors);
+    known_fields(
+        &obj,
+        &[
+            "target_url",
+            "event_types",
+            "filter",
+            "description",
+            "headers",
+            "max_in_flight",
+            "rate_limit_per_sec",
+        ],
+        &mut errors,
+    );
     let target = match obj.get("target_url") {
         Some(v) => vet_target(&state, v, "target_url", &mut errors).await,
         None => {
@@ -103,12 +148,25 @@ pub async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<Ap
     let filter = rules::parse_filter(obj.get("filter").unwrap_or(&Value::Null), &mut errors);
     let headers = rules::parse_headers(obj.get("headers").unwrap_or(&Value::Null), &mut errors);
     let description = parse_description(obj.get("description"), &mut errors).flatten();
-    let max_in_flight = parse_limit(obj.get("max_in_flight"), "max_in_flight", 8, 256, &mut errors);
+    let max_in_flight = parse_limit(
+        obj.get("max_in_flight"),
+        "max_in_flight",
+        8,
+        256,
+        &mut errors,
+    );
     let rate = match obj.get("rate_limit_per_sec") {
         None | Some(Value::Null) => Some(None),
         v => parse_limit(v, "rate_limit_per_sec", 1, 10_000, &mut errors).map(Some),
     };
-    let (Some(target), Some(types), Some(headers), Some(max_in_flight), Some(rate), true) = (target, types, headers, max_in_flight, rate, errors.is_empty()) else {
+    let (Some(target), Some(types), Some(headers), Some(max_in_flight), Some(rate), true) = (
+        target,
+        types,
+        headers,
+        max_in_flight,
+        rate,
+        errors.is_empty(),
+    ) else {
         return Err(ApiError::validation(errors));
     };
     let secret = SigningSecret::generate();
@@ -133,26 +191,49 @@ pub async fn create(req: HttpRequest, payload: web::Payload, state: web::Data<Ap
         .json(sub.to_json(true)))
 }
 
-pub async fn list(query: web::Query<std::collections::HashMap<String, String>>, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    query: web::Query<std::collections::HashMap<String, String>>,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     let (limit, cursor) = page_params(&query, ids::Kind::Subscription)?;
-    let rows = storage::subscriptions::list(&state.pool, caller.tenant_id, cursor, limit + 1).await?;
-    Ok(HttpResponse::Ok().json(page(rows.iter().map(|s| (s.public_id(), s.to_json(false))).collect(), limit)))
+    let rows =
+        storage::subscriptions::list(&state.pool, caller.tenant_id, cursor, limit + 1).await?;
+    Ok(HttpResponse::Ok().json(page(
+        rows.iter()
+            .map(|s| (s.public_id(), s.to_json(false)))
+            .collect(),
+        limit,
+    )))
 }
 
 /// `limit` (1–100, default 20) and an id `cursor`.
-pub fn page_params(query: &std::collections::HashMap<String, String>, kind: ids::Kind) -> Result<(i64, Option<Uuid>), ApiError> {
+pub fn page_params(
+    query: &std::collections::HashMap<String, String>,
+    kind: ids::Kind,
+) -> Result<(i64, Option<Uuid>), ApiError> {
     let mut errors = Vec::new();
     let limit = match query.get("limit").map(String::as_str) {
         None | Some("") => 20,
-        Some(l) => l.parse::<i64>().ok().filter(|n| (1..=100).contains(n)).unwrap_or_else(|| {
-            errors.push(FieldError::new("limit", "must be a whole number from 1 to 100"));
-            20
-        }),
+        Some(l) => l
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .unwrap_or_else(|| {
+                errors.push(FieldError::new(
+                    "limit",
+                    "must be a whole number from 1 to 100",
+                ));
+                20
+            }),
     };
     let cursor = match query.get("cursor").map(String::as_str) {
         None | Some("") => None,
         Some(c) => ids::decode(kind, c).or_else(|| {
-            errors.push(FieldError::new("cursor", "must be the next_cursor of a previous page"));
+            errors.push(FieldError::new(
+                "cursor",
+                "must be the next_cursor of a previous page",
+            ));
             None
         }),
     };
@@ -167,19 +248,48 @@ pub fn page_params(query: &std::collections::HashMap<String, String>, kind: ids:
 pub fn page(rows: Vec<(String, Value)>, limit: i64) -> Value {
     let has_more = rows.len() as i64 > limit;
     let data: Vec<(String, Value)> = rows.into_iter().take(limit as usize).collect();
-    let next = if has_more { data.last().map(|(id, _)| id.clone()) } else { None };
+    let next = if has_more {
+        data.last().map(|(id, _)| id.clone())
+    } else {
+        None
+    };
     json!({"object": "list", "data": data.into_iter().map(|(_, v)| v).collect::<Vec<_>>(), "has_more": has_more, "next_cursor": next})
 }
 
-pub async fn get(path: web::Path<String>, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(find(&state, &caller, &path).await?.to_json(false)))
 }
 
-pub async fn patch(req: HttpRequest, path: web::Path<String>, payload: web::Payload, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn patch(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
-    let obj = body::parse_json_object(&body::read_limited(&req, payload, state.settings.max_body_bytes).await?)?;
+    let obj = body::parse_json_object(
+        &body::read_limited(&req, payload, state.settings.max_body_bytes).await?,
+    )?;
     let mut errors = Vec::new();
-    known_fields(&obj, &["target_url", "event_types", "filter", "description", "headers", "status", "max_in_flight", "rate_limit_per_sec"], &mut errors);
+    known_fields(
+        &obj,
+        &[
+            "target_url",
+            "event_types",
+            "filter",
+            "description",
+            "headers",
+            "status",
+            "max_in_flight",
+            "rate_limit_per_sec",
+        ],
+        &mut errors,
+    );
     let mut p = Patch::default();
     if let Some(v) = obj.get("target_url") {
         p.target_url = vet_target(&state, v, "target_url", &mut errors).await;
@@ -200,23 +310,38 @@ pub async fn patch(req: HttpRequest, path: web::Path<String>, payload: web::Payl
         Some(_) => errors.push(FieldError::new("status", "must be active or disabled")),
     }
     if obj.contains_key("max_in_flight") {
-        p.max_in_flight = parse_limit(obj.get("max_in_flight"), "max_in_flight", 8, 256, &mut errors);
+        p.max_in_flight = parse_limit(
+            obj.get("max_in_flight"),
+            "max_in_flight",
+            8,
+            256,
+            &mut errors,
+        );
     }
     match obj.get("rate_limit_per_sec") {
         None => {}
         Some(Value::Null) => p.rate_limit_per_sec = Some(None),
-        v => p.rate_limit_per_sec = parse_limit(v, "rate_limit_per_sec", 1, 10_000, &mut errors).map(Some),
+        v => {
+            p.rate_limit_per_sec =
+                parse_limit(v, "rate_limit_per_sec", 1, 10_000, &mut errors).map(Some)
+        }
     }
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let sub = storage::subscriptions::update(&state.pool, caller.tenant_id, id, p).await?.ok_or_else(|| not_found(&path))?;
+    let sub = storage::subscriptions::update(&state.pool, caller.tenant_id, id, p)
+        .await?
+        .ok_or_else(|| not_found(&path))?;
     state.deliveries_wake.notify_one();
     Ok(HttpResponse::Ok().json(sub.to_json(false)))
 }
 
 /// Idempotent (Zapier's performUnsubscribe may call it twice): 204 whether or not it existed.
-pub async fn delete(path: web::Path<String>, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn delete(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     if let Some(id) = ids::decode(ids::Kind::Subscription, &path) {
         let mut tx = state.pool.begin().await?;
         storage::subscriptions::delete(&mut tx, caller.tenant_id, id).await?;
@@ -225,7 +350,13 @@ pub async fn delete(path: web::Path<String>, state: web::Data<AppState>, caller:
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn rotate_secret(req: HttpRequest, path: web::Path<String>, payload: web::Payload, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn rotate_secret(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
     let bytes = body::read_limited(&req, payload, state.settings.max_body_bytes).await?;
     let grace = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -236,10 +367,18 @@ pub async fn rotate_secret(req: HttpRequest, path: web::Path<String>, payload: w
         known_fields(&obj, &["grace_period_secs"], &mut errors);
         let grace = match obj.get("grace_period_secs") {
             None | Some(Value::Null) => 86_400,
-            Some(v) => v.as_i64().filter(|n| (0..=MAX_GRACE_SECS).contains(n)).unwrap_or_else(|| {
-                errors.push(FieldError::new("grace_period_secs", format!("must be a whole number of seconds from 0 to {MAX_GRACE_SECS} (7 days)")));
-                0
-            }),
+            Some(v) => v
+                .as_i64()
+                .filter(|n| (0..=MAX_GRACE_SECS).contains(n))
+                .unwrap_or_else(|| {
+                    errors.push(FieldError::new(
+                        "grace_period_secs",
+                        format!(
+                            "must be a whole number of seconds from 0 to {MAX_GRACE_SECS} (7 days)"
+                        ),
+                    ));
+                    0
+                }),
         };
         if !errors.is_empty() {
             return Err(ApiError::validation(errors));
@@ -247,19 +386,36 @@ pub async fn rotate_secret(req: HttpRequest, path: web::Path<String>, payload: w
         grace
     };
     let secret = SigningSecret::generate();
-    let sub = storage::subscriptions::rotate_secret(&state.pool, caller.tenant_id, id, secret.as_str(), grace as f64)
-        .await?
-        .ok_or_else(|| not_found(&path))?;
+    let sub = storage::subscriptions::rotate_secret(
+        &state.pool,
+        caller.tenant_id,
+        id,
+        secret.as_str(),
+        grace as f64,
+    )
+    .await?
+    .ok_or_else(|| not_found(&path))?;
     Ok(HttpResponse::Ok().json(sub.to_json(true)))
 }
 
 /// Sends a `test.ping` event to this subscription only, now.
-pub async fn test(path: web::Path<String>, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn test(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     let sub = find(&state, &caller, &path).await?;
     let mut tx = state.pool.begin().await?;
     let data = json!({"subscription_id": sub.public_id(), "message": "test event from fluxgate"});
     let event = storage::events::append(&mut tx, caller.tenant_id, "test.ping", None, data).await?;
-    let delivery = storage::deliveries::insert_one(&mut *tx, caller.tenant_id, event.id, sub.id, &sub.target_url).await?;
+    let delivery = storage::deliveries::insert_one(
+        &mut *tx,
+        caller.tenant_id,
+        event.id,
+        sub.id,
+        &sub.target_url,
+    )
+    .await?;
     tx.commit().await?;
     state.deliveries_wake.notify_one();
     Ok(HttpResponse::Accepted().json(json!({
@@ -268,10 +424,17 @@ pub async fn test(path: web::Path<String>, state: web::Data<AppState>, caller: C
     })))
 }
 
-fn parse_time(v: Option<&Value>, field: &str, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
+fn parse_time(
+    v: Option<&Value>,
+    field: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<DateTime<Utc>> {
     match v {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).map_err(|_| errors.push(FieldError::new(field, "must be an RFC 3339 timestamp"))).ok(),
+        Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| errors.push(FieldError::new(field, "must be an RFC 3339 timestamp")))
+            .ok(),
         Some(_) => {
             errors.push(FieldError::new(field, "must be an RFC 3339 timestamp"));
             None
@@ -280,9 +443,17 @@ fn parse_time(v: Option<&Value>, field: &str, errors: &mut Vec<FieldError>) -> O
 }
 
 /// `{since, until?}`: re-queues every failed delivery of this subscription in the window.
-pub async fn recover(req: HttpRequest, path: web::Path<String>, payload: web::Payload, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn recover(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     let sub = find(&state, &caller, &path).await?;
-    let obj = body::parse_json_object(&body::read_limited(&req, payload, state.settings.max_body_bytes).await?)?;
+    let obj = body::parse_json_object(
+        &body::read_limited(&req, payload, state.settings.max_body_bytes).await?,
+    )?;
     let mut errors = Vec::new();
     known_fields(&obj, &["since", "until"], &mut errors);
     let since = parse_time(obj.get("since"), "since", &mut errors);
@@ -306,19 +477,39 @@ pub async fn recover(req: HttpRequest, path: web::Path<String>, payload: web::Pa
     Ok(HttpResponse::Accepted().json(json!({"requeued": n, "since": since, "until": until})))
 }
 
-pub async fn deliveries(path: web::Path<String>, query: web::Query<std::collections::HashMap<String, String>>, state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn deliveries(
+    path: web::Path<String>,
+    query: web::Query<std::collections::HashMap<String, String>>,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
     let sub = find(&state, &caller, &path).await?;
     let (limit, cursor) = page_params(&query, ids::Kind::Delivery)?;
-    let status = query.get("status").map(String::as_str).filter(|s| !s.is_empty());
+    let status = query
+        .get("status")
+        .map(String::as_str)
+        .filter(|s| !s.is_empty());
     if let Some(s) = status {
         if !["pending", "succeeded", "failed", "exhausted", "cancelled"].contains(&s) {
-            return Err(ApiError::validation(vec![FieldError::new("status", "must be one of pending, succeeded, failed, exhausted, cancelled")]));
+            return Err(ApiError::validation(vec![FieldError::new(
+                "status",
+                "must be one of pending, succeeded, failed, exhausted, cancelled",
+            )]));
         }
     }
     let before = match cursor {
-        Some(c) => storage::deliveries::get(&state.pool, caller.tenant_id, c).await?.map(|d| (d.created_at, d.id)),
+        Some(c) => storage::deliveries::get(&state.pool, caller.tenant_id, c)
+            .await?
+            .map(|d| (d.created_at, d.id)),
         None => None,
     };
-    let rows = storage::deliveries::for_subscription(&state.pool, sub.id, status, before, limit + 1).await?;
-    Ok(HttpResponse::Ok().json(page(rows.iter().map(|d| (ids::encode(ids::Kind::Delivery, d.id), d.to_json())).collect(), limit)))
+    let rows =
+        storage::deliveries::for_subscription(&state.pool, sub.id, status, before, limit + 1)
+            .await?;
+    Ok(HttpResponse::Ok().json(page(
+        rows.iter()
+            .map(|d| (ids::encode(ids::Kind::Delivery, d.id), d.to_json()))
+            .collect(),
+        limit,
+    )))
 }

@@ -68,7 +68,18 @@ struct Outcome {
 
 impl Deliverer {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(pool: PgPool, client: SafeClient, schedule: RetrySchedule, keys: Option<Arc<OutboundKeys>>, metrics: Metrics, wake: Arc<Notify>, concurrency: usize, disable_after: Duration, drain: Duration, lease: Duration) -> Self {
+    pub fn new(
+        pool: PgPool,
+        client: SafeClient,
+        schedule: RetrySchedule,
+        keys: Option<Arc<OutboundKeys>>,
+        metrics: Metrics,
+        wake: Arc<Notify>,
+        concurrency: usize,
+        disable_after: Duration,
+        drain: Duration,
+        lease: Duration,
+    ) -> Self {
         Deliverer {
             lease,
             pool,
@@ -97,7 +108,13 @@ impl Deliverer {
             let claimed = if available == 0 {
                 Vec::new()
             } else {
-                match storage::deliveries::claim(&self.pool, available as i64, self.lease.as_secs_f64()).await {
+                match storage::deliveries::claim(
+                    &self.pool,
+                    available as i64,
+                    self.lease.as_secs_f64(),
+                )
+                .await
+                {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::warn!(error = %e, "claiming deliveries failed; retrying shortly");
@@ -116,7 +133,11 @@ impl Deliverer {
                     }
                 };
                 for (claimed, target) in prepared {
-                    let permit = permits.clone().acquire_owned().await.expect("open semaphore");
+                    let permit = permits
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("open semaphore");
                     let me = self.clone();
                     let tx = tx.clone();
                     let in_flight = in_flight.clone();
@@ -135,7 +156,10 @@ impl Deliverer {
                 continue;
             }
             let wait = match storage::deliveries::next_due(&self.pool).await {
-                Ok(Some(due)) => (due - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(5)),
+                Ok(Some(due)) => (due - Utc::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .min(Duration::from_secs(5)),
                 _ => Duration::from_secs(5),
             };
             tokio::select! {
@@ -145,9 +169,15 @@ impl Deliverer {
             }
         }
         tracker.close();
-        if tokio::time::timeout(self.drain, tracker.wait()).await.is_err() {
+        if tokio::time::timeout(self.drain, tracker.wait())
+            .await
+            .is_err()
+        {
             let left: Vec<Uuid> = in_flight.lock().expect("lock").iter().copied().collect();
-            tracing::warn!(count = left.len(), "drain time over: releasing delivery leases");
+            tracing::warn!(
+                count = left.len(),
+                "drain time over: releasing delivery leases"
+            );
             let _ = storage::deliveries::release(&self.pool, &left, 0.0).await;
         }
         drop(tx);
@@ -157,8 +187,18 @@ impl Deliverer {
     /// Resolves each claimed delivery's target, secrets and headers (one query per batch), and
     /// puts back those a subscription's rate limit does not allow yet.
     async fn prepare(&self, claimed: Vec<Claimed>) -> Result<Vec<(Claimed, Target)>, sqlx::Error> {
-        let sub_ids: Vec<Uuid> = claimed.iter().filter_map(|c| c.subscription_id).collect::<HashSet<_>>().into_iter().collect();
-        let subs: HashMap<Uuid, Subscription> = storage::subscriptions::get_many(&self.pool, &sub_ids).await?.into_iter().map(|s| (s.id, s)).collect();
+        let sub_ids: Vec<Uuid> = claimed
+            .iter()
+            .filter_map(|c| c.subscription_id)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let subs: HashMap<Uuid, Subscription> =
+            storage::subscriptions::get_many(&self.pool, &sub_ids)
+                .await?
+                .into_iter()
+                .map(|s| (s.id, s))
+                .collect();
         let mut tenant_secrets: HashMap<Uuid, SigningSecret> = HashMap::new();
         let mut ready = Vec::with_capacity(claimed.len());
         let mut held = Vec::new();
@@ -196,11 +236,16 @@ impl Deliverer {
     }
 
     fn take_token(&self, sub: &Subscription) -> bool {
-        let Some(rate) = sub.rate_limit_per_sec.filter(|r| *r > 0) else { return true };
+        let Some(rate) = sub.rate_limit_per_sec.filter(|r| *r > 0) else {
+            return true;
+        };
         let rate = f64::from(rate);
         let mut buckets = self.buckets.lock().expect("lock");
         let now = Instant::now();
-        let b = buckets.entry(sub.id).or_insert(Bucket { tokens: rate, at: now });
+        let b = buckets.entry(sub.id).or_insert(Bucket {
+            tokens: rate,
+            at: now,
+        });
         b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(rate);
         b.at = now;
         if b.tokens >= 1.0 {
@@ -218,16 +263,32 @@ impl Deliverer {
         let body = Bytes::from(c.payload.clone());
         let ts = started_at.timestamp();
         let secret_refs: Vec<&SigningSecret> = target.secrets.iter().collect();
-        let signature = signing::sign(&msg_id, ts, &body, &secret_refs, self.keys.as_deref().map(OutboundKeys::signing_key));
+        let signature = signing::sign(
+            &msg_id,
+            ts,
+            &body,
+            &secret_refs,
+            self.keys.as_deref().map(OutboundKeys::signing_key),
+        );
         let mut headers = HeaderMap::new();
-        headers.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        for (name, value) in [("webhook-id", msg_id.clone()), ("webhook-timestamp", ts.to_string()), ("webhook-signature", signature)] {
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        for (name, value) in [
+            ("webhook-id", msg_id.clone()),
+            ("webhook-timestamp", ts.to_string()),
+            ("webhook-signature", signature),
+        ] {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 headers.insert(HeaderName::from_static(name), v);
             }
         }
         for (name, value) in &target.headers {
-            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
                 headers.insert(n, v);
             }
         }
@@ -248,24 +309,61 @@ impl Deliverer {
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| retry::parse_retry_after(v, Utc::now()));
-                let class = if (200..300).contains(&d.status) { None } else { Some("http_status") };
-                (Some(i32::from(d.status)), class, Some(d.body_excerpt.clone()), outcome, retry_after, d.duration)
+                let class = if (200..300).contains(&d.status) {
+                    None
+                } else {
+                    Some("http_status")
+                };
+                (
+                    Some(i32::from(d.status)),
+                    class,
+                    Some(d.body_excerpt.clone()),
+                    outcome,
+                    retry_after,
+                    d.duration,
+                )
             }
             Err(e) => {
-                let outcome = if e.class.as_str() == "timeout" { AttemptOutcome::Timeout } else { AttemptOutcome::Failed };
-                (None, Some(e.class.as_str()), Some(e.message.clone()), outcome, None, e.duration)
+                let outcome = if e.class.as_str() == "timeout" {
+                    AttemptOutcome::Timeout
+                } else {
+                    AttemptOutcome::Failed
+                };
+                (
+                    None,
+                    Some(e.class.as_str()),
+                    Some(e.message.clone()),
+                    outcome,
+                    None,
+                    e.duration,
+                )
             }
         };
-        let decision = retry::next_attempt(&self.schedule, c.attempts.max(1) as u32, outcome, retry_after, &mut rng);
+        let decision = retry::next_attempt(
+            &self.schedule,
+            c.attempts.max(1) as u32,
+            outcome,
+            retry_after,
+            &mut rng,
+        );
         let (new_status, next_attempt_at, label) = match decision {
             Decision::Done => ("succeeded", None, "succeeded"),
             Decision::Disable => ("failed", None, "gone"),
-            Decision::RetryIn(d) => ("pending", Some(Utc::now() + chrono::Duration::from_std(d).unwrap_or_default()), "retry_scheduled"),
+            Decision::RetryIn(d) => (
+                "pending",
+                Some(Utc::now() + chrono::Duration::from_std(d).unwrap_or_default()),
+                "retry_scheduled",
+            ),
             Decision::Exhausted => ("exhausted", None, "exhausted"),
         };
-        self.metrics.deliveries.with_label_values(&[label, class.unwrap_or("none")]).inc();
+        self.metrics
+            .deliveries
+            .with_label_values(&[label, class.unwrap_or("none")])
+            .inc();
         if new_status == "succeeded" {
-            let latency = (Utc::now() - c.event_created_at).to_std().unwrap_or_default();
+            let latency = (Utc::now() - c.event_created_at)
+                .to_std()
+                .unwrap_or_default();
             self.metrics.delivery_latency.observe(latency.as_secs_f64());
         }
         tracing::info!(
@@ -312,12 +410,21 @@ impl Deliverer {
         let settled: Vec<Settled> = batch.iter().map(|o| o.settled.clone()).collect();
         storage::deliveries::settle(&mut tx, &settled).await?;
         let subs = |pred: fn(&Decision) -> bool| -> Vec<Uuid> {
-            batch.iter().filter(|o| pred(&o.decision)).filter_map(|o| o.claimed.subscription_id).collect::<HashSet<_>>().into_iter().collect()
+            batch
+                .iter()
+                .filter(|o| pred(&o.decision))
+                .filter_map(|o| o.claimed.subscription_id)
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect()
         };
         let failing = subs(|d| matches!(d, Decision::RetryIn(_) | Decision::Exhausted));
         let healthy = subs(|d| matches!(d, Decision::Done));
         let gone = subs(|d| matches!(d, Decision::Disable));
-        let mut disable: Vec<(Uuid, String)> = gone.into_iter().map(|id| (id, "the target answered 410 Gone".to_owned())).collect();
+        let mut disable: Vec<(Uuid, String)> = gone
+            .into_iter()
+            .map(|id| (id, "the target answered 410 Gone".to_owned()))
+            .collect();
         if !failing.is_empty() {
             let overdue: Vec<Uuid> = sqlx::query_scalar::<_, Option<Uuid>>(
                 "UPDATE subscriptions SET failing_since = COALESCE(failing_since, now()) WHERE id = ANY($1)
@@ -331,7 +438,11 @@ impl Deliverer {
             .flatten()
             .collect();
             let days = self.disable_after.as_secs_f64() / 86_400.0;
-            disable.extend(overdue.into_iter().map(|id| (id, format!("every delivery failed for {days:.1} days"))));
+            disable.extend(
+                overdue
+                    .into_iter()
+                    .map(|id| (id, format!("every delivery failed for {days:.1} days"))),
+            );
         }
         if !healthy.is_empty() {
             sqlx::query("UPDATE subscriptions SET failing_since = NULL WHERE id = ANY($1) AND failing_since IS NOT NULL")
@@ -341,18 +452,43 @@ impl Deliverer {
         }
         for (id, reason) in disable {
             if storage::subscriptions::disable(&mut *tx, id, &reason).await? {
-                if let Some(sub) = storage::subscriptions::get_many(&mut *tx, &[id]).await?.pop() {
+                if let Some(sub) = storage::subscriptions::get_many(&mut *tx, &[id])
+                    .await?
+                    .pop()
+                {
                     tracing::warn!(subscription = %sub.public_id(), reason, "subscription disabled");
-                    storage::events::append(&mut tx, sub.tenant_id, "subscription.disabled", None, sub.to_json(false)).await?;
+                    storage::events::append(
+                        &mut tx,
+                        sub.tenant_id,
+                        "subscription.disabled",
+                        None,
+                        sub.to_json(false),
+                    )
+                    .await?;
                 }
             }
         }
-        for o in batch.iter().filter(|o| matches!(o.decision, Decision::Exhausted)) {
-            if matches!(o.claimed.event_type.as_str(), "delivery.exhausted" | "subscription.disabled") {
+        for o in batch
+            .iter()
+            .filter(|o| matches!(o.decision, Decision::Exhausted))
+        {
+            if matches!(
+                o.claimed.event_type.as_str(),
+                "delivery.exhausted" | "subscription.disabled"
+            ) {
                 continue; // never announce the failure of an announcement of failure
             }
-            if let Some(d) = storage::deliveries::get(&mut *tx, o.claimed.tenant_id, o.claimed.id).await? {
-                storage::events::append(&mut tx, o.claimed.tenant_id, "delivery.exhausted", None, d.to_json()).await?;
+            if let Some(d) =
+                storage::deliveries::get(&mut *tx, o.claimed.tenant_id, o.claimed.id).await?
+            {
+                storage::events::append(
+                    &mut tx,
+                    o.claimed.tenant_id,
+                    "delivery.exhausted",
+                    None,
+                    d.to_json(),
+                )
+                .await?;
             }
         }
         tx.commit().await?;
@@ -369,7 +505,8 @@ struct Target {
 
 impl Target {
     fn from_subscription(sub: &Subscription) -> Target {
-        let mut secrets: Vec<SigningSecret> = SigningSecret::parse(&sub.secret).into_iter().collect();
+        let mut secrets: Vec<SigningSecret> =
+            SigningSecret::parse(&sub.secret).into_iter().collect();
         if let (Some(old), Some(until)) = (&sub.previous_secret, sub.previous_secret_expires_at) {
             if until > Utc::now() {
                 secrets.extend(SigningSecret::parse(old));
@@ -379,7 +516,11 @@ impl Target {
             .headers
             .0
             .as_object()
-            .map(|h| h.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned()))).collect())
+            .map(|h| {
+                h.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                    .collect()
+            })
             .unwrap_or_default();
         Target {
             url: sub.target_url.clone(),
@@ -390,7 +531,10 @@ impl Target {
 }
 
 /// The tenant's secret for per-request `webhook_url` deliveries, created on first use.
-pub async fn tenant_webhook_secret(pool: &PgPool, tenant_id: Uuid) -> Result<SigningSecret, sqlx::Error> {
+pub async fn tenant_webhook_secret(
+    pool: &PgPool,
+    tenant_id: Uuid,
+) -> Result<SigningSecret, sqlx::Error> {
     let fresh = SigningSecret::generate();
     let stored: String = sqlx::query_scalar("UPDATE tenants SET webhook_secret = COALESCE(webhook_secret, $2) WHERE id = $1 RETURNING webhook_secret")
         .bind(tenant_id)

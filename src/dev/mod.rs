@@ -106,7 +106,10 @@ async fn run_with_db(settings: &mut Settings, devdb: Option<&DevDb>) -> anyhow::
     };
     // Local receivers (the demo subscriber, yours on localhost) are fine in dev.
     if settings.allowed_target_cidrs.is_empty() {
-        settings.allowed_target_cidrs = vec![Cidr::parse("127.0.0.0/8").expect("valid"), Cidr::parse("::1/128").expect("valid")];
+        settings.allowed_target_cidrs = vec![
+            Cidr::parse("127.0.0.0/8").expect("valid"),
+            Cidr::parse("::1/128").expect("valid"),
+        ];
     }
     if settings.public_url.is_none() {
         settings.public_url = Some(format!("http://127.0.0.1:{}", settings.port).parse()?);

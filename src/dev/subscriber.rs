@@ -25,11 +25,15 @@ impl DemoSubscriber {
         let port = listener.local_addr()?.port();
         let secret: Secret = Arc::default();
         let shared = secret.clone();
-        let server = HttpServer::new(move || App::new().app_data(web::Data::new(shared.clone())).default_service(web::to(receive)))
-            .workers(1)
-            .disable_signals()
-            .listen(listener)?
-            .run();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(shared.clone()))
+                .default_service(web::to(receive))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)?
+        .run();
         let handle = server.handle();
         tokio::spawn(server);
         Ok(DemoSubscriber {
@@ -49,10 +53,23 @@ impl DemoSubscriber {
 }
 
 async fn receive(req: HttpRequest, body: web::Bytes, secret: web::Data<Secret>) -> HttpResponse {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
     let verdict = match secret.read().expect("lock").as_ref() {
         None => "unverified (no secret yet)".to_owned(),
-        Some(s) => match signing::verify(&header("webhook-id"), &header("webhook-timestamp"), &header("webhook-signature"), &body, s, chrono::Utc::now().timestamp()) {
+        Some(s) => match signing::verify(
+            &header("webhook-id"),
+            &header("webhook-timestamp"),
+            &header("webhook-signature"),
+            &body,
+            s,
+            chrono::Utc::now().timestamp(),
+        ) {
             Ok(()) => "signature ok".to_owned(),
             Err(e) => format!("SIGNATURE REJECTED: {e}"),
         },

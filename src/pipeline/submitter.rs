@@ -22,7 +22,7 @@ use crate::{
 
 /// A lease longer than the fal timeout, so a live worker never loses its row mid-call.
 fn lease_secs(p: &Pipeline) -> f64 {
-    p.settings.fal_timeout.as_secs_f64() + 30.0
+    p.settings.fal_timeout.as_secs_f64() + 5.0
 }
 
 /// Transient failures (5xx, timeouts, connection errors) allowed before giving up.

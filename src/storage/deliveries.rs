@@ -11,14 +11,32 @@ use crate::domain::ids;
 /// Inserts one delivery per matching active subscription, plus the generation's own
 /// `webhook_url`. Filters apply to generation events (they carry `metadata`/`end_user`).
 /// Returns how many were inserted.
-pub async fn fan_out(tx: &mut sqlx::PgConnection, tenant_id: Uuid, event_id: Uuid, kind: &str, data: &Value) -> Result<u64, sqlx::Error> {
+pub async fn fan_out(
+    tx: &mut sqlx::PgConnection,
+    tenant_id: Uuid,
+    event_id: Uuid,
+    kind: &str,
+    data: &Value,
+) -> Result<u64, sqlx::Error> {
     if kind == "test.ping" {
         return Ok(0);
     }
     let is_generation = kind.starts_with("generation.");
-    let metadata = if is_generation { data.get("metadata").filter(|m| m.is_object()).cloned() } else { None };
-    let end_user = if is_generation { data["end_user"].as_str() } else { None };
-    let webhook_url = if is_generation { data["webhook_url"].as_str() } else { None };
+    let metadata = if is_generation {
+        data.get("metadata").filter(|m| m.is_object()).cloned()
+    } else {
+        None
+    };
+    let end_user = if is_generation {
+        data["end_user"].as_str()
+    } else {
+        None
+    };
+    let webhook_url = if is_generation {
+        data["webhook_url"].as_str()
+    } else {
+        None
+    };
     let inserted = sqlx::query(
         "WITH subs AS (
             SELECT s.id, s.target_url FROM subscriptions s
@@ -47,7 +65,13 @@ pub async fn fan_out(tx: &mut sqlx::PgConnection, tenant_id: Uuid, event_id: Uui
 }
 
 /// One delivery to one subscription (e.g. `test.ping`).
-pub async fn insert_one(db: impl PgExecutor<'_>, tenant_id: Uuid, event_id: Uuid, subscription_id: Uuid, target_url: &str) -> Result<Uuid, sqlx::Error> {
+pub async fn insert_one(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    event_id: Uuid,
+    subscription_id: Uuid,
+    target_url: &str,
+) -> Result<Uuid, sqlx::Error> {
     sqlx::query_scalar(
         "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, target_url) VALUES (gen_random_uuid(), $1, $2, $3, $4) RETURNING id",
     )
@@ -75,7 +99,11 @@ pub struct Claimed {
     pub event_created_at: DateTime<Utc>,
 }
 
-pub async fn claim(db: impl PgExecutor<'_>, batch: i64, lease_secs: f64) -> Result<Vec<Claimed>, sqlx::Error> {
+pub async fn claim(
+    db: impl PgExecutor<'_>,
+    batch: i64,
+    lease_secs: f64,
+) -> Result<Vec<Claimed>, sqlx::Error> {
     sqlx::query_as(
         "WITH cand AS (
             (SELECT id, subscription_id, 0 AS lane, next_attempt_at FROM deliveries
@@ -184,7 +212,11 @@ pub async fn settle(tx: &mut sqlx::PgConnection, batch: &[Settled]) -> Result<()
 }
 
 /// Puts claimed deliveries back untouched (shutdown, or a rate limit not yet allowing them).
-pub async fn release(db: impl PgExecutor<'_>, ids: &[Uuid], delay_secs: f64) -> Result<(), sqlx::Error> {
+pub async fn release(
+    db: impl PgExecutor<'_>,
+    ids: &[Uuid],
+    delay_secs: f64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE deliveries SET lease_until = NULL, attempts = GREATEST(attempts - 1, 0),
              next_attempt_at = now() + make_interval(secs => $2)
@@ -237,7 +269,11 @@ impl Delivery {
     }
 }
 
-pub async fn get(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<Option<Delivery>, sqlx::Error> {
+pub async fn get(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Delivery>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1 AND d.tenant_id = $2"
     ))
@@ -280,7 +316,10 @@ pub struct Attempt {
     pub response_excerpt: Option<String>,
 }
 
-pub async fn attempts(db: impl PgExecutor<'_>, delivery_id: Uuid) -> Result<Vec<Attempt>, sqlx::Error> {
+pub async fn attempts(
+    db: impl PgExecutor<'_>,
+    delivery_id: Uuid,
+) -> Result<Vec<Attempt>, sqlx::Error> {
     sqlx::query_as(
         "SELECT attempt, started_at, duration_ms, status_code, error_class, response_excerpt FROM delivery_attempts
          WHERE delivery_id = $1 ORDER BY attempt",
@@ -291,7 +330,11 @@ pub async fn attempts(db: impl PgExecutor<'_>, delivery_id: Uuid) -> Result<Vec<
 }
 
 /// Re-queues one delivery now, whatever state it ended in.
-pub async fn retry_now(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn retry_now(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
         "UPDATE deliveries SET status = 'pending', next_attempt_at = now(), lease_until = NULL, finished_at = NULL
          WHERE id = $1 AND tenant_id = $2 AND (status <> 'pending' OR lease_until IS NULL)",
@@ -304,7 +347,12 @@ pub async fn retry_now(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Re
 }
 
 /// Re-queues every failed delivery of a subscription whose event falls in the window.
-pub async fn recover(db: impl PgExecutor<'_>, subscription_id: Uuid, since: DateTime<Utc>, until: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+pub async fn recover(
+    db: impl PgExecutor<'_>,
+    subscription_id: Uuid,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
     let r = sqlx::query(
         "UPDATE deliveries d SET status = 'pending', next_attempt_at = now(), lease_until = NULL, finished_at = NULL
          FROM events e

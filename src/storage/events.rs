@@ -57,7 +57,14 @@ pub async fn append(
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;
-    super::deliveries::fan_out(&mut *tx, tenant_id, event.id, kind, &event.payload.0["data"]).await?;
+    super::deliveries::fan_out(
+        &mut *tx,
+        tenant_id,
+        event.id,
+        kind,
+        &event.payload.0["data"],
+    )
+    .await?;
     notify(&mut *tx, CHANNEL, &event.seq.to_string()).await?;
     Ok(event)
 }
@@ -115,7 +122,11 @@ pub async fn list(
     .await
 }
 
-pub async fn seq_of(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<Option<i64>, sqlx::Error> {
+pub async fn seq_of(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar("SELECT seq FROM events WHERE id = $1 AND tenant_id = $2")
         .bind(id)
         .bind(tenant_id)

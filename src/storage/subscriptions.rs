@@ -72,7 +72,11 @@ pub struct NewSubscription<'a> {
     pub rate_limit_per_sec: Option<i32>,
 }
 
-pub async fn insert(db: impl PgExecutor<'_>, tenant_id: Uuid, s: NewSubscription<'_>) -> Result<Subscription, sqlx::Error> {
+pub async fn insert(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    s: NewSubscription<'_>,
+) -> Result<Subscription, sqlx::Error> {
     sqlx::query_as(&format!(
         "INSERT INTO subscriptions (id, tenant_id, target_url, event_types, filter, description, headers, secret, max_in_flight, rate_limit_per_sec)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
@@ -91,7 +95,11 @@ pub async fn insert(db: impl PgExecutor<'_>, tenant_id: Uuid, s: NewSubscription
     .await
 }
 
-pub async fn get(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<Option<Subscription>, sqlx::Error> {
+pub async fn get(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Subscription>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL"))
         .bind(id)
         .bind(tenant_id)
@@ -99,14 +107,24 @@ pub async fn get(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid) -> Result<O
         .await
 }
 
-pub async fn get_many(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<Subscription>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM subscriptions WHERE id = ANY($1)"))
-        .bind(ids)
-        .fetch_all(db)
-        .await
+pub async fn get_many(
+    db: impl PgExecutor<'_>,
+    ids: &[Uuid],
+) -> Result<Vec<Subscription>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM subscriptions WHERE id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(db)
+    .await
 }
 
-pub async fn list(db: impl PgExecutor<'_>, tenant_id: Uuid, before: Option<Uuid>, limit: i64) -> Result<Vec<Subscription>, sqlx::Error> {
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Subscription>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM subscriptions WHERE tenant_id = $1 AND deleted_at IS NULL AND ($2::uuid IS NULL OR id < $2)
          ORDER BY id DESC LIMIT $3"
@@ -131,7 +149,12 @@ pub struct Patch {
     pub rate_limit_per_sec: Option<Option<i32>>,
 }
 
-pub async fn update(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid, p: Patch) -> Result<Option<Subscription>, sqlx::Error> {
+pub async fn update(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    id: Uuid,
+    p: Patch,
+) -> Result<Option<Subscription>, sqlx::Error> {
     sqlx::query_as(&format!(
         "UPDATE subscriptions SET
             target_url = COALESCE($3, target_url),
@@ -165,7 +188,11 @@ pub async fn update(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid, p: Patch
 }
 
 /// Soft delete; pending deliveries are cancelled. Idempotent.
-pub async fn delete(tx: &mut sqlx::PgConnection, tenant_id: Uuid, id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn delete(
+    tx: &mut sqlx::PgConnection,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<(), sqlx::Error> {
     let deleted = sqlx::query(
         "UPDATE subscriptions SET deleted_at = now(), status = 'disabled', disabled_reason = 'deleted', updated_at = now()
          WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL",
@@ -184,7 +211,13 @@ pub async fn delete(tx: &mut sqlx::PgConnection, tenant_id: Uuid, id: Uuid) -> R
 }
 
 /// New secret; the old one keeps signing alongside it until `grace_secs` from now.
-pub async fn rotate_secret(db: impl PgExecutor<'_>, tenant_id: Uuid, id: Uuid, new_secret: &str, grace_secs: f64) -> Result<Option<Subscription>, sqlx::Error> {
+pub async fn rotate_secret(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    id: Uuid,
+    new_secret: &str,
+    grace_secs: f64,
+) -> Result<Option<Subscription>, sqlx::Error> {
     sqlx::query_as(&format!(
         "UPDATE subscriptions SET previous_secret = secret, secret = $3,
             previous_secret_expires_at = now() + make_interval(secs => $4), updated_at = now()

@@ -21,7 +21,18 @@ use fluxgate::{
 
 fn serve(env: &[(String, String)]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_fluxgate"));
-    cmd.arg("serve").env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(std::env::temp_dir().join("fluxgate-crash-test.log"))
+                .map(Stdio::from)
+                .unwrap_or(Stdio::null()),
+        );
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -36,7 +47,10 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
                 return;
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "fluxgate serve never became ready");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fluxgate serve never became ready"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -49,7 +63,12 @@ async fn sigkill_during_a_burst_loses_no_generation_and_no_delivery() {
         signing_seed: Some(SIM_SEED),
         queue_delay: Duration::from_millis(5),
         run_delay: Duration::from_millis(30),
-        webhook_retry_schedule: vec![Duration::from_millis(300), Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(4)],
+        webhook_retry_schedule: vec![
+            Duration::from_millis(300),
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            Duration::from_secs(4),
+        ],
         ..Default::default()
     })
     .await
@@ -57,10 +76,19 @@ async fn sigkill_during_a_burst_loses_no_generation_and_no_delivery() {
     let rx = Receiver::start().await;
     rx.set(204, None, Duration::from_millis(20));
     storage::MIGRATOR.run(&pool).await.unwrap();
-    let tenant = storage::tenants::create(&pool, &TenantName::parse("acme").unwrap()).await.unwrap().unwrap();
+    let tenant = storage::tenants::create(&pool, &TenantName::parse("acme").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     let key = NewApiKey::generate();
-    storage::keys::create(&pool, tenant.id, &key, None).await.unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    storage::keys::create(&pool, tenant.id, &key, None)
+        .await
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let base = format!("http://127.0.0.1:{port}");
     let env: Vec<(String, String)> = [
         ("DATABASE_URL", db_url.as_str()),
@@ -78,6 +106,8 @@ async fn sigkill_during_a_burst_loses_no_generation_and_no_delivery() {
         ("FLUXGATE_RECONCILE_AFTER_SECS", "2"),
         ("FLUXGATE_RECONCILE_INTERVAL_SECS", "1"),
         ("FLUXGATE_FAL_RETRY_BASE_MS", "50"),
+        // Short leases, so work claimed by the killed instance is taken over within the test.
+        ("FLUXGATE_FAL_TIMEOUT_SECS", "2"),
         ("RUST_LOG", "warn"),
     ]
     .iter()
@@ -87,14 +117,31 @@ async fn sigkill_during_a_burst_loses_no_generation_and_no_delivery() {
     let mut child = serve(&env);
     wait_ready(&client, &base).await;
     let auth = key.secret.expose_secret().to_owned();
-    let res = client.post(format!("{base}/v1/subscriptions")).bearer_auth(&auth).json(&json!({"target_url": rx.url, "event_types": ["generation.completed"]})).send().await.unwrap();
+    let res = client
+        .post(format!("{base}/v1/subscriptions"))
+        .bearer_auth(&auth)
+        .json(&json!({"target_url": rx.url, "event_types": ["generation.completed"]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 201);
     let total = 40;
     let mut ids = Vec::new();
     for i in 0..total {
-        let res = client.post(format!("{base}/v1/generations")).bearer_auth(&auth).json(&json!({"prompt": format!("crash {i}"), "image_size": "square"})).send().await.unwrap();
+        let res = client
+            .post(format!("{base}/v1/generations"))
+            .bearer_auth(&auth)
+            .json(&json!({"prompt": format!("crash {i}"), "image_size": "square"}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 202);
-        ids.push(res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+        ids.push(
+            res.json::<serde_json::Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     // Kill it while deliveries are under way.
     rx.wait_for(5, Duration::from_secs(20)).await;
@@ -108,20 +155,44 @@ async fn sigkill_during_a_burst_loses_no_generation_and_no_delivery() {
     let counts = loop {
         let mut counts: HashMap<String, usize> = HashMap::new();
         for r in rx.received() {
-            *counts.entry(r.json()["data"]["id"].as_str().unwrap().to_owned()).or_default() += 1;
+            *counts
+                .entry(r.json()["data"]["id"].as_str().unwrap().to_owned())
+                .or_default() += 1;
         }
         if ids.iter().all(|id| counts.contains_key(id)) {
             break counts;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{} of {total} generations reached the subscriber", counts.len());
+        if tokio::time::Instant::now() >= deadline {
+            let missing: Vec<&String> = ids.iter().filter(|id| !counts.contains_key(*id)).collect();
+            let state: Vec<(String, String, Option<String>, Option<i32>, Option<String>)> = sqlx::query_as(
+                "SELECT g.status, g.id::text, d.status, d.attempts, d.last_error_class FROM generations g
+                 LEFT JOIN events e ON e.generation_id = g.id AND e.type = 'generation.completed'
+                 LEFT JOIN deliveries d ON d.event_id = e.id WHERE g.status <> 'completed' OR d.status IS DISTINCT FROM 'succeeded'",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            panic!("{} of {total} generations reached the subscriber; missing {missing:?}; state {state:?}", counts.len());
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     child.kill().unwrap();
     child.wait().unwrap();
-    let completed: i64 = sqlx::query_scalar("SELECT count(*) FROM generations WHERE status = 'completed'").fetch_one(&pool).await.unwrap();
+    let completed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM generations WHERE status = 'completed'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(completed, total as i64);
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE type = 'generation.completed'").fetch_one(&pool).await.unwrap();
-    assert_eq!(events, total as i64, "each generation announced exactly once");
+    let events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE type = 'generation.completed'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        events, total as i64,
+        "each generation announced exactly once"
+    );
     let duplicates: usize = counts.values().map(|n| n - 1).sum();
     println!("crash test: {at_kill} deliveries before the kill, {duplicates} duplicate deliveries (in flight at the kill)");
 }

@@ -30,17 +30,30 @@ fn verify(r: &crate::receiver::Received, secret: &str) -> Result<(), String> {
 }
 
 async fn deliveries_of(app: &TestApp, sub_id: &str) -> Vec<Value> {
-    let v: Value = app.get(&format!("/v1/subscriptions/{sub_id}/deliveries")).await.json().await.unwrap();
+    let v: Value = app
+        .get(&format!("/v1/subscriptions/{sub_id}/deliveries"))
+        .await
+        .json()
+        .await
+        .unwrap();
     v["data"].as_array().unwrap().clone()
 }
 
 async fn wait_delivery(app: &TestApp, sub_id: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
-        if let Some(d) = deliveries_of(app, sub_id).await.into_iter().find(|d| pred(d)) {
+        if let Some(d) = deliveries_of(app, sub_id)
+            .await
+            .into_iter()
+            .find(|d| pred(d))
+        {
             return d;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no matching delivery: {:?}", deliveries_of(app, sub_id).await);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no matching delivery: {:?}",
+            deliveries_of(app, sub_id).await
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -53,22 +66,57 @@ async fn subscriptions_are_created_listed_patched_and_deleted_idempotently() {
     let id = sub["id"].as_str().unwrap();
     assert!(id.starts_with("sub_"));
     assert!(sub["secret"].as_str().unwrap().starts_with("whsec_"));
-    let got: Value = app.get(&format!("/v1/subscriptions/{id}")).await.json().await.unwrap();
-    assert!(got.get("secret").is_none(), "the secret is shown only once: {got}");
+    let got: Value = app
+        .get(&format!("/v1/subscriptions/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        got.get("secret").is_none(),
+        "the secret is shown only once: {got}"
+    );
     assert_eq!(got["headers"], json!({"X-Zap": "42"}));
     let list: Value = app.get("/v1/subscriptions").await.json().await.unwrap();
     assert_eq!(list["data"][0]["id"], id);
-    let res = app.client.patch(app.url(&format!("/v1/subscriptions/{id}"))).bearer_auth(&app.api_key).json(&json!({"event_types": ["generation.completed"], "status": "disabled"})).send().await.unwrap();
+    let res = app
+        .client
+        .patch(app.url(&format!("/v1/subscriptions/{id}")))
+        .bearer_auth(&app.api_key)
+        .json(&json!({"event_types": ["generation.completed"], "status": "disabled"}))
+        .send()
+        .await
+        .unwrap();
     let patched: Value = res.json().await.unwrap();
-    assert_eq!((patched["event_types"].clone(), patched["status"].clone()), (json!(["generation.completed"]), json!("disabled")));
+    assert_eq!(
+        (patched["event_types"].clone(), patched["status"].clone()),
+        (json!(["generation.completed"]), json!("disabled"))
+    );
     let (_, other) = app.new_tenant("other").await;
-    let res = app.client.get(app.url(&format!("/v1/subscriptions/{id}"))).bearer_auth(&other).send().await.unwrap();
+    let res = app
+        .client
+        .get(app.url(&format!("/v1/subscriptions/{id}")))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
     problem(res, 404, "not_found").await;
     for _ in 0..2 {
-        let res = app.client.delete(app.url(&format!("/v1/subscriptions/{id}"))).bearer_auth(&app.api_key).send().await.unwrap();
+        let res = app
+            .client
+            .delete(app.url(&format!("/v1/subscriptions/{id}")))
+            .bearer_auth(&app.api_key)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 204);
     }
-    problem(app.get(&format!("/v1/subscriptions/{id}")).await, 404, "not_found").await;
+    problem(
+        app.get(&format!("/v1/subscriptions/{id}")).await,
+        404,
+        "not_found",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -76,7 +124,11 @@ async fn bad_subscriptions_name_the_field_and_private_targets_are_refused() {
     let mut settings = test_settings();
     settings.allow_http_targets = false;
     settings.allowed_target_cidrs = Vec::new();
-    let app = spawn_app_with(TestOptions { settings, ..Default::default() }).await;
+    let app = spawn_app_with(TestOptions {
+        settings,
+        ..Default::default()
+    })
+    .await;
     for target in [
         "http://example.com/hook",
         "https://127.0.0.1/hook",
@@ -88,7 +140,12 @@ async fn bad_subscriptions_name_the_field_and_private_targets_are_refused() {
         "https://user:pw@example.com/hook",
         "not a url",
     ] {
-        let res = app.post("/v1/subscriptions", &json!({"target_url": target, "event_types": ["generation.completed"]})).await;
+        let res = app
+            .post(
+                "/v1/subscriptions",
+                &json!({"target_url": target, "event_types": ["generation.completed"]}),
+            )
+            .await;
         let p = problem(res, 422, "validation_failed").await;
         assert_eq!(p["errors"][0]["field"], "target_url", "{target}: {p}");
     }
@@ -99,11 +156,25 @@ async fn bad_subscriptions_name_the_field_and_private_targets_are_refused() {
         )
         .await;
     let p = problem(res, 422, "validation_failed").await;
-    let fields: Vec<&str> = p["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
-    for f in ["colour", "event_types[0]", "filter.tags", "headers.Host", "headers.webhook-id"] {
+    let fields: Vec<&str> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    for f in [
+        "colour",
+        "event_types[0]",
+        "filter.tags",
+        "headers.Host",
+        "headers.webhook-id",
+    ] {
         assert!(fields.contains(&f), "{f} in {fields:?}");
     }
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM subscriptions").fetch_one(&app.pool).await.unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM subscriptions")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(stored, 0);
 }
 
@@ -113,12 +184,25 @@ async fn a_completed_generation_reaches_subscribers_and_its_own_webhook_signed()
     let rx = Receiver::start().await;
     let own = Receiver::start().await;
     let filtered = Receiver::start().await;
-    let sub = subscribe(&app, json!({"target_url": rx.url, "event_types": ["generation.*"], "headers": {"X-Zap": "42"}})).await;
+    let sub = subscribe(
+        &app,
+        json!({"target_url": rx.url, "event_types": ["generation.*"], "headers": {"X-Zap": "42"}}),
+    )
+    .await;
     subscribe(&app, json!({"target_url": filtered.url, "event_types": ["generation.completed"], "filter": {"metadata": {"sku": "other"}}})).await;
-    let g = app.generate(json!({"prompt": "a fox", "webhook_url": own.url, "metadata": {"sku": "MUG-7"}})).await;
+    let g = app
+        .generate(json!({"prompt": "a fox", "webhook_url": own.url, "metadata": {"sku": "MUG-7"}}))
+        .await;
     let got = rx.wait_for(2, Duration::from_secs(10)).await;
-    let types: Vec<String> = got.iter().map(|r| r.json()["type"].as_str().unwrap().to_owned()).collect();
-    assert!(types.contains(&"generation.queued".to_owned()) && types.contains(&"generation.completed".to_owned()), "{types:?}");
+    let types: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        types.contains(&"generation.queued".to_owned())
+            && types.contains(&"generation.completed".to_owned()),
+        "{types:?}"
+    );
     for r in &got {
         verify(r, sub["secret"].as_str().unwrap()).unwrap();
         assert_eq!(r.header("x-zap"), Some("42"));
@@ -126,7 +210,12 @@ async fn a_completed_generation_reaches_subscribers_and_its_own_webhook_signed()
         assert_eq!(body["data"]["id"], g["id"]);
         assert_eq!(r.header("webhook-id"), body["id"].as_str());
         // The bytes sent are the stored payload.
-        let stored: Value = sqlx::query_scalar("SELECT payload FROM events WHERE payload->>'id' = $1").bind(body["id"].as_str().unwrap()).fetch_one(&app.pool).await.unwrap();
+        let stored: Value =
+            sqlx::query_scalar("SELECT payload FROM events WHERE payload->>'id' = $1")
+                .bind(body["id"].as_str().unwrap())
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
         assert_eq!(stored, body);
     }
     let own_got = own.wait_for(2, Duration::from_secs(10)).await;
@@ -135,11 +224,25 @@ async fn a_completed_generation_reaches_subscribers_and_its_own_webhook_signed()
         verify(r, secret["secret"].as_str().unwrap()).unwrap();
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(filtered.received().is_empty(), "the metadata filter did not match");
+    assert!(
+        filtered.received().is_empty(),
+        "the metadata filter did not match"
+    );
     // The events list is newest first and in the webhook's exact shape.
-    let events: Value = app.get("/v1/events?type=generation.*").await.json().await.unwrap();
+    let events: Value = app
+        .get("/v1/events?type=generation.*")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(events["data"][0]["type"], "generation.completed");
-    assert_eq!(events["data"][0], got.iter().find(|r| r.json()["type"] == "generation.completed").unwrap().json());
+    assert_eq!(
+        events["data"][0],
+        got.iter()
+            .find(|r| r.json()["type"] == "generation.completed")
+            .unwrap()
+            .json()
+    );
 }
 
 #[tokio::test]
@@ -148,56 +251,117 @@ async fn a_410_disables_the_subscription_after_exactly_one_attempt() {
     let rx = Receiver::start().await;
     let watcher = Receiver::start().await;
     rx.set(410, None, Duration::ZERO);
-    let sub = subscribe(&app, json!({"target_url": rx.url, "event_types": ["generation.completed"]})).await;
-    subscribe(&app, json!({"target_url": watcher.url, "event_types": ["subscription.disabled"]})).await;
+    let sub = subscribe(
+        &app,
+        json!({"target_url": rx.url, "event_types": ["generation.completed"]}),
+    )
+    .await;
+    subscribe(
+        &app,
+        json!({"target_url": watcher.url, "event_types": ["subscription.disabled"]}),
+    )
+    .await;
     let sub_id = sub["id"].as_str().unwrap();
     app.generate(json!({"prompt": "a"})).await;
     let disabled = watcher.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(disabled[0].json()["type"], "subscription.disabled");
     assert_eq!(disabled[0].json()["data"]["id"], sub_id);
-    let s: Value = app.get(&format!("/v1/subscriptions/{sub_id}")).await.json().await.unwrap();
+    let s: Value = app
+        .get(&format!("/v1/subscriptions/{sub_id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(s["status"], "disabled");
     assert!(s["disabled_reason"].as_str().unwrap().contains("410"));
     app.generate(json!({"prompt": "b"})).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(rx.received().len(), 1, "exactly one attempt, and nothing after the disable");
+    assert_eq!(
+        rx.received().len(),
+        1,
+        "exactly one attempt, and nothing after the disable"
+    );
     let d = &deliveries_of(&app, sub_id).await[0];
-    assert_eq!((d["status"].as_str(), d["attempts"].as_i64()), (Some("failed"), Some(1)));
+    assert_eq!(
+        (d["status"].as_str(), d["attempts"].as_i64()),
+        (Some("failed"), Some(1))
+    );
 }
 
 #[tokio::test]
 async fn retry_after_is_honoured_timeouts_are_cut_and_exhaustion_is_announced() {
     let mut settings = test_settings();
     settings.webhook_timeout = Duration::from_millis(500);
-    let app = spawn_app_with(TestOptions { settings, ..Default::default() }).await;
+    let app = spawn_app_with(TestOptions {
+        settings,
+        ..Default::default()
+    })
+    .await;
     let rx = Receiver::start().await;
     let watcher = Receiver::start().await;
     rx.set(503, Some("1"), Duration::ZERO);
-    let sub = subscribe(&app, json!({"target_url": rx.url, "event_types": ["generation.completed"]})).await;
-    subscribe(&app, json!({"target_url": watcher.url, "event_types": ["delivery.exhausted"]})).await;
+    let sub = subscribe(
+        &app,
+        json!({"target_url": rx.url, "event_types": ["generation.completed"]}),
+    )
+    .await;
+    subscribe(
+        &app,
+        json!({"target_url": watcher.url, "event_types": ["delivery.exhausted"]}),
+    )
+    .await;
     let sub_id = sub["id"].as_str().unwrap();
     app.generate(json!({"prompt": "a"})).await;
     let got = rx.wait_for(2, Duration::from_secs(10)).await;
     let gap = got[1].at - got[0].at;
-    assert!(gap >= Duration::from_millis(950), "Retry-After: 1 honoured, got {gap:?}");
-    assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"), "the same id on every retry");
+    assert!(
+        gap >= Duration::from_millis(950),
+        "Retry-After: 1 honoured, got {gap:?}"
+    );
+    assert_eq!(
+        got[0].header("webhook-id"),
+        got[1].header("webhook-id"),
+        "the same id on every retry"
+    );
     // Now the receiver hangs: the attempt is cut at the timeout.
     rx.set(200, None, Duration::from_secs(5));
     let d = wait_delivery(&app, sub_id, |d| d["status"] == "exhausted").await;
-    let detail: Value = app.get(&format!("/v1/deliveries/{}", d["id"].as_str().unwrap())).await.json().await.unwrap();
+    let detail: Value = app
+        .get(&format!("/v1/deliveries/{}", d["id"].as_str().unwrap()))
+        .await
+        .json()
+        .await
+        .unwrap();
     let log = detail["attempts_log"].as_array().unwrap();
     assert_eq!(log[0]["status_code"], 503);
     assert_eq!(log[0]["error_class"], "http_status");
-    assert!(log[0]["response_excerpt"].as_str().unwrap().contains("receiver says hello"));
-    assert!(log.iter().any(|a| a["error_class"] == "timeout" && a["duration_ms"].as_i64().unwrap() < 2000), "{log:?}");
+    assert!(log[0]["response_excerpt"]
+        .as_str()
+        .unwrap()
+        .contains("receiver says hello"));
+    assert!(
+        log.iter()
+            .any(|a| a["error_class"] == "timeout" && a["duration_ms"].as_i64().unwrap() < 2000),
+        "{log:?}"
+    );
     let exhausted = watcher.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(exhausted[0].json()["data"]["id"], d["id"]);
     // Undelivered events are listed; a manual retry delivers it.
-    let undelivered: Value = app.get("/v1/events?undelivered=true").await.json().await.unwrap();
+    let undelivered: Value = app
+        .get("/v1/events?undelivered=true")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(undelivered["data"][0]["type"], "generation.completed");
     rx.set(200, None, Duration::ZERO);
     let before = rx.received().len();
-    let res = app.post(&format!("/v1/deliveries/{}/retry", d["id"].as_str().unwrap()), &json!({})).await;
+    let res = app
+        .post(
+            &format!("/v1/deliveries/{}/retry", d["id"].as_str().unwrap()),
+            &json!({}),
+        )
+        .await;
     assert_eq!(res.status(), 202);
     rx.wait_for(before + 1, Duration::from_secs(10)).await;
     wait_delivery(&app, sub_id, |d| d["status"] == "succeeded").await;
@@ -207,25 +371,66 @@ async fn retry_after_is_honoured_timeouts_are_cut_and_exhaustion_is_announced() 
 async fn rotation_signs_with_both_secrets_and_recover_requeues_failures() {
     let app = spawn_app().await;
     let rx = Receiver::start().await;
-    let sub = subscribe(&app, json!({"target_url": rx.url, "event_types": ["test.ping", "generation.completed"]})).await;
+    let sub = subscribe(
+        &app,
+        json!({"target_url": rx.url, "event_types": ["test.ping", "generation.completed"]}),
+    )
+    .await;
     let sub_id = sub["id"].as_str().unwrap();
     let old = sub["secret"].as_str().unwrap().to_owned();
-    let rotated: Value = app.post(&format!("/v1/subscriptions/{sub_id}/rotate-secret"), &json!({"grace_period_secs": 3600})).await.json().await.unwrap();
+    let rotated: Value = app
+        .post(
+            &format!("/v1/subscriptions/{sub_id}/rotate-secret"),
+            &json!({"grace_period_secs": 3600}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     let new = rotated["secret"].as_str().unwrap().to_owned();
     assert_ne!(old, new);
-    let res = app.post(&format!("/v1/subscriptions/{sub_id}/test"), &json!({})).await;
+    let res = app
+        .post(&format!("/v1/subscriptions/{sub_id}/test"), &json!({}))
+        .await;
     assert_eq!(res.status(), 202);
     let got = rx.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(got[0].json()["type"], "test.ping");
     verify(&got[0], &old).unwrap();
     verify(&got[0], &new).unwrap();
-    assert_eq!(got[0].header("webhook-signature").unwrap().split(' ').count(), 2);
+    assert_eq!(
+        got[0]
+            .header("webhook-signature")
+            .unwrap()
+            .split(' ')
+            .count(),
+        2
+    );
     // A delivery that failed can be recovered by time window.
-    sqlx::query("UPDATE deliveries SET status = 'exhausted'").execute(&app.pool).await.unwrap();
+    sqlx::query("UPDATE deliveries SET status = 'exhausted'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
     let since = (chrono::Utc::now() - chrono::Duration::minutes(5)).to_rfc3339();
-    let res: Value = app.post(&format!("/v1/subscriptions/{sub_id}/recover"), &json!({"since": since})).await.json().await.unwrap();
+    let res: Value = app
+        .post(
+            &format!("/v1/subscriptions/{sub_id}/recover"),
+            &json!({"since": since}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(res["requeued"], 1);
     rx.wait_for(2, Duration::from_secs(10)).await;
-    let p = problem(app.post(&format!("/v1/subscriptions/{sub_id}/recover"), &json!({"since": "yesterday"})).await, 422, "validation_failed").await;
+    let p = problem(
+        app.post(
+            &format!("/v1/subscriptions/{sub_id}/recover"),
+            &json!({"since": "yesterday"}),
+        )
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
     assert_eq!(p["errors"][0]["field"], "since");
 }

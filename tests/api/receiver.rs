@@ -17,7 +17,10 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -49,26 +52,42 @@ impl Receiver {
     pub async fn start() -> Receiver {
         let shared = Shared {
             received: Arc::default(),
-            behaviour: Arc::new(Mutex::new(Behaviour { status: 204, retry_after: None, delay: Duration::ZERO })),
+            behaviour: Arc::new(Mutex::new(Behaviour {
+                status: 204,
+                retry_after: None,
+                delay: Duration::ZERO,
+            })),
             notify: Arc::default(),
         };
         let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
         let port = listener.local_addr().unwrap().port();
         let s = shared.clone();
-        let server = HttpServer::new(move || App::new().app_data(web::Data::new(s.clone())).default_service(web::to(handle)))
-            .workers(1)
-            .disable_signals()
-            .shutdown_timeout(1)
-            .listen(listener)
-            .unwrap()
-            .run();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(s.clone()))
+                .default_service(web::to(handle))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .listen(listener)
+        .unwrap()
+        .run();
         let handle = server.handle();
         tokio::spawn(server);
-        Receiver { url: format!("http://127.0.0.1:{port}/hook"), shared, handle }
+        Receiver {
+            url: format!("http://127.0.0.1:{port}/hook"),
+            shared,
+            handle,
+        }
     }
 
     pub fn set(&self, status: u16, retry_after: Option<&str>, delay: Duration) {
-        *self.shared.behaviour.lock().unwrap() = Behaviour { status, retry_after: retry_after.map(str::to_owned), delay };
+        *self.shared.behaviour.lock().unwrap() = Behaviour {
+            status,
+            retry_after: retry_after.map(str::to_owned),
+            delay,
+        };
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -84,8 +103,19 @@ impl Receiver {
                 return got;
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            assert!(!left.is_zero(), "expected {n} requests, got {}: {:?}", got.len(), got.iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect::<Vec<_>>());
-            let _ = tokio::time::timeout(left.min(Duration::from_millis(50)), self.shared.notify.notified()).await;
+            assert!(
+                !left.is_zero(),
+                "expected {n} requests, got {}: {:?}",
+                got.len(),
+                got.iter()
+                    .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+                    .collect::<Vec<_>>()
+            );
+            let _ = tokio::time::timeout(
+                left.min(Duration::from_millis(50)),
+                self.shared.notify.notified(),
+            )
+            .await;
         }
     }
 
@@ -97,7 +127,11 @@ impl Receiver {
 async fn handle(req: HttpRequest, body: web::Bytes, s: web::Data<Shared>) -> HttpResponse {
     let behaviour = s.behaviour.lock().unwrap().clone();
     s.received.lock().unwrap().push(Received {
-        headers: req.headers().iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect(),
         body: body.to_vec(),
         at: std::time::Instant::now(),
     });
@@ -105,7 +139,8 @@ async fn handle(req: HttpRequest, body: web::Bytes, s: web::Data<Shared>) -> Htt
     if !behaviour.delay.is_zero() {
         tokio::time::sleep(behaviour.delay).await;
     }
-    let mut res = HttpResponse::build(actix_web::http::StatusCode::from_u16(behaviour.status).unwrap());
+    let mut res =
+        HttpResponse::build(actix_web::http::StatusCode::from_u16(behaviour.status).unwrap());
     if let Some(ra) = behaviour.retry_after {
         res.insert_header(("Retry-After", ra));
     }
