@@ -414,7 +414,7 @@ impl Parser {
         f: impl FnOnce(&str) -> Result<T, String>,
     ) -> Option<T> {
         let value = self.parse(name, raw, None, f);
-        if value.is_none() && required && raw.as_deref().map_or(true, |v| v.trim().is_empty()) {
+        if value.is_none() && required && raw.as_deref().is_none_or(|v| v.trim().is_empty()) {
             self.problems
                 .push(format!("{name} is required but not set"));
         }

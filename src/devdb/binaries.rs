@@ -46,7 +46,7 @@ pub fn find_binaries_preferring(major: Option<&str>) -> Result<PgBinaries, DevDb
             postgres,
             version,
         };
-        if major.map_or(true, |m| m == found.version) {
+        if major.is_none_or(|m| m == found.version) {
             return Ok(found);
         }
         first.get_or_insert(found);

@@ -212,5 +212,5 @@ impl Store {
 
 /// Unfinished requests are always kept; finished ones for `retention`.
 fn still_kept(completed_at: Option<Instant>, retention: Duration) -> bool {
-    completed_at.map_or(true, |at| at.elapsed() < retention)
+    completed_at.is_none_or(|at| at.elapsed() < retention)
 }

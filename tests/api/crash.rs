@@ -19,6 +19,9 @@ use fluxgate::{
     storage,
 };
 
+/// (generation status, id, delivery status, attempts, last error class) of what did not arrive.
+type StuckRow = (String, String, Option<String>, Option<i32>, Option<String>);
+
 fn serve(env: &[(String, String)]) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_fluxgate"));
     cmd.arg("serve")
@@ -164,7 +167,7 @@ async fn sigkill_during_a_burst_loses_no_generation_and_no_delivery() {
         }
         if tokio::time::Instant::now() >= deadline {
             let missing: Vec<&String> = ids.iter().filter(|id| !counts.contains_key(*id)).collect();
-            let state: Vec<(String, String, Option<String>, Option<i32>, Option<String>)> = sqlx::query_as(
+            let state: Vec<StuckRow> = sqlx::query_as(
                 "SELECT g.status, g.id::text, d.status, d.attempts, d.last_error_class FROM generations g
                  LEFT JOIN events e ON e.generation_id = g.id AND e.type = 'generation.completed'
                  LEFT JOIN deliveries d ON d.event_id = e.id WHERE g.status <> 'completed' OR d.status IS DISTINCT FROM 'succeeded'",

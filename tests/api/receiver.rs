@@ -45,7 +45,6 @@ struct Shared {
 pub struct Receiver {
     pub url: String,
     shared: Shared,
-    handle: actix_web::dev::ServerHandle,
 }
 
 impl Receiver {
@@ -73,12 +72,10 @@ impl Receiver {
         .listen(listener)
         .unwrap()
         .run();
-        let handle = server.handle();
         tokio::spawn(server);
         Receiver {
             url: format!("http://127.0.0.1:{port}/hook"),
             shared,
-            handle,
         }
     }
 
@@ -117,10 +114,6 @@ impl Receiver {
             )
             .await;
         }
-    }
-
-    pub async fn stop(self) {
-        self.handle.stop(false).await;
     }
 }
 

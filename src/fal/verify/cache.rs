@@ -141,9 +141,8 @@ impl KeyCache {
     }
 
     fn may_fetch(&self, log: &FetchLog, policy: &Policy) -> bool {
-        log.last_attempt_at.map_or(true, |at| {
-            elapsed(self.now(), at) >= policy.refetch_min_interval
-        })
+        log.last_attempt_at
+            .is_none_or(|at| elapsed(self.now(), at) >= policy.refetch_min_interval)
     }
 
     /// Fetches and installs a new key set; the caller holds the fetch lock.
