@@ -229,12 +229,16 @@ fluxgate dev is running — Ctrl-C stops it (and its Postgres).
   API key           {key}   (tenant "dev"; a new key each start)
   Postgres          {db_line}
   fal               {fal_line}
-  demo subscriber   {demo_url}
+  demo subscriber   {demo_url}  (subscribed to every event)
 
-Try it:
+Try it (the demo subscriber above prints each event, its signature checked):
   export FLUXGATE_KEY={key}
-  curl -s {base}/readyz
-  curl -s -H "Authorization: Bearer $FLUXGATE_KEY" {base}/v1/me
+  curl -s {base}/v1/generations -H "Authorization: Bearer $FLUXGATE_KEY" \
+    -H 'Content-Type: application/json' -d '{{"prompt": "a lighthouse at dawn", "image_size": "square_hd"}}'
+  curl -s {base}/v1/generations -H "Authorization: Bearer $FLUXGATE_KEY"
+  curl -s {base}/v1/events -H "Authorization: Bearer $FLUXGATE_KEY"
+  curl -s {base}/v1/subscriptions -H "Authorization: Bearer $FLUXGATE_KEY" \
+    -H 'Content-Type: application/json' -d '{{"target_url": "http://127.0.0.1:9999/hook", "event_types": ["generation.*"]}}'
   curl -s {base}/metrics | head
 "#
     );
