@@ -63,6 +63,34 @@ pub enum TenantsCommand {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Set a tenant's budgets and rate limits (or, with --end-user, one end user's).
+    /// Each value is a number, or `none` to remove the limit.
+    SetLimits {
+        name: String,
+        /// Daily spend cap in USD (e.g. 25 or 12.50).
+        #[arg(long, allow_hyphen_values = true)]
+        daily_budget_usd: Option<String>,
+        /// Generation requests per minute.
+        #[arg(long, allow_hyphen_values = true)]
+        requests_per_minute: Option<String>,
+        /// Default daily cap for each end user, in USD.
+        #[arg(long, allow_hyphen_values = true)]
+        end_user_daily_budget_usd: Option<String>,
+        /// Default requests per minute for each end user.
+        #[arg(long, allow_hyphen_values = true)]
+        end_user_requests_per_minute: Option<String>,
+        /// Apply --daily-budget-usd / --requests-per-minute to this end user only.
+        #[arg(long)]
+        end_user: Option<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Show a tenant's limits and today's spend.
+    Show {
+        name: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -119,6 +147,123 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 db.json,
                 json!({"id": id, "name": tenant.name}),
                 format!("created tenant {} ({id})", tenant.name),
+            );
+            Ok(())
+        }
+        Command::Tenants(TenantsCommand::SetLimits {
+            name,
+            daily_budget_usd,
+            requests_per_minute,
+            end_user_daily_budget_usd,
+            end_user_requests_per_minute,
+            end_user,
+            db,
+        }) => {
+            use crate::storage::tenants::Change;
+            let budget = parse_change(
+                daily_budget_usd.as_deref(),
+                "--daily-budget-usd",
+                crate::governance::money::parse_usd,
+            )?;
+            let rpm = parse_change(
+                requests_per_minute.as_deref(),
+                "--requests-per-minute",
+                parse_rpm,
+            )?;
+            let eu_budget = parse_change(
+                end_user_daily_budget_usd.as_deref(),
+                "--end-user-daily-budget-usd",
+                crate::governance::money::parse_usd,
+            )?;
+            let eu_rpm = parse_change(
+                end_user_requests_per_minute.as_deref(),
+                "--end-user-requests-per-minute",
+                parse_rpm,
+            )?;
+            if [
+                budget == Change::Keep,
+                rpm == Change::Keep,
+                eu_budget == Change::Keep,
+                eu_rpm == Change::Keep,
+            ]
+            .iter()
+            .all(|k| *k)
+            {
+                anyhow::bail!("nothing to set: give at least one of --daily-budget-usd, --requests-per-minute, --end-user-daily-budget-usd, --end-user-requests-per-minute");
+            }
+            let pool = connect(&db).await?;
+            let t = find_tenant(&pool, &name).await?;
+            match end_user {
+                Some(user) => {
+                    let user = crate::domain::generation::parse_end_user(&user)
+                        .map_err(|e| anyhow::anyhow!("--end-user {e}"))?;
+                    if eu_budget != Change::Keep || eu_rpm != Change::Keep {
+                        anyhow::bail!("with --end-user, use --daily-budget-usd and --requests-per-minute (the end-user defaults are the tenant's)");
+                    }
+                    let l = storage::tenants::set_end_user_limits(&pool, t.id, &user, budget, rpm)
+                        .await?;
+                    output(
+                        db.json,
+                        json!({"tenant": t.name, "end_user": l}),
+                        format!(
+                            "limits of end user {:?} of {}: {}",
+                            user,
+                            t.name,
+                            describe_limits(l.daily_budget_micros, l.requests_per_minute)
+                        ),
+                    );
+                }
+                None => {
+                    let l =
+                        storage::tenants::set_limits(&pool, t.id, budget, rpm, eu_budget, eu_rpm)
+                            .await?;
+                    output(
+                        db.json,
+                        json!({"tenant": t.name, "limits": l}),
+                        format!(
+                            "limits of {}: {}; each end user: {}",
+                            t.name,
+                            describe_limits(l.daily_budget_micros, l.requests_per_minute),
+                            describe_limits(
+                                l.end_user_daily_budget_micros,
+                                l.end_user_requests_per_minute
+                            )
+                        ),
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Tenants(TenantsCommand::Show { name, db }) => {
+            let pool = connect(&db).await?;
+            let t = find_tenant(&pool, &name).await?;
+            let limits = storage::tenants::limits(&pool, t.id).await?;
+            let end_users = storage::tenants::end_user_limits(&pool, t.id).await?;
+            let (reserved, spent) =
+                crate::governance::budgets::usage_today(&pool, t.id, "").await?;
+            let keys = storage::keys::list_for_tenant(&pool, t.id).await?;
+            let active = keys.iter().filter(|k| k.revoked_at.is_none()).count();
+            let id = ids::encode(ids::Kind::Tenant, t.id);
+            let mut text = format!(
+                "{} ({id})\n  limits:          {}\n  each end user:   {}\n  today (UTC):     ${} spent, ${} reserved\n  API keys:        {active} active, {} revoked",
+                t.name,
+                describe_limits(limits.daily_budget_micros, limits.requests_per_minute),
+                describe_limits(limits.end_user_daily_budget_micros, limits.end_user_requests_per_minute),
+                crate::governance::money::format_usd(spent),
+                crate::governance::money::format_usd(reserved),
+                keys.len() - active,
+            );
+            for e in &end_users {
+                text.push_str(&format!(
+                    "\n  end user {:?}: {}",
+                    e.end_user,
+                    describe_limits(e.daily_budget_micros, e.requests_per_minute)
+                ));
+            }
+            output(
+                db.json,
+                json!({"id": id, "name": t.name, "limits": limits, "end_users": end_users, "today": {"spent_micros": spent, "reserved_micros": reserved}, "keys": {"active": active, "revoked": keys.len() - active}}),
+                text,
             );
             Ok(())
         }
@@ -231,6 +376,54 @@ async fn connect(db: &DbArgs) -> anyhow::Result<sqlx::PgPool> {
             anyhow::anyhow!("DATABASE_URL is required but not set (or pass --database-url)")
         })?;
     storage::connect(url, 2).await.map_err(db_error)
+}
+
+async fn find_tenant(pool: &sqlx::PgPool, name: &str) -> anyhow::Result<storage::tenants::Tenant> {
+    storage::tenants::find_by_name(pool, name)
+        .await?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no tenant named {name:?} (create it with `fluxgate tenants create {name}`)"
+            )
+        })
+}
+
+fn parse_rpm(v: &str) -> Result<i32, String> {
+    match v.trim().parse::<i64>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n as i32),
+        Ok(n) if n <= 0 => Err(format!(
+            "{n} is not a positive number of requests per minute (use `none` to remove the limit)"
+        )),
+        Ok(n) => Err(format!(
+            "{n} requests per minute is more than the maximum of 1000000"
+        )),
+        Err(_) => Err(format!(
+            "{v:?} is not a whole number of requests per minute"
+        )),
+    }
+}
+
+fn parse_change<T>(
+    v: Option<&str>,
+    flag: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> anyhow::Result<crate::storage::tenants::Change<T>> {
+    use crate::storage::tenants::Change;
+    match v.map(str::trim) {
+        None => Ok(Change::Keep),
+        Some("none") => Ok(Change::Clear),
+        Some(v) => parse(v)
+            .map(Change::Set)
+            .map_err(|e| anyhow::anyhow!("{flag}: {e}")),
+    }
+}
+
+fn describe_limits(budget: Option<i64>, rpm: Option<i32>) -> String {
+    let b = budget.map_or("no daily budget".to_owned(), |m| {
+        format!("${}/day", crate::governance::money::format_usd(m))
+    });
+    let r = rpm.map_or("no rate limit".to_owned(), |n| format!("{n} requests/min"));
+    format!("{b}, {r}")
 }
 
 /// Database errors worded for an operator, without echoing the URL (it may hold a password).

@@ -91,6 +91,9 @@ pub struct RawSettings {
     /// A subscription whose deliveries have all failed for this long is disabled, in seconds.
     #[arg(long, env = "FLUXGATE_DISABLE_AFTER_FAILING_SECS")]
     pub disable_after_failing_secs: Option<String>,
+    /// How long a completed seeded result answers identical requests from the cache, in seconds.
+    #[arg(long, env = "FLUXGATE_CACHE_TTL_SECS")]
+    pub cache_ttl_secs: Option<String>,
     /// How long a claimed delivery stays leased to its worker, in seconds (must exceed the
     /// webhook timeout); a crashed worker's deliveries are taken over after it.
     #[arg(long, env = "FLUXGATE_DELIVERY_LEASE_SECS")]
@@ -135,6 +138,7 @@ pub struct Settings {
     pub delivery_concurrency: usize,
     pub disable_after_failing: Duration,
     pub delivery_lease: Duration,
+    pub cache_ttl: Duration,
     /// fluxgate's own Ed25519 keys for `v1a` signatures; `None` when not configured.
     pub webhook_keys: Option<std::sync::Arc<crate::delivery::keys::OutboundKeys>>,
 }
@@ -327,6 +331,12 @@ impl Settings {
                 ));
             }
         }
+        let cache_ttl = p.parse(
+            "FLUXGATE_CACHE_TTL_SECS",
+            &raw.cache_ttl_secs,
+            Some(86_400),
+            |v| bounded(v, 0, 30 * 86_400),
+        );
         let webhook_keys = match crate::delivery::keys::OutboundKeys::from_env_value(
             raw.webhook_ed25519_keys.as_deref(),
         ) {
@@ -367,6 +377,7 @@ impl Settings {
             delivery_concurrency: delivery_concurrency.expect("checked") as usize,
             disable_after_failing: Duration::from_secs(disable_after_failing.expect("checked")),
             delivery_lease: Duration::from_secs(delivery_lease.expect("checked")),
+            cache_ttl: Duration::from_secs(cache_ttl.expect("checked")),
             webhook_keys: webhook_keys.expect("checked").map(std::sync::Arc::new),
         })
     }

@@ -30,7 +30,9 @@ pub struct ApiError {
     pub detail: String,
     pub errors: Vec<FieldError>,
     /// Extra members merged into the problem body (e.g. fal's own details).
-    pub extra: Option<serde_json::Map<String, serde_json::Value>>,
+    pub extra: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+    /// Extra response headers (`Retry-After`, `RateLimit-*`).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 #[derive(Serialize)]
@@ -44,7 +46,7 @@ struct Problem<'a> {
     #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
     errors: &'a [FieldError],
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    extra: &'a Option<serde_json::Map<String, serde_json::Value>>,
+    extra: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 impl ApiError {
@@ -61,6 +63,7 @@ impl ApiError {
             detail: detail.into(),
             errors: Vec::new(),
             extra: None,
+            headers: Vec::new(),
         }
     }
 
@@ -148,6 +151,11 @@ impl ApiError {
         )
     }
 
+    pub fn with_header(mut self, name: &'static str, value: impl ToString) -> Self {
+        self.headers.push((name, value.to_string()));
+        self
+    }
+
     pub fn with_extra(mut self, key: &str, value: serde_json::Value) -> Self {
         self.extra
             .get_or_insert_with(Default::default)
@@ -168,12 +176,9 @@ impl std::fmt::Display for ApiError {
     }
 }
 
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        self.status
-    }
-
-    fn error_response(&self) -> HttpResponse {
+impl ApiError {
+    /// The problem body as bytes (what `error_response` sends), for Idempotency-Key replays.
+    pub fn body_bytes(&self) -> Vec<u8> {
         let body = Problem {
             kind: format!(
                 "https://fluxgate.dev/problems/{}",
@@ -184,11 +189,24 @@ impl ResponseError for ApiError {
             detail: &self.detail,
             code: self.code,
             errors: &self.errors,
-            extra: &self.extra,
+            extra: self.extra.as_deref(),
         };
-        HttpResponse::build(self.status)
-            .content_type(PROBLEM_JSON)
-            .body(serde_json::to_vec(&body).unwrap_or_default())
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status);
+        res.content_type(PROBLEM_JSON);
+        for (name, value) in &self.headers {
+            res.insert_header((*name, value.as_str()));
+        }
+        res.body(self.body_bytes())
     }
 }
 

@@ -10,6 +10,7 @@ pub mod devdb;
 pub mod domain;
 pub mod error;
 pub mod fal;
+pub mod governance;
 pub mod metrics;
 pub mod pipeline;
 pub mod simulator;

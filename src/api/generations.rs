@@ -12,11 +12,17 @@ use crate::{
     },
     error::{ApiError, FieldError},
     fal::client::CancelOutcome,
+    governance::{
+        budgets, cache,
+        idempotency::{self, Claim},
+        money::format_usd,
+        rate_limit,
+    },
     pipeline::SUBMIT_CHANNEL,
     startup::AppState,
     storage::{
         self,
-        generations::{usd, Finish},
+        generations::{usd, Bookkeeping, Finish},
     },
 };
 
@@ -38,18 +44,34 @@ pub async fn create_edit(
     submit(req, payload, state, caller, Endpoint::Edit).await
 }
 
-async fn parse(
-    req: &HttpRequest,
-    payload: web::Payload,
-    state: &AppState,
-    endpoint: Endpoint,
-) -> Result<GenerationRequest, ApiError> {
-    let bytes = body::read_limited(req, payload, state.settings.max_body_bytes).await?;
-    let object = body::parse_json_object(&bytes)?;
-    GenerationRequest::parse(object, endpoint, state.settings.allow_http_targets)
-        .map_err(ApiError::validation)
+/// A finished answer, kept as bytes so an Idempotency-Key can replay it exactly.
+struct Answer {
+    status: StatusCode,
+    body: Vec<u8>,
+    headers: Vec<(&'static str, String)>,
 }
 
+impl Answer {
+    fn into_response(self, replayed: bool) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status);
+        let json = self.status.is_success();
+        res.content_type(if json {
+            "application/json"
+        } else {
+            crate::error::PROBLEM_JSON
+        });
+        for (name, value) in &self.headers {
+            res.insert_header((*name, value.as_str()));
+        }
+        if replayed {
+            res.insert_header(("Idempotent-Replayed", "true"));
+        }
+        res.body(self.body)
+    }
+}
+
+/// Validate → (Idempotency-Key) → rate limits → seed cache → budget reservation + the outbox row
+/// in one transaction → `202`. Nothing is stored or sent before validation passes.
 async fn submit(
     req: HttpRequest,
     payload: web::Payload,
@@ -57,25 +79,194 @@ async fn submit(
     caller: Caller,
     endpoint: Endpoint,
 ) -> Result<HttpResponse, ApiError> {
-    let request = parse(&req, payload, &state, endpoint).await?;
+    let bytes = body::read_limited(&req, payload, state.settings.max_body_bytes).await?;
+    let Some(key) = idempotency::parse_key(req.headers().get(idempotency::HEADER))? else {
+        return Ok(create_generation(&bytes, &state, &caller, endpoint)
+            .await?
+            .into_response(false));
+    };
+    let hash = idempotency::fingerprint(req.method().as_str(), req.path(), &bytes);
+    if let Claim::Replay { status, body } =
+        idempotency::claim(&state.pool, caller.tenant_id, &key, &hash).await?
+    {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+        return Ok(Answer {
+            status,
+            body,
+            headers: Vec::new(),
+        }
+        .into_response(true));
+    }
+    let answer = match create_generation(&bytes, &state, &caller, endpoint).await {
+        Ok(answer) => answer,
+        // A refused body is the answer to this key; limits, conflicts and our own failures are
+        // not: the same request may succeed when retried.
+        Err(e) if matches!(e.status.as_u16(), 400 | 413 | 422) => Answer {
+            status: e.status,
+            body: e.body_bytes(),
+            headers: e.headers.clone(),
+        },
+        Err(e) => {
+            idempotency::abandon(&state.pool, caller.tenant_id, &key).await?;
+            return Err(e);
+        }
+    };
+    idempotency::complete(
+        &state.pool,
+        caller.tenant_id,
+        &key,
+        answer.status.as_u16(),
+        &answer.body,
+    )
+    .await?;
+    Ok(answer.into_response(false))
+}
+
+async fn create_generation(
+    bytes: &[u8],
+    state: &AppState,
+    caller: &Caller,
+    endpoint: Endpoint,
+) -> Result<Answer, ApiError> {
+    let object = body::parse_json_object(bytes)?;
+    let request = GenerationRequest::parse(object, endpoint, state.settings.allow_http_targets)
+        .map_err(ApiError::validation)?;
     let seed = match request.seed_from {
-        Some(source) => Some(seed_from(&state, &caller, source).await?),
+        Some(source) => Some(seed_from(state, caller, source).await?),
         None => request.input.seed.map(|s| s as i64),
     };
+    let end_user = request.end_user.as_deref();
+    let limits = budgets::limits_for(&state.pool, caller.tenant_id, end_user).await?;
+    let window = match rate_limit::admit(&state.pool, caller.tenant_id, end_user, &limits).await? {
+        Ok(window) => window,
+        Err(limited) => return Err(rate_limited(limited)),
+    };
+    let mut headers = window.map(rate_headers).unwrap_or_default();
+    let input = storage::generations::stored_input(&request, seed);
+    let cache_key = if request.cache {
+        cache::key(request.model.id, &input)
+    } else {
+        None
+    };
     let mut tx = state.pool.begin().await?;
+    if let Some(key) = cache_key.as_deref() {
+        if let Some(source) = storage::generations::cached_source(
+            &mut *tx,
+            caller.tenant_id,
+            key,
+            state.settings.cache_ttl.as_secs_f64(),
+        )
+        .await?
+        {
+            let hit = storage::generations::insert_cached(
+                &mut *tx,
+                caller.tenant_id,
+                &request,
+                &input,
+                &source,
+            )
+            .await?;
+            storage::events::append(
+                &mut tx,
+                hit.tenant_id,
+                "generation.completed",
+                Some(hit.id),
+                hit.to_json(),
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::info!(generation = %hit.public_id(), source = %source.public_id(), "answered from the seed cache");
+            headers.push(("Location", format!("/v1/generations/{}", hit.public_id())));
+            return Ok(Answer {
+                status: StatusCode::OK,
+                body: serde_json::to_vec(&hit.to_json()).unwrap_or_default(),
+                headers,
+            });
+        }
+    }
+    let estimate = request.estimated_cost_micros();
+    let budget_day =
+        match budgets::reserve(&mut tx, caller.tenant_id, end_user, &limits, estimate).await? {
+            Ok(day) => day,
+            Err(exhausted) => return Err(budget_exhausted(exhausted)),
+        };
+    let book = Bookkeeping {
+        cache_key: cache_key.as_deref(),
+        budget_day,
+        reserved_micros: if budget_day.is_some() { estimate } else { 0 },
+    };
     let generation =
-        storage::generations::insert(&mut *tx, caller.tenant_id, &request, seed).await?;
+        storage::generations::insert(&mut *tx, caller.tenant_id, &request, &input, seed, book)
+            .await?;
     storage::events::notify(&mut *tx, SUBMIT_CHANNEL, "").await?;
     tx.commit().await?;
     // Wake this instance's worker without waiting for the NOTIFY round trip.
     state.pipeline.submit_wake.notify_one();
     tracing::info!(generation = %generation.public_id(), model = %generation.model, cost_micros = generation.estimated_cost_micros, "generation accepted");
-    Ok(HttpResponse::Accepted()
-        .insert_header((
-            "Location",
-            format!("/v1/generations/{}", generation.public_id()),
-        ))
-        .json(generation.to_json()))
+    headers.push((
+        "Location",
+        format!("/v1/generations/{}", generation.public_id()),
+    ));
+    Ok(Answer {
+        status: StatusCode::ACCEPTED,
+        body: serde_json::to_vec(&generation.to_json()).unwrap_or_default(),
+        headers,
+    })
+}
+
+fn rate_headers(w: rate_limit::Window) -> Vec<(&'static str, String)> {
+    vec![
+        ("RateLimit-Limit", w.limit.to_string()),
+        ("RateLimit-Remaining", w.remaining.to_string()),
+        ("RateLimit-Reset", w.reset_secs.to_string()),
+    ]
+}
+
+fn rate_limited(l: rate_limit::Limited) -> ApiError {
+    let (code, who) = match l.scope {
+        "end_user" => ("end_user_rate_limited", "this end user"),
+        _ => ("tenant_rate_limited", "this tenant"),
+    };
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        code,
+        "Too Many Requests",
+        format!(
+            "{who} may make {} generation requests per minute; retry in {} s",
+            l.window.limit, l.window.reset_secs
+        ),
+    )
+    .with_header("Retry-After", l.window.reset_secs)
+    .with_extra("limit_scope", json!(l.scope));
+    for (name, value) in rate_headers(l.window) {
+        e = e.with_header(name, value);
+    }
+    e
+}
+
+fn budget_exhausted(x: budgets::Exhausted) -> ApiError {
+    let who = if x.scope == "end_user" {
+        "this end user's"
+    } else {
+        "this tenant's"
+    };
+    ApiError::new(
+        StatusCode::PAYMENT_REQUIRED,
+        "budget_exhausted",
+        "Budget Exhausted",
+        format!(
+            "{who} daily budget of ${} is used up (${} spent or reserved today); it resets at {}",
+            format_usd(x.cap_micros),
+            format_usd(x.used_micros),
+            x.resets_at.to_rfc3339()
+        ),
+    )
+    .with_extra("budget_scope", json!(x.scope))
+    .with_extra("resets_at", json!(x.resets_at))
+    .with_header(
+        "Retry-After",
+        (x.resets_at - chrono::Utc::now()).num_seconds().max(1),
+    )
 }
 
 /// The seed of an earlier generation of this tenant: variations in a consistent style.
@@ -259,7 +450,7 @@ pub async fn cancel(
         json!({"code": "cancelled", "message": "cancelled by the caller", "cancellation": outcome});
     let mut tx = state.pool.begin().await?;
     let row = match storage::generations::finish(
-        &mut *tx,
+        &mut tx,
         g.id,
         Finish::unsuccessful("cancelled", &error),
     )

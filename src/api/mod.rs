@@ -8,6 +8,7 @@ pub mod generations;
 pub mod health;
 pub mod me;
 pub mod subscriptions;
+pub mod usage;
 
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
@@ -67,6 +68,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     resource("/deliveries/{id}/retry").route(web::post().to(deliveries::retry)),
                 )
                 .service(resource("/events").route(web::get().to(events::list)))
+                .service(resource("/usage").route(web::get().to(usage::get)))
                 .service(resource("/webhook-secret").route(web::get().to(me::webhook_secret)))
                 .default_service(web::to(not_found)),
         );

@@ -108,7 +108,7 @@ pub async fn apply(
         error: outcome.error.as_ref(),
         fal_request_id: Some(&result.request_id),
     };
-    let row = storage::generations::finish(&mut *tx, g.id, finish)
+    let row = storage::generations::finish(&mut tx, g.id, finish)
         .await?
         .expect("locked, non-terminal row updates");
     storage::callbacks::record(

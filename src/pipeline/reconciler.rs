@@ -15,9 +15,16 @@ use super::{
 use crate::storage::{self, generations::Generation};
 
 pub async fn run(p: Pipeline, stop: CancellationToken) {
+    let mut last_prune = std::time::Instant::now();
     loop {
         if let Err(e) = reconcile_once(&p).await {
             tracing::warn!(error = %e, "reconciler pass failed");
+        }
+        // Housekeeping rides along: expired rate windows and idempotency keys.
+        if last_prune.elapsed() > std::time::Duration::from_secs(60) {
+            last_prune = std::time::Instant::now();
+            let _ = crate::governance::rate_limit::prune(&p.pool).await;
+            let _ = crate::governance::idempotency::prune(&p.pool).await;
         }
         tokio::select! {
             _ = stop.cancelled() => return,

@@ -281,7 +281,7 @@ async fn fail(
     });
     let mut tx = p.pool.begin().await?;
     if let Some(row) =
-        storage::generations::finish(&mut *tx, g.id, Finish::unsuccessful("failed", &error)).await?
+        storage::generations::finish(&mut tx, g.id, Finish::unsuccessful("failed", &error)).await?
     {
         storage::events::append(
             &mut tx,

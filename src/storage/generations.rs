@@ -8,7 +8,8 @@ use crate::domain::{generation::GenerationRequest, ids};
 
 pub const COLUMNS: &str = "id, tenant_id, status, model, input, webhook_url, metadata, end_user, \
     estimated_cost_micros, cost_micros, fal_request_id, status_url, response_url, cancel_url, seed, result, \
-    error, submit_attempts, transient_failures, created_at, updated_at, submitted_at, finished_at, cancel_requested_at";
+    error, submit_attempts, transient_failures, created_at, updated_at, submitted_at, finished_at, cancel_requested_at, \
+    cached, budget_day, reserved_micros";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Generation {
@@ -36,6 +37,9 @@ pub struct Generation {
     pub submitted_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub cancel_requested_at: Option<DateTime<Utc>>,
+    pub cached: bool,
+    pub budget_day: Option<chrono::NaiveDate>,
+    pub reserved_micros: i64,
 }
 
 impl Generation {
@@ -70,6 +74,7 @@ impl Generation {
             "has_nsfw_concepts": result.map(|r| r["has_nsfw_concepts"].clone()),
             "timings": result.map(|r| r["timings"].clone()),
             "error": self.error.as_ref().map(|e| &e.0),
+            "cached": self.cached,
             "created_at": self.created_at,
             "submitted_at": self.submitted_at,
             "completed_at": self.finished_at,
@@ -90,29 +95,96 @@ pub fn usd(micros: i64) -> Value {
         .unwrap_or(json!(0))
 }
 
-pub async fn insert(
-    db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
-    req: &GenerationRequest,
-    seed: Option<i64>,
-) -> Result<Generation, sqlx::Error> {
+/// The normalised input as stored (and as fal receives it, preset aside), with the seed the
+/// generation will use when it has one.
+pub fn stored_input(req: &GenerationRequest, seed: Option<i64>) -> Value {
     let mut input = serde_json::to_value(&req.input).unwrap_or(Value::Null);
     if let Some(seed) = seed {
         input["seed"] = json!(seed);
     }
+    input
+}
+
+/// What an insert records beyond the request itself.
+#[derive(Debug, Default)]
+pub struct Bookkeeping<'a> {
+    pub cache_key: Option<&'a str>,
+    pub budget_day: Option<chrono::NaiveDate>,
+    pub reserved_micros: i64,
+}
+
+pub async fn insert(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    req: &GenerationRequest,
+    input: &Value,
+    seed: Option<i64>,
+    book: Bookkeeping<'_>,
+) -> Result<Generation, sqlx::Error> {
     sqlx::query_as(&format!(
-        "INSERT INTO generations (id, tenant_id, model, input, webhook_url, metadata, end_user, estimated_cost_micros, seed)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+        "INSERT INTO generations (id, tenant_id, model, input, webhook_url, metadata, end_user, estimated_cost_micros, seed,
+                                  cache_key, budget_day, reserved_micros)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {COLUMNS}"
     ))
     .bind(ids::new_uuid())
     .bind(tenant_id)
     .bind(req.model.id)
-    .bind(Json(&input))
+    .bind(Json(input))
     .bind(req.webhook_url.as_ref().map(|u| u.as_str()))
     .bind(req.metadata.as_ref().map(Json))
     .bind(&req.end_user)
     .bind(req.estimated_cost_micros())
     .bind(seed)
+    .bind(book.cache_key)
+    .bind(book.budget_day)
+    .bind(book.reserved_micros)
+    .fetch_one(db)
+    .await
+}
+
+/// The newest completed generation of this tenant with this cache key, within the TTL.
+pub async fn cached_source(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    cache_key: &str,
+    ttl_secs: f64,
+) -> Result<Option<Generation>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM generations
+         WHERE tenant_id = $1 AND cache_key = $2 AND status = 'completed' AND finished_at > now() - make_interval(secs => $3)
+         ORDER BY finished_at DESC LIMIT 1"
+    ))
+    .bind(tenant_id)
+    .bind(cache_key)
+    .bind(ttl_secs)
+    .fetch_optional(db)
+    .await
+}
+
+/// A new generation answered from `source`'s result: completed at once, `cached`, cost 0.
+pub async fn insert_cached(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    req: &GenerationRequest,
+    input: &Value,
+    source: &Generation,
+) -> Result<Generation, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "INSERT INTO generations (id, tenant_id, status, model, input, webhook_url, metadata, end_user, estimated_cost_micros,
+                                  cost_micros, seed, result, cached, finished_at)
+         VALUES ($1, $2, 'completed', $3, $4, $5, $6, $7, $8, 0, $9, $10, true, now()) RETURNING {COLUMNS}"
+    ))
+    .bind(ids::new_uuid())
+    .bind(tenant_id)
+    .bind(req.model.id)
+    .bind(Json(input))
+    .bind(req.webhook_url.as_ref().map(|u| u.as_str()))
+    .bind(req.metadata.as_ref().map(Json))
+    .bind(&req.end_user)
+    .bind(req.estimated_cost_micros())
+    .bind(source.seed)
+    // Hits are not sources themselves: the TTL counts from fal's own result (its URLs expire).
+    .bind(source.result.as_ref())
     .fetch_one(db)
     .await
 }
@@ -271,13 +343,14 @@ impl<'a> Finish<'a> {
     }
 }
 
-/// Sets a terminal state with its fields; only from a non-terminal state.
+/// Sets a terminal state with its fields, only from a non-terminal state, and settles the
+/// budget reservation in the same transaction (the actual cost becomes spend).
 pub async fn finish(
-    db: impl PgExecutor<'_>,
+    tx: &mut sqlx::PgConnection,
     id: Uuid,
     f: Finish<'_>,
 ) -> Result<Option<Generation>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    let row: Option<Generation> = sqlx::query_as(&format!(
         "UPDATE generations SET status = $2, result = $3, seed = COALESCE($4, seed), cost_micros = $5, error = $6,
                 fal_request_id = COALESCE(fal_request_id, $7), finished_at = now(), updated_at = now(), lease_until = NULL
          WHERE id = $1 AND status IN ('accepted', 'queued') RETURNING {COLUMNS}"
@@ -289,8 +362,20 @@ pub async fn finish(
     .bind(f.cost_micros)
     .bind(f.error.map(Json))
     .bind(f.fal_request_id)
-    .fetch_optional(db)
-    .await
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(g) = &row {
+        crate::governance::budgets::settle(
+            tx,
+            g.tenant_id,
+            g.end_user.as_deref(),
+            g.budget_day,
+            g.reserved_micros,
+            g.cost_micros.unwrap_or(0),
+        )
+        .await?;
+    }
+    Ok(row)
 }
 
 pub async fn mark_cancel_requested(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {

@@ -45,3 +45,119 @@ pub async fn ensure(db: &sqlx::PgPool, name: &TenantName) -> Result<Tenant, sqlx
         .await?
         .ok_or(sqlx::Error::RowNotFound)
 }
+
+/// A tenant's limits (NULL = unlimited).
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct TenantLimits {
+    pub daily_budget_micros: Option<i64>,
+    pub requests_per_minute: Option<i32>,
+    pub end_user_daily_budget_micros: Option<i64>,
+    pub end_user_requests_per_minute: Option<i32>,
+}
+
+pub async fn limits(db: impl PgExecutor<'_>, tenant_id: Uuid) -> Result<TenantLimits, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT daily_budget_micros, requests_per_minute, end_user_daily_budget_micros, end_user_requests_per_minute
+         FROM tenants WHERE id = $1",
+    )
+    .bind(tenant_id)
+    .fetch_one(db)
+    .await
+}
+
+/// A change to one limit: leave it, clear it, or set it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Change<T> {
+    #[default]
+    Keep,
+    Clear,
+    Set(T),
+}
+
+impl<T: Copy> Change<T> {
+    fn parts(self) -> (bool, Option<T>) {
+        match self {
+            Change::Keep => (false, None),
+            Change::Clear => (true, None),
+            Change::Set(v) => (true, Some(v)),
+        }
+    }
+}
+
+pub async fn set_limits(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    budget: Change<i64>,
+    rpm: Change<i32>,
+    end_user_budget: Change<i64>,
+    end_user_rpm: Change<i32>,
+) -> Result<TenantLimits, sqlx::Error> {
+    let (b_set, b) = budget.parts();
+    let (r_set, r) = rpm.parts();
+    let (eb_set, eb) = end_user_budget.parts();
+    let (er_set, er) = end_user_rpm.parts();
+    sqlx::query_as(
+        "UPDATE tenants SET
+            daily_budget_micros = CASE WHEN $2 THEN $3 ELSE daily_budget_micros END,
+            requests_per_minute = CASE WHEN $4 THEN $5 ELSE requests_per_minute END,
+            end_user_daily_budget_micros = CASE WHEN $6 THEN $7 ELSE end_user_daily_budget_micros END,
+            end_user_requests_per_minute = CASE WHEN $8 THEN $9 ELSE end_user_requests_per_minute END
+         WHERE id = $1
+         RETURNING daily_budget_micros, requests_per_minute, end_user_daily_budget_micros, end_user_requests_per_minute",
+    )
+    .bind(tenant_id)
+    .bind(b_set)
+    .bind(b)
+    .bind(r_set)
+    .bind(r)
+    .bind(eb_set)
+    .bind(eb)
+    .bind(er_set)
+    .bind(er)
+    .fetch_one(db)
+    .await
+}
+
+/// One end user's own limits, overriding the tenant's end-user defaults.
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct EndUserLimits {
+    pub end_user: String,
+    pub daily_budget_micros: Option<i64>,
+    pub requests_per_minute: Option<i32>,
+}
+
+pub async fn set_end_user_limits(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    end_user: &str,
+    budget: Change<i64>,
+    rpm: Change<i32>,
+) -> Result<EndUserLimits, sqlx::Error> {
+    let (b_set, b) = budget.parts();
+    let (r_set, r) = rpm.parts();
+    sqlx::query_as(
+        "INSERT INTO end_user_limits (tenant_id, end_user, daily_budget_micros, requests_per_minute) VALUES ($1, $2, $4, $6)
+         ON CONFLICT (tenant_id, end_user) DO UPDATE SET
+            daily_budget_micros = CASE WHEN $3 THEN $4 ELSE end_user_limits.daily_budget_micros END,
+            requests_per_minute = CASE WHEN $5 THEN $6 ELSE end_user_limits.requests_per_minute END
+         RETURNING end_user, daily_budget_micros, requests_per_minute",
+    )
+    .bind(tenant_id)
+    .bind(end_user)
+    .bind(b_set)
+    .bind(b)
+    .bind(r_set)
+    .bind(r)
+    .fetch_one(db)
+    .await
+}
+
+pub async fn end_user_limits(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+) -> Result<Vec<EndUserLimits>, sqlx::Error> {
+    sqlx::query_as("SELECT end_user, daily_budget_micros, requests_per_minute FROM end_user_limits WHERE tenant_id = $1 ORDER BY end_user")
+        .bind(tenant_id)
+        .fetch_all(db)
+        .await
+}

@@ -7,6 +7,7 @@ mod fal_verify;
 mod fanout;
 mod foundation;
 mod generations;
+mod governance;
 mod helpers;
 mod receiver;
 mod simulator;

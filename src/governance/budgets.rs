@@ -1,0 +1,160 @@
+//! Daily budgets per tenant and per end user. The estimate is reserved in the same transaction
+//! that stores the generation, by one conditional upsert per scope: the row lock serialises
+//! concurrent requests for the same scope on every instance, and the condition refuses the
+//! one that would pass the cap. Completion converts the reservation into the actual spend;
+//! a request fal never ran releases it.
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use uuid::Uuid;
+
+/// The limits that apply to one request.
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+pub struct Limits {
+    pub tenant_daily_budget_micros: Option<i64>,
+    pub tenant_requests_per_minute: Option<i32>,
+    pub end_user_daily_budget_micros: Option<i64>,
+    pub end_user_requests_per_minute: Option<i32>,
+}
+
+pub async fn limits_for(
+    db: impl sqlx::PgExecutor<'_>,
+    tenant_id: Uuid,
+    end_user: Option<&str>,
+) -> Result<Limits, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT t.daily_budget_micros AS tenant_daily_budget_micros, t.requests_per_minute AS tenant_requests_per_minute,
+                COALESCE(e.daily_budget_micros, t.end_user_daily_budget_micros) AS end_user_daily_budget_micros,
+                COALESCE(e.requests_per_minute, t.end_user_requests_per_minute) AS end_user_requests_per_minute
+         FROM tenants t LEFT JOIN end_user_limits e ON e.tenant_id = t.id AND e.end_user = $2
+         WHERE t.id = $1",
+    )
+    .bind(tenant_id)
+    .bind(end_user)
+    .fetch_optional(db)
+    .await
+    .map(Option::unwrap_or_default)
+}
+
+/// Which cap refused a request, and when it resets.
+#[derive(Debug, Clone)]
+pub struct Exhausted {
+    pub scope: &'static str,
+    pub cap_micros: i64,
+    pub used_micros: i64,
+    pub resets_at: DateTime<Utc>,
+}
+
+/// The UTC day a reservation belongs to, and when that day ends.
+pub fn today() -> (NaiveDate, DateTime<Utc>) {
+    let now = Utc::now();
+    let day = now.date_naive();
+    let resets = (day + Duration::days(1))
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc();
+    (day, resets)
+}
+
+/// Reserves `micros` under every cap that applies. Only scopes with a cap are tracked, so
+/// tenants without budgets never contend on a counter row. Returns the day reserved under (or
+/// `None` when no cap applied).
+pub async fn reserve(
+    tx: &mut sqlx::PgConnection,
+    tenant_id: Uuid,
+    end_user: Option<&str>,
+    limits: &Limits,
+    micros: i64,
+) -> Result<Result<Option<NaiveDate>, Exhausted>, sqlx::Error> {
+    let (day, resets_at) = today();
+    let any_cap = limits.tenant_daily_budget_micros.is_some()
+        || (end_user.is_some() && limits.end_user_daily_budget_micros.is_some());
+    if !any_cap || micros == 0 {
+        return Ok(Ok(None));
+    }
+    // Both scopes are always recorded together, so settling never has to know which had caps.
+    for (label, scope, cap) in [(
+        "tenant",
+        "",
+        limits.tenant_daily_budget_micros.unwrap_or(i64::MAX),
+    )]
+    .into_iter()
+    .chain(end_user.map(|u| {
+        (
+            "end_user",
+            u,
+            limits.end_user_daily_budget_micros.unwrap_or(i64::MAX),
+        )
+    })) {
+        let ok: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO budget_usage (tenant_id, scope, day, reserved_micros)
+             SELECT $1, $2, $3, $4 WHERE $4 <= $5
+             ON CONFLICT (tenant_id, scope, day) DO UPDATE
+                SET reserved_micros = budget_usage.reserved_micros + EXCLUDED.reserved_micros
+                WHERE budget_usage.reserved_micros + budget_usage.spent_micros + EXCLUDED.reserved_micros <= $5
+             RETURNING reserved_micros",
+        )
+        .bind(tenant_id)
+        .bind(scope)
+        .bind(day)
+        .bind(micros)
+        .bind(cap)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if ok.is_none() {
+            let used: i64 = sqlx::query_scalar("SELECT COALESCE(sum(reserved_micros + spent_micros), 0)::bigint FROM budget_usage WHERE tenant_id = $1 AND scope = $2 AND day = $3")
+                .bind(tenant_id)
+                .bind(scope)
+                .bind(day)
+                .fetch_one(&mut *tx)
+                .await?;
+            return Ok(Err(Exhausted {
+                scope: label,
+                cap_micros: cap,
+                used_micros: used,
+                resets_at,
+            }));
+        }
+    }
+    Ok(Ok(Some(day)))
+}
+
+/// Turns a generation's reservation into its actual spend (0 when fal never ran it or did not
+/// bill it). A no-op for generations that reserved nothing.
+pub async fn settle(
+    tx: &mut sqlx::PgConnection,
+    tenant_id: Uuid,
+    end_user: Option<&str>,
+    day: Option<NaiveDate>,
+    reserved: i64,
+    actual: i64,
+) -> Result<(), sqlx::Error> {
+    let Some(day) = day.filter(|_| reserved > 0) else {
+        return Ok(());
+    };
+    sqlx::query(
+        "UPDATE budget_usage SET reserved_micros = GREATEST(reserved_micros - $4, 0), spent_micros = spent_micros + $5
+         WHERE tenant_id = $1 AND day = $3 AND (scope = '' OR scope = $2)",
+    )
+    .bind(tenant_id)
+    .bind(end_user)
+    .bind(day)
+    .bind(reserved)
+    .bind(actual.max(0))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Today's reserved and spent micro-dollars for a scope (`""` = the tenant).
+pub async fn usage_today(
+    db: impl sqlx::PgExecutor<'_>,
+    tenant_id: Uuid,
+    scope: &str,
+) -> Result<(i64, i64), sqlx::Error> {
+    let (day, _) = today();
+    sqlx::query_as("SELECT COALESCE(sum(reserved_micros), 0)::bigint, COALESCE(sum(spent_micros), 0)::bigint FROM budget_usage WHERE tenant_id = $1 AND scope = $2 AND day = $3")
+        .bind(tenant_id)
+        .bind(scope)
+        .bind(day)
+        .fetch_one(db)
+        .await
+}

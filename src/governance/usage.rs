@@ -1,0 +1,77 @@
+//! `GET /v1/usage`: requests, images, megapixels, spend, cache hits and savings, and failures
+//! by code — per UTC day, optionally for one end user. Derived from the generations
+//! themselves, so it is exact whatever instance served them.
+use chrono::NaiveDate;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Default, Serialize, sqlx::FromRow)]
+pub struct Day {
+    pub date: NaiveDate,
+    pub requests: i64,
+    pub completed: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    pub images: i64,
+    pub megapixels: i64,
+    pub spend_micros: i64,
+    pub cache_hits: i64,
+    pub cache_savings_micros: i64,
+    #[sqlx(skip)]
+    pub failures: BTreeMap<String, i64>,
+}
+
+pub async fn by_day(
+    db: &sqlx::PgPool,
+    tenant_id: Uuid,
+    from: NaiveDate,
+    to: NaiveDate,
+    end_user: Option<&str>,
+) -> Result<Vec<Day>, sqlx::Error> {
+    let mut days: Vec<Day> = sqlx::query_as(
+        "SELECT (created_at AT TIME ZONE 'UTC')::date AS date,
+                count(*) AS requests,
+                count(*) FILTER (WHERE status = 'completed') AS completed,
+                count(*) FILTER (WHERE status = 'failed') AS failed,
+                count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+                COALESCE(sum(jsonb_array_length(result->'images')) FILTER (WHERE status = 'completed'), 0)::bigint AS images,
+                COALESCE(sum(
+                    (input->>'num_images')::bigint
+                    * GREATEST(1, ceil((input->'image_size'->>'width')::numeric * (input->'image_size'->>'height')::numeric / 1048576))::bigint
+                    + COALESCE(jsonb_array_length(input->'image_urls'), 0)
+                ) FILTER (WHERE status = 'completed' AND NOT cached), 0)::bigint AS megapixels,
+                COALESCE(sum(cost_micros), 0)::bigint AS spend_micros,
+                count(*) FILTER (WHERE cached) AS cache_hits,
+                COALESCE(sum(estimated_cost_micros) FILTER (WHERE cached), 0)::bigint AS cache_savings_micros
+         FROM generations
+         WHERE tenant_id = $1 AND created_at >= $2::date AND created_at < ($3::date + 1)
+           AND ($4::text IS NULL OR end_user = $4)
+         GROUP BY 1 ORDER BY 1",
+    )
+    .bind(tenant_id)
+    .bind(from)
+    .bind(to)
+    .bind(end_user)
+    .fetch_all(db)
+    .await?;
+    let failures: Vec<(NaiveDate, String, i64)> = sqlx::query_as(
+        "SELECT (created_at AT TIME ZONE 'UTC')::date, COALESCE(error->>'code', 'unknown'), count(*)
+         FROM generations
+         WHERE tenant_id = $1 AND status = 'failed' AND created_at >= $2::date AND created_at < ($3::date + 1)
+           AND ($4::text IS NULL OR end_user = $4)
+         GROUP BY 1, 2",
+    )
+    .bind(tenant_id)
+    .bind(from)
+    .bind(to)
+    .bind(end_user)
+    .fetch_all(db)
+    .await?;
+    for (date, code, n) in failures {
+        if let Some(day) = days.iter_mut().find(|d| d.date == date) {
+            day.failures.insert(code, n);
+        }
+    }
+    Ok(days)
+}
