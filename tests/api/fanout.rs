@@ -405,7 +405,8 @@ async fn rotation_signs_with_both_secrets_and_recover_requeues_failures() {
             .count(),
         2
     );
-    // A delivery that failed can be recovered by time window.
+    // A delivery that failed can be recovered by time window (once its attempt is recorded).
+    wait_delivery(&app, sub_id, |d| d["status"] == "succeeded").await;
     sqlx::query("UPDATE deliveries SET status = 'exhausted'")
         .execute(&app.pool)
         .await
