@@ -8,7 +8,9 @@ pub const MAX_DAILY_BUDGET_USD: i64 = 10_000_000;
 pub fn parse_usd(s: &str) -> Result<i64, String> {
     let s = s.trim().trim_start_matches('$');
     if s.starts_with('-') {
-        return Err(format!("{s} is negative; budgets are zero or more USD (use `none` to remove one)"));
+        return Err(format!(
+            "{s} is negative; budgets are zero or more USD (use `none` to remove one)"
+        ));
     }
     let bad = || format!("{s:?} is not an amount in USD (e.g. 25 or 12.50, at most 6 decimals)");
     let (whole, frac) = s.split_once('.').unwrap_or((s, ""));

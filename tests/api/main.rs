@@ -10,6 +10,7 @@ mod generations;
 mod governance;
 mod helpers;
 mod receiver;
+mod scale;
 mod simulator;
 mod ssrf;
 mod standard_webhooks;
