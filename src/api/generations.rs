@@ -131,6 +131,13 @@ async fn create_generation(
     let object = body::parse_json_object(bytes)?;
     let request = GenerationRequest::parse(object, endpoint, state.settings.allow_http_targets)
         .map_err(ApiError::validation)?;
+    if let Some(url) = &request.webhook_url {
+        super::subscriptions::vet_addresses(state, url)
+            .await
+            .map_err(|msg| {
+                ApiError::validation(vec![crate::error::FieldError::new("webhook_url", msg)])
+            })?;
+    }
     let seed = match request.seed_from {
         Some(source) => Some(seed_from(state, caller, source).await?),
         None => request.input.seed.map(|s| s as i64),

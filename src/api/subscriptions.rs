@@ -48,16 +48,30 @@ async fn vet_target(
             return None;
         }
     };
+    match vet_addresses(state, &url).await {
+        Ok(()) => Some(url.to_string()),
+        Err(msg) => {
+            errors.push(FieldError::new(field, msg));
+            None
+        }
+    }
+}
+
+/// The SSRF guard at creation time: the literal address, or every address the name resolves to
+/// now, must be allowed (it is checked again, and pinned, at every send).
+pub async fn vet_addresses(state: &AppState, url: &url::Url) -> Result<(), String> {
     let policy = ssrf::TargetPolicy::from_settings(&state.settings);
-    if let Err(e) = ssrf::check_url(&policy, &url) {
-        errors.push(FieldError::new(field, e.to_string()));
-        return None;
+    ssrf::check_url(&policy, url).map_err(|e| e.to_string())?;
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        ssrf::resolve(&policy, url),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the host name did not resolve within 5 s".to_owned()),
     }
-    if let Err(e) = ssrf::resolve(&policy, &url).await {
-        errors.push(FieldError::new(field, e.to_string()));
-        return None;
-    }
-    Some(url.to_string())
 }
 
 fn parse_limit(

@@ -171,6 +171,20 @@ async fn bad_subscriptions_name_the_field_and_private_targets_are_refused() {
     ] {
         assert!(fields.contains(&f), "{f} in {fields:?}");
     }
+    // A generation's own webhook_url goes through the same guard.
+    let res = app
+        .post(
+            "/v1/generations",
+            &json!({"prompt": "a", "webhook_url": "https://10.1.2.3/hook"}),
+        )
+        .await;
+    let p = problem(res, 422, "validation_failed").await;
+    assert_eq!(p["errors"][0]["field"], "webhook_url", "{p}");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM generations")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM subscriptions")
         .fetch_one(&app.pool)
         .await
