@@ -101,6 +101,24 @@ pub struct RawSettings {
     /// Base64 Ed25519 seeds for optional `v1a` signatures (first signs; all are published).
     #[arg(long, env = "FLUXGATE_WEBHOOK_ED25519_KEYS", hide_env_values = true)]
     pub webhook_ed25519_keys: Option<String>,
+    /// Sliding window over which the alert ratios are computed, in seconds.
+    #[arg(long, env = "FLUXGATE_ALERT_WINDOW_SECS")]
+    pub alert_window_secs: Option<String>,
+    /// Share of generations failing on fal's side (0-1) that raises `alert.fal_error_rate`.
+    #[arg(long, env = "FLUXGATE_ALERT_FAL_ERROR_RATIO")]
+    pub alert_fal_error_ratio: Option<String>,
+    /// Share of delivery attempts without a 2xx (0-1) that raises `alert.delivery_failure_rate`.
+    #[arg(long, env = "FLUXGATE_ALERT_DELIVERY_FAILURE_RATIO")]
+    pub alert_delivery_failure_ratio: Option<String>,
+    /// Fewest outcomes in the window for an alert to change state.
+    #[arg(long, env = "FLUXGATE_ALERT_MIN_VOLUME")]
+    pub alert_min_volume: Option<String>,
+    /// How often the alerts are evaluated, in seconds.
+    #[arg(long, env = "FLUXGATE_ALERT_INTERVAL_SECS")]
+    pub alert_interval_secs: Option<String>,
+    /// How often the queue and spend gauges of `/metrics` are re-read from Postgres, in seconds.
+    #[arg(long, env = "FLUXGATE_METRICS_REFRESH_SECS")]
+    pub metrics_refresh_secs: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +159,12 @@ pub struct Settings {
     pub cache_ttl: Duration,
     /// fluxgate's own Ed25519 keys for `v1a` signatures; `None` when not configured.
     pub webhook_keys: Option<std::sync::Arc<crate::delivery::keys::OutboundKeys>>,
+    pub alert_window: Duration,
+    pub alert_fal_error_ratio: f64,
+    pub alert_delivery_failure_ratio: f64,
+    pub alert_min_volume: i64,
+    pub alert_interval: Duration,
+    pub metrics_refresh: Duration,
 }
 
 /// Every problem found, one line each, naming the variable.
@@ -337,6 +361,42 @@ impl Settings {
             Some(86_400),
             |v| bounded(v, 0, 30 * 86_400),
         );
+        let alert_window = p.parse(
+            "FLUXGATE_ALERT_WINDOW_SECS",
+            &raw.alert_window_secs,
+            Some(300),
+            |v| bounded(v, 1, 86_400),
+        );
+        let alert_fal_error_ratio = p.parse(
+            "FLUXGATE_ALERT_FAL_ERROR_RATIO",
+            &raw.alert_fal_error_ratio,
+            Some(0.2),
+            ratio,
+        );
+        let alert_delivery_failure_ratio = p.parse(
+            "FLUXGATE_ALERT_DELIVERY_FAILURE_RATIO",
+            &raw.alert_delivery_failure_ratio,
+            Some(0.5),
+            ratio,
+        );
+        let alert_min_volume = p.parse(
+            "FLUXGATE_ALERT_MIN_VOLUME",
+            &raw.alert_min_volume,
+            Some(20),
+            |v| bounded(v, 1, 1_000_000),
+        );
+        let alert_interval = p.parse(
+            "FLUXGATE_ALERT_INTERVAL_SECS",
+            &raw.alert_interval_secs,
+            Some(15),
+            |v| bounded(v, 1, 3600),
+        );
+        let metrics_refresh = p.parse(
+            "FLUXGATE_METRICS_REFRESH_SECS",
+            &raw.metrics_refresh_secs,
+            Some(5),
+            |v| bounded(v, 1, 3600),
+        );
         let webhook_keys = match crate::delivery::keys::OutboundKeys::from_env_value(
             raw.webhook_ed25519_keys.as_deref(),
         ) {
@@ -379,6 +439,12 @@ impl Settings {
             delivery_lease: Duration::from_secs(delivery_lease.expect("checked")),
             cache_ttl: Duration::from_secs(cache_ttl.expect("checked")),
             webhook_keys: webhook_keys.expect("checked").map(std::sync::Arc::new),
+            alert_window: Duration::from_secs(alert_window.expect("checked")),
+            alert_fal_error_ratio: alert_fal_error_ratio.expect("checked"),
+            alert_delivery_failure_ratio: alert_delivery_failure_ratio.expect("checked"),
+            alert_min_volume: alert_min_volume.expect("checked") as i64,
+            alert_interval: Duration::from_secs(alert_interval.expect("checked")),
+            metrics_refresh: Duration::from_secs(metrics_refresh.expect("checked")),
         })
     }
 
@@ -483,6 +549,14 @@ fn bounded(v: &str, min: u64, max: u64) -> Result<u64, String> {
     }
 }
 
+/// A share such as `0.2`: above 0, at most 1.
+fn ratio(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(r) if r > 0.0 && r <= 1.0 => Ok(r),
+        _ => Err("must be a ratio above 0 and at most 1, such as 0.2".into()),
+    }
+}
+
 /// An IP network such as `10.0.0.0/8` or `::1/128`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -545,6 +619,8 @@ mod tests {
                 "FLUXGATE_PUBLIC_URL" => r.public_url = v,
                 "FLUXGATE_LOG_FORMAT" => r.log_format = v,
                 "FLUXGATE_ALLOWED_TARGET_CIDRS" => r.allowed_target_cidrs = v,
+                "FLUXGATE_ALERT_FAL_ERROR_RATIO" => r.alert_fal_error_ratio = v,
+                "FLUXGATE_ALERT_MIN_VOLUME" => r.alert_min_volume = v,
                 _ => panic!("unknown {k}"),
             }
         }
@@ -602,6 +678,29 @@ mod tests {
         assert_eq!(s.port, 8080);
         assert!(!s.allow_http_targets);
         assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn alert_ratios_must_be_shares_and_volumes_whole_numbers() {
+        let err = Settings::from_raw(
+            &raw(&[
+                ("FLUXGATE_ALERT_FAL_ERROR_RATIO", "20%"),
+                ("FLUXGATE_ALERT_MIN_VOLUME", "0"),
+            ]),
+            Mode::Dev,
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+        let s = Settings::from_raw(
+            &raw(&[("FLUXGATE_ALERT_FAL_ERROR_RATIO", "0.35")]),
+            Mode::Dev,
+        )
+        .unwrap();
+        assert_eq!(
+            (s.alert_fal_error_ratio, s.alert_delivery_failure_ratio),
+            (0.35, 0.5)
+        );
+        assert_eq!(s.alert_min_volume, 20);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod error;
 pub mod fal;
 pub mod governance;
 pub mod metrics;
+pub mod ops;
 pub mod pipeline;
 pub mod simulator;
 pub mod startup;

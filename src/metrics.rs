@@ -1,9 +1,18 @@
 //! Prometheus metrics, registered once per process and exposed at `/metrics`. Label sets are
 //! bounded: route patterns, not paths; status codes; closed enums of outcomes.
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    core::{Collector, Desc},
+    proto::MetricFamily,
+    Counter, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 #[derive(Clone)]
@@ -16,6 +25,16 @@ pub struct Metrics {
     pub callbacks: IntCounterVec,
     pub deliveries: IntCounterVec,
     pub delivery_latency: Histogram,
+    /// Pending work by queue (`submissions`, `deliveries`) and lane (`first`, `retry`); read
+    /// from Postgres by `ops::queue_metrics`, so every instance reports the same cluster value.
+    pub queue_depth: IntGaugeVec,
+    pub queue_oldest_age: GaugeVec,
+    /// Cost of completed generations, read from Postgres (cluster-wide, not per instance).
+    pub spend: DbCounter,
+    /// Incremented by the seed cache: `metrics.cache_hits.inc()`.
+    pub cache_hits: IntCounter,
+    /// 1 while an alert (`fal_error_rate`, `delivery_failure_rate`) is firing.
+    pub alert_firing: IntGaugeVec,
 }
 
 impl Metrics {
@@ -99,6 +118,46 @@ impl Metrics {
                 .register(Box::new(m.clone()))
                 .expect("unique metric");
         }
+        let queue_depth = IntGaugeVec::new(
+            Opts::new(
+                "fluxgate_queue_depth",
+                "Pending submissions (generations accepted) and deliveries, by lane",
+            ),
+            &["queue", "lane"],
+        )
+        .expect("valid metric");
+        let queue_oldest_age = GaugeVec::new(
+            Opts::new(
+                "fluxgate_queue_oldest_age_seconds",
+                "Age of the oldest pending item, by queue and lane (0 when empty)",
+            ),
+            &["queue", "lane"],
+        )
+        .expect("valid metric");
+        let spend = DbCounter::new(
+            "fluxgate_spend_usd_total",
+            "Cost of completed generations in USD, across all instances",
+        );
+        let cache_hits = IntCounter::new(
+            "fluxgate_cache_hits_total",
+            "Generations answered from the seed cache",
+        )
+        .expect("valid metric");
+        let alert_firing = IntGaugeVec::new(
+            Opts::new("fluxgate_alert_firing", "1 while the alert is firing"),
+            &["alert"],
+        )
+        .expect("valid metric");
+        let ops: [Box<dyn Collector>; 5] = [
+            Box::new(queue_depth.clone()),
+            Box::new(queue_oldest_age.clone()),
+            Box::new(spend.clone()),
+            Box::new(cache_hits.clone()),
+            Box::new(alert_firing.clone()),
+        ];
+        for m in ops {
+            registry.register(m).expect("unique metric");
+        }
         Metrics {
             registry,
             http_duration,
@@ -108,6 +167,11 @@ impl Metrics {
             callbacks,
             deliveries,
             delivery_latency,
+            queue_depth,
+            queue_oldest_age,
+            spend,
+            cache_hits,
+            alert_firing,
         }
     }
 
@@ -132,6 +196,47 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A counter whose value is read from Postgres, shared by every instance, rather than counted
+/// in process. It is exposed only once known, so a restart never shows a false reset to zero
+/// (which `rate()` would read as the whole total spent again); it never goes down.
+#[derive(Clone)]
+pub struct DbCounter {
+    inner: Counter,
+    known: Arc<AtomicBool>,
+}
+
+impl DbCounter {
+    fn new(name: &str, help: &str) -> DbCounter {
+        DbCounter {
+            inner: Counter::new(name, help).expect("valid metric"),
+            known: Arc::default(),
+        }
+    }
+
+    /// Raises the counter to `total` (a lower value, e.g. after rows were deleted, is ignored).
+    pub fn set(&self, total: f64) {
+        let current = self.inner.get();
+        if total > current {
+            self.inner.inc_by(total - current);
+        }
+        self.known.store(true, Ordering::Release);
+    }
+}
+
+impl Collector for DbCounter {
+    fn desc(&self) -> Vec<&Desc> {
+        self.inner.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        if self.known.load(Ordering::Acquire) {
+            self.inner.collect()
+        } else {
+            Vec::new()
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use crate::{
     },
     fal::verify::{FalVerifier, SystemClock},
     metrics::Metrics,
+    ops,
     pipeline::{self, Pipeline},
     storage, telemetry,
 };
@@ -38,6 +39,8 @@ pub struct Workers {
     pub submitter: bool,
     pub reconciler: bool,
     pub deliverer: bool,
+    /// The alert monitor and the Postgres-derived `/metrics` gauges (`ops`).
+    pub monitor: bool,
 }
 
 impl Workers {
@@ -45,11 +48,13 @@ impl Workers {
         submitter: true,
         reconciler: true,
         deliverer: true,
+        monitor: true,
     };
     pub const NONE: Workers = Workers {
         submitter: false,
         reconciler: false,
         deliverer: false,
+        monitor: false,
     };
 }
 
@@ -204,6 +209,19 @@ impl Application {
         }
         if self.workers.deliverer {
             tracker.spawn(self.deliverer.clone().run(stop.clone()));
+        }
+        if self.workers.monitor {
+            tracker.spawn(ops::alerts::run(
+                p.pool.clone(),
+                p.settings.clone(),
+                stop.clone(),
+            ));
+            tracker.spawn(ops::queue_metrics::run(
+                p.pool.clone(),
+                p.metrics.clone(),
+                p.settings.metrics_refresh,
+                stop.clone(),
+            ));
         }
         tracker.close();
         let served = self.server.await;

@@ -182,6 +182,7 @@ async fn create_generation(
             )
             .await?;
             tx.commit().await?;
+            state.pipeline.metrics.cache_hits.inc();
             tracing::info!(generation = %hit.public_id(), source = %source.public_id(), "answered from the seed cache");
             headers.push(("Location", format!("/v1/generations/{}", hit.public_id())));
             return Ok(Answer {

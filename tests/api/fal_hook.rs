@@ -119,7 +119,10 @@ async fn signed_callbacks_are_applied_once_and_forgeries_change_nothing() {
         "not_found",
     )
     .await;
-    let g2 = app.generate(json!({"prompt": "b"})).await;
+    // Its real webhook is dropped, so only the forged one below can arrive.
+    let g2 = app
+        .generate(json!({"prompt": "[sim:drop-webhook] b"}))
+        .await;
     let id2 = g2["id"].as_str().unwrap();
     fluxgate::pipeline::submitter::drain_once(&app.pipeline)
         .await

@@ -1,4 +1,5 @@
 //! The one integration-test binary: each feature has its own module.
+mod alerts;
 mod cli;
 mod crash;
 mod devdb;

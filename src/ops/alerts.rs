@@ -1,0 +1,310 @@
+//! Alerts over a sliding window, computed from Postgres so every instance sees the same
+//! numbers:
+//!
+//! - `fal_error_rate`: generations that finished in the window and failed on fal's side
+//!   (`error.code` in [`FAL_SIDE_CODES`]) over all that completed or failed in it;
+//! - `delivery_failure_rate`: delivery attempts started in the window without a 2xx over all.
+//!
+//! State lives in `alert_state`, one row per alert. An evaluation locks its row (`FOR UPDATE
+//! SKIP LOCKED`) for the whole read–decide–write, and the transition and its `alert.*` events
+//! commit in one transaction: however many instances evaluate, and across restarts, each
+//! transition is announced exactly once. Below the minimum volume the state holds: no traffic
+//! is no evidence either way.
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{config::Settings, storage::events};
+
+/// `error.code`s of generations that failed because of fal or our fal account — not the
+/// caller's input (content policy, validation, the caller's own deadline are left out).
+pub const FAL_SIDE_CODES: &[&str] = &[
+    "upstream_unavailable",
+    "upstream_rate_limited",
+    "upstream_auth",
+    "fal_error",
+    "fal_payload_error",
+    "no_media_generated",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alert {
+    FalErrorRate,
+    DeliveryFailureRate,
+}
+
+impl Alert {
+    pub const ALL: [Alert; 2] = [Alert::FalErrorRate, Alert::DeliveryFailureRate];
+
+    /// The `alert_state` key and the `alert.<name>` event type.
+    pub fn name(self) -> &'static str {
+        match self {
+            Alert::FalErrorRate => "fal_error_rate",
+            Alert::DeliveryFailureRate => "delivery_failure_rate",
+        }
+    }
+
+    pub fn event_type(self, firing: bool) -> &'static str {
+        match (self, firing) {
+            (Alert::FalErrorRate, true) => "alert.fal_error_rate",
+            (Alert::FalErrorRate, false) => "alert.fal_error_rate_recovered",
+            (Alert::DeliveryFailureRate, true) => "alert.delivery_failure_rate",
+            (Alert::DeliveryFailureRate, false) => "alert.delivery_failure_rate_recovered",
+        }
+    }
+
+    fn threshold(self, s: &Settings) -> f64 {
+        match self {
+            Alert::FalErrorRate => s.alert_fal_error_ratio,
+            Alert::DeliveryFailureRate => s.alert_delivery_failure_ratio,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Alert::FalErrorRate => "of generations failed on fal's side",
+            Alert::DeliveryFailureRate => "of webhook delivery attempts got no 2xx",
+        }
+    }
+}
+
+/// A state change that was committed (and announced) by this call.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub alert: Alert,
+    pub firing: bool,
+    pub ratio: f64,
+    pub failures: i64,
+    pub total: i64,
+    /// Tenants that received the event (those subscribed to it).
+    pub tenants: usize,
+}
+
+/// Evaluates every `alert_interval` until cancelled. An evaluation another instance made less
+/// than half an interval ago is skipped, so the cluster evaluates about once per interval.
+pub async fn run(pool: PgPool, settings: Arc<Settings>, stop: CancellationToken) {
+    let every = settings.alert_interval;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if let Err(e) = evaluate(&pool, &settings, every / 2).await {
+            tracing::warn!(error = %e, "evaluating alerts failed; will retry");
+        }
+    }
+}
+
+/// Evaluates every alert now (for tests and tools); returns the transitions it committed.
+pub async fn evaluate_once(
+    pool: &PgPool,
+    settings: &Settings,
+) -> Result<Vec<Transition>, sqlx::Error> {
+    evaluate(pool, settings, Duration::ZERO).await
+}
+
+async fn evaluate(
+    pool: &PgPool,
+    settings: &Settings,
+    min_gap: Duration,
+) -> Result<Vec<Transition>, sqlx::Error> {
+    let mut transitions = Vec::new();
+    let mut failed = None;
+    for alert in Alert::ALL {
+        match evaluate_alert(pool, settings, alert, min_gap).await {
+            Ok(t) => transitions.extend(t),
+            Err(e) => failed = Some(e),
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(transitions),
+    }
+}
+
+#[tracing::instrument(skip_all, fields(alert = alert.name()))]
+async fn evaluate_alert(
+    pool: &PgPool,
+    s: &Settings,
+    alert: Alert,
+    min_gap: Duration,
+) -> Result<Option<Transition>, sqlx::Error> {
+    // Alerts added after the migration get their row on first use.
+    sqlx::query("INSERT INTO alert_state (name) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(alert.name())
+        .execute(pool)
+        .await?;
+    let mut tx = pool.begin().await?;
+    let Some((firing, previous)) = lock_state(&mut tx, alert, min_gap).await? else {
+        return Ok(None); // another instance is evaluating, or just did
+    };
+    let (failures, total) = match alert {
+        Alert::FalErrorRate => fal_outcomes(&mut tx, s.alert_window).await?,
+        Alert::DeliveryFailureRate => delivery_outcomes(&mut tx, s.alert_window).await?,
+    };
+    let ratio = if total > 0 {
+        failures as f64 / total as f64
+    } else {
+        0.0
+    };
+    let threshold = alert.threshold(s);
+    let now_firing = if total < s.alert_min_volume {
+        firing
+    } else {
+        ratio >= threshold
+    };
+    let since = save_state(&mut tx, alert, now_firing, ratio, failures, total).await?;
+    if now_firing == firing {
+        tx.commit().await?;
+        return Ok(None);
+    }
+    let kind = alert.event_type(now_firing);
+    let window_secs = s.alert_window.as_secs();
+    let percent = |r: f64| (r * 1000.0).round() / 10.0;
+    let message = format!(
+        "{}% {} in the last {window_secs} s (threshold {}%)",
+        percent(ratio),
+        alert.describe(),
+        percent(threshold),
+    );
+    // Counts stay in the log and `alert_state`: tenants see ratios, not the platform's volume.
+    let data = json!({
+        "alert": alert.name(),
+        "state": if now_firing { "firing" } else { "resolved" },
+        "ratio": (ratio * 10_000.0).round() / 10_000.0,
+        "threshold": threshold,
+        "window_secs": window_secs,
+        "min_volume": s.alert_min_volume,
+        "since": since,
+        "firing_since": if now_firing { None } else { previous },
+        "message": message,
+    });
+    let tenants = subscribed_tenants(&mut tx, kind).await?;
+    for tenant in &tenants {
+        events::append(&mut tx, *tenant, kind, None, data.clone()).await?;
+    }
+    tx.commit().await?;
+    if now_firing {
+        tracing::error!(
+            ratio,
+            threshold,
+            failures,
+            total,
+            window_secs,
+            tenants = tenants.len(),
+            "ALERT {}: {message}",
+            alert.name()
+        );
+    } else {
+        tracing::info!(
+            ratio,
+            threshold,
+            failures,
+            total,
+            window_secs,
+            tenants = tenants.len(),
+            "alert {} recovered: {message}",
+            alert.name()
+        );
+    }
+    Ok(Some(Transition {
+        alert,
+        firing: now_firing,
+        ratio,
+        failures,
+        total,
+        tenants: tenants.len(),
+    }))
+}
+
+/// Locks the alert's row for this transaction; returns whether it is firing and since when.
+/// `None` when another instance holds it or evaluated it less than `min_gap` ago.
+async fn lock_state(
+    tx: &mut PgConnection,
+    alert: Alert,
+    min_gap: Duration,
+) -> Result<Option<(bool, Option<DateTime<Utc>>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT firing, changed_at FROM alert_state
+         WHERE name = $1 AND (evaluated_at IS NULL OR evaluated_at <= now() - make_interval(secs => $2))
+         FOR UPDATE SKIP LOCKED",
+    )
+    .bind(alert.name())
+    .bind(min_gap.as_secs_f64())
+    .fetch_optional(&mut *tx)
+    .await
+}
+
+/// Records the evaluation; returns when the (possibly new) current state began.
+async fn save_state(
+    tx: &mut PgConnection,
+    alert: Alert,
+    firing: bool,
+    ratio: f64,
+    failures: i64,
+    total: i64,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE alert_state SET firing = $2, evaluated_at = now(), ratio = $3, failures = $4, total = $5,
+                changed_at = CASE WHEN firing <> $2 THEN now() ELSE changed_at END
+         WHERE name = $1 RETURNING changed_at",
+    )
+    .bind(alert.name())
+    .bind(firing)
+    .bind(ratio)
+    .bind(failures)
+    .bind(total)
+    .fetch_one(&mut *tx)
+    .await
+}
+
+// The windowed counts are unnamed statements (`persistent(false)`): planned with the actual
+// window each time, so the planner sees a narrow range and uses the time indexes.
+
+/// (failed on fal's side, completed or failed) among generations finished in the window.
+async fn fal_outcomes(tx: &mut PgConnection, window: Duration) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE status = 'failed' AND error->>'code' = ANY($2)), count(*)
+         FROM generations
+         WHERE finished_at >= now() - make_interval(secs => $1) AND status IN ('completed', 'failed')",
+    )
+    .bind(window.as_secs_f64())
+    .bind(FAL_SIDE_CODES)
+    .persistent(false)
+    .fetch_one(&mut *tx)
+    .await
+}
+
+/// (without a 2xx, all) among delivery attempts started in the window.
+async fn delivery_outcomes(
+    tx: &mut PgConnection,
+    window: Duration,
+) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE status_code IS NULL OR status_code NOT BETWEEN 200 AND 299), count(*)
+         FROM delivery_attempts WHERE started_at >= now() - make_interval(secs => $1)",
+    )
+    .bind(window.as_secs_f64())
+    .persistent(false)
+    .fetch_one(&mut *tx)
+    .await
+}
+
+/// Tenants with an active subscription matching `kind` (exact, `alert.*`, `*`), the same
+/// rule fan-out applies: only they get an event, so others' event logs stay free of alerts.
+async fn subscribed_tenants(tx: &mut PgConnection, kind: &str) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT tenant_id FROM subscriptions s
+         WHERE s.status = 'active' AND s.deleted_at IS NULL
+           AND EXISTS (SELECT 1 FROM unnest(s.event_types) p
+                       WHERE p = $1 OR p = '*' OR (right(p, 2) = '.*' AND starts_with($1, left(p, -1))))
+         ORDER BY tenant_id",
+    )
+    .bind(kind)
+    .fetch_all(&mut *tx)
+    .await
+}
