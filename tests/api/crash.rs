@@ -58,8 +58,23 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
     }
 }
 
+/// Stops the process as the operator's platform would, and waits for it.
+fn stop(child: &mut Child, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+    child.wait().unwrap()
+}
+
 #[tokio::test]
 async fn sigkill_during_a_burst_loses_no_generation_and_no_delivery() {
+    burst_stop_restart(nix::sys::signal::Signal::SIGKILL).await;
+}
+
+#[tokio::test]
+async fn sigterm_during_a_burst_exits_cleanly_and_the_restart_completes_everything() {
+    burst_stop_restart(nix::sys::signal::Signal::SIGTERM).await;
+}
+
+async fn burst_stop_restart(signal: nix::sys::signal::Signal) {
     let (pool, db_url) = fresh_database().await;
     let sim = fluxgate::simulator::start(SimConfig {
         api_key: Some(secrecy::SecretString::from(SIM_KEY)),
@@ -148,8 +163,13 @@ async fn sigkill_during_a_burst_loses_no_generation_and_no_delivery() {
     }
     // Kill it while deliveries are under way.
     rx.wait_for(5, Duration::from_secs(20)).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let status = stop(&mut child, signal);
+    if signal == nix::sys::signal::Signal::SIGTERM {
+        assert!(
+            status.success(),
+            "SIGTERM must end in a clean exit, got {status}"
+        );
+    }
     let at_kill = rx.received().len();
     let mut child = serve(&env);
     wait_ready(&client, &base).await;
@@ -197,5 +217,5 @@ async fn sigkill_during_a_burst_loses_no_generation_and_no_delivery() {
         "each generation announced exactly once"
     );
     let duplicates: usize = counts.values().map(|n| n - 1).sum();
-    println!("crash test: {at_kill} deliveries before the kill, {duplicates} duplicate deliveries (in flight at the kill)");
+    println!("{signal}: {at_kill} deliveries before the signal, {duplicates} duplicate deliveries (in flight at the signal)");
 }
