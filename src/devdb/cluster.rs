@@ -27,9 +27,9 @@ pub(crate) fn launch(
     data_dir: &Path,
     socket_dir: &Path,
     log_path: &Path,
-    persistent: bool,
-    durable: bool,
+    opts: &super::DevDbOptions,
 ) -> Result<(Supervised, u16), DevDbError> {
+    let (persistent, durable, port) = (opts.data_dir.is_some(), opts.durable, opts.port);
     let began = Instant::now();
     if persistent {
         prepare_data_dir(data_dir, user, binaries, durable)?;
@@ -40,7 +40,9 @@ pub(crate) fn launch(
         elapsed_ms = began.elapsed().as_millis() as u64,
         "local Postgres cluster prepared"
     );
-    run_postgres(binaries, user, data_dir, socket_dir, log_path, durable)
+    run_postgres(
+        binaries, user, data_dir, socket_dir, log_path, durable, port,
+    )
 }
 
 /// Makes `data_dir` an initialised cluster that `user` owns and can reach.
@@ -125,6 +127,7 @@ fn run_postgres(
     socket_dir: &Path,
     log_path: &Path,
     durable: bool,
+    fixed_port: Option<u16>,
 ) -> Result<(Supervised, u16), DevDbError> {
     let log_error = DevDbError::io(format!("open {}", log_path.display()));
     File::create(log_path).map_err(log_error)?;
@@ -134,7 +137,10 @@ fn run_postgres(
         .map_err(DevDbError::io(format!("open {}", log_path.display())))?;
     let give_up = Instant::now() + RETRY_BUDGET;
     loop {
-        let port = free_port()?;
+        let port = match fixed_port {
+            Some(p) => p,
+            None => free_port()?,
+        };
         let attempt_offset = log.metadata().map_or(0, |m| m.len());
         let mut cmd = user.command(&binaries.postgres);
         cmd.arg("-D").arg(data_dir).arg("-k").arg(socket_dir).args([

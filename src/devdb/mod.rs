@@ -42,6 +42,8 @@ pub struct DevDbOptions {
     pub durable: bool,
     /// Install PostgreSQL with apt-get when it is missing and we are root on Debian/Ubuntu.
     pub install_if_missing: bool,
+    /// Listen on this TCP port instead of a free one (a restart that clients reconnect to).
+    pub port: Option<u16>,
 }
 
 impl DevDbOptions {
@@ -56,6 +58,7 @@ impl DevDbOptions {
             data_dir: Some(data_dir.into()),
             durable: true,
             install_if_missing: true,
+            port: None,
         }
     }
 }
@@ -111,15 +114,7 @@ impl DevDb {
             Some(dir) => (dir.clone(), fsutil::sibling(dir, "log")),
             None => (scratch.join("data"), scratch.join("postgres.log")),
         };
-        let launched = cluster::launch(
-            &binaries,
-            &user,
-            &data_dir,
-            &scratch,
-            &log_path,
-            opts.data_dir.is_some(),
-            opts.durable,
-        );
+        let launched = cluster::launch(&binaries, &user, &data_dir, &scratch, &log_path, &opts);
         let (server, port) = match launched {
             Ok(launched) => launched,
             Err(e) => {

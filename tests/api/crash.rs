@@ -219,3 +219,113 @@ async fn burst_stop_restart(signal: nix::sys::signal::Signal) {
     let duplicates: usize = counts.values().map(|n| n - 1).sum();
     println!("{signal}: {at_kill} deliveries before the signal, {duplicates} duplicate deliveries (in flight at the signal)");
 }
+
+#[tokio::test]
+async fn a_postgres_restart_mid_burst_loses_nothing() {
+    use fluxgate::devdb::{DevDb, DevDbOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let opts = DevDbOptions {
+        data_dir: Some(dir.path().join("pgdata")),
+        durable: false,
+        install_if_missing: false,
+        port: Some(port),
+    };
+    let db = DevDb::start_async(opts.clone()).await.unwrap();
+    {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&db.tcp_url_for("postgres"))
+            .await
+            .unwrap();
+        sqlx::query("CREATE DATABASE fluxgate")
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    let url = db.tcp_url_for("fluxgate");
+    let pool = storage::connect(&url, 8).await.unwrap();
+    storage::MIGRATOR.run(&pool).await.unwrap();
+    let sim = fluxgate::simulator::start(SimConfig {
+        api_key: Some(secrecy::SecretString::from(SIM_KEY)),
+        signing_seed: Some(SIM_SEED),
+        queue_delay: Duration::from_millis(5),
+        run_delay: Duration::from_millis(50),
+        webhook_retry_schedule: vec![
+            Duration::from_millis(500),
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            Duration::from_secs(3),
+            Duration::from_secs(5),
+        ],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut settings = crate::helpers::test_settings();
+    settings.reconcile_after = Duration::from_secs(3);
+    settings.reconcile_interval = Duration::from_secs(1);
+    settings.fal_timeout = Duration::from_secs(2);
+    settings.delivery_lease = Duration::from_secs(20);
+    let app =
+        crate::helpers::start_app(pool, url, sim, settings, fluxgate::startup::Workers::ALL).await;
+    let rx = Receiver::start().await;
+    rx.set(204, None, Duration::from_millis(10));
+    let res = app
+        .post(
+            "/v1/subscriptions",
+            &json!({"target_url": rx.url, "event_types": ["generation.completed"]}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        ids.push(
+            app.generate(json!({"prompt": format!("pg restart {i}"), "image_size": "square"}))
+                .await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    rx.wait_for(3, Duration::from_secs(20)).await;
+    // Postgres goes away mid-burst and comes back on the same address.
+    tokio::task::spawn_blocking(move || db.stop())
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let db = DevDb::start_async(opts).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: std::collections::HashSet<String> = rx
+            .received()
+            .iter()
+            .map(|r| r.json()["data"]["id"].as_str().unwrap().to_owned())
+            .collect();
+        if ids.iter().all(|id| got.contains(id)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {} generations reached the subscriber after the restart",
+            got.len(),
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let completed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM generations WHERE status = 'completed'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(completed, 30);
+    drop(app);
+    tokio::task::spawn_blocking(move || db.stop())
+        .await
+        .unwrap()
+        .unwrap();
+}

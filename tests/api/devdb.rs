@@ -30,6 +30,7 @@ fn persistent(dir: &Path) -> DevDbOptions {
         data_dir: Some(dir.join("pgdata")),
         durable: false,
         install_if_missing: false,
+        port: None,
     }
 }
 

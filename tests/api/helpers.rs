@@ -54,6 +54,7 @@ fn cluster() -> &'static Cluster {
                         data_dir: None,
                         durable: false,
                         install_if_missing: true,
+                        port: None,
                     })
                 })
                 .join()
