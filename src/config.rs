@@ -79,6 +79,9 @@ pub struct RawSettings {
     /// How often the reconciler looks for overdue generations, in seconds.
     #[arg(long, env = "FLUXGATE_RECONCILE_INTERVAL_SECS")]
     pub reconcile_interval_secs: Option<String>,
+    /// Seconds between `: ping` comments on idle Server-Sent-Event streams.
+    #[arg(long, env = "FLUXGATE_SSE_HEARTBEAT_SECS")]
+    pub sse_heartbeat_secs: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +114,7 @@ pub struct Settings {
     pub submit_concurrency: usize,
     pub reconcile_after: Duration,
     pub reconcile_interval: Duration,
+    pub sse_heartbeat: Duration,
 }
 
 /// Every problem found, one line each, naming the variable.
@@ -264,6 +268,12 @@ impl Settings {
             Some(30),
             |v| bounded(v, 1, 3600),
         );
+        let sse_heartbeat = p.parse(
+            "FLUXGATE_SSE_HEARTBEAT_SECS",
+            &raw.sse_heartbeat_secs,
+            Some(15),
+            |v| bounded(v, 1, 3600),
+        );
         if !p.problems.is_empty() {
             return Err(ConfigError(p.problems));
         }
@@ -290,6 +300,7 @@ impl Settings {
             submit_concurrency: submit_concurrency.expect("checked") as usize,
             reconcile_after: Duration::from_secs(reconcile_after.expect("checked")),
             reconcile_interval: Duration::from_secs(reconcile_interval.expect("checked")),
+            sse_heartbeat: Duration::from_secs(sse_heartbeat.expect("checked")),
         })
     }
 

@@ -9,6 +9,7 @@ pub mod devdb;
 pub mod domain;
 pub mod error;
 pub mod fal;
+pub mod live;
 pub mod metrics;
 pub mod pipeline;
 pub mod simulator;

@@ -12,6 +12,7 @@ use crate::{
     api,
     config::Settings,
     fal::verify::{FalVerifier, SystemClock},
+    live::{self, Hub},
     metrics::Metrics,
     pipeline::{self, Pipeline},
     storage, telemetry,
@@ -23,6 +24,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub pipeline: Pipeline,
     pub verifier: FalVerifier,
+    pub live: Hub,
 }
 
 /// Which background workers run in this process (tests drive them step by step instead).
@@ -96,12 +98,14 @@ impl Application {
             .acquire_timeout(Duration::from_secs(10))
             .test_before_acquire(false)
             .connect_lazy_with((*pool.connect_options()).clone());
+        let live = Hub::new(worker_pool.clone(), live::STREAM_BUFFER, metrics.registry());
         let pipeline = Pipeline::new(worker_pool, settings.clone(), metrics.clone(), http, port);
         let state = web::Data::new(AppState {
             pool,
             settings,
             pipeline,
             verifier,
+            live,
         });
         let metrics = web::Data::new(metrics);
         let app_state = state.clone();
@@ -141,13 +145,20 @@ impl Application {
         self.state.pipeline.clone()
     }
 
+    /// The live-event hub (closing it ends every SSE stream of this instance).
+    pub fn live(&self) -> Hub {
+        self.state.live.clone()
+    }
+
     /// Serves until the server is stopped, then stops the workers: they finish in-flight work
     /// within the drain time and release the leases of what remains.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
         let p = self.state.pipeline.clone();
-        tracker.spawn(listen(p.clone(), stop.clone()));
+        let live = self.state.live.clone();
+        tracker.spawn(listen(p.clone(), live.clone(), stop.clone()));
+        tracker.spawn(live.run(stop.clone()));
         let verifier = self.state.verifier.clone();
         tracker.spawn(async move {
             if let Err(e) = verifier.prefetch().await {
@@ -168,10 +179,10 @@ impl Application {
     }
 }
 
-/// The process's one LISTEN connection: wakes the submission worker on `fluxgate_submit`. When
-/// the connection drops and comes back, everyone is woken to re-read state (notifications sent
-/// meanwhile are lost by design).
-async fn listen(p: Pipeline, stop: CancellationToken) {
+/// The process's one LISTEN connection: wakes the submission worker on `fluxgate_submit` and the
+/// live hub on `fluxgate_events`. When the connection drops and comes back, everyone is woken to
+/// re-read state (notifications sent meanwhile are lost by design).
+async fn listen(p: Pipeline, live: Hub, stop: CancellationToken) {
     loop {
         let mut listener = match PgListener::connect_with(&p.pool).await {
             Ok(l) => l,
@@ -188,6 +199,7 @@ async fn listen(p: Pipeline, stop: CancellationToken) {
             continue;
         }
         p.submit_wake.notify_one();
+        live.resync();
         loop {
             let next =
                 tokio::select! { _ = stop.cancelled() => return, n = listener.try_recv() => n };
@@ -195,10 +207,11 @@ async fn listen(p: Pipeline, stop: CancellationToken) {
                 Ok(Some(n)) if n.channel() == pipeline::SUBMIT_CHANNEL => {
                     p.submit_wake.notify_one()
                 }
-                Ok(Some(_)) => {}
+                Ok(Some(n)) => live.committed(n.payload()),
                 Ok(None) => {
                     tracing::warn!("LISTEN connection lost; reconnected, re-reading state");
                     p.submit_wake.notify_one();
+                    live.resync();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "LISTEN connection failed");
@@ -228,8 +241,12 @@ pub async fn shutdown_signal() {
 /// Runs the app until a signal, then stops it gracefully within the drain time.
 pub async fn serve_until_signal(app: Application, drain: Duration) -> anyhow::Result<()> {
     let handle = app.handle();
+    let live = app.live();
     let server = tokio::spawn(app.run_until_stopped());
     shutdown_signal().await;
+    // Streams never end on their own; ending them lets the drain finish, and their clients
+    // resume on another instance with Last-Event-ID.
+    live.close();
     tracing::info!(
         drain_secs = drain.as_secs(),
         "shutting down: no new connections, draining in-flight work"

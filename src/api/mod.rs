@@ -5,6 +5,7 @@ pub mod fal_hook;
 pub mod generations;
 pub mod health;
 pub mod me;
+pub mod streams;
 
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
@@ -30,6 +31,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(
                     resource("/generations/{id}/cancel").route(web::post().to(generations::cancel)),
                 )
+                .service(
+                    resource("/generations/{id}/events").route(web::get().to(streams::generation)),
+                )
+                .service(resource("/events/stream").route(web::get().to(streams::tenant)))
                 .service(resource("/edits").route(web::post().to(generations::create_edit)))
                 .service(resource("/estimates").route(web::post().to(generations::estimate)))
                 .default_service(web::to(not_found)),

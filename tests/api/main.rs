@@ -7,3 +7,4 @@ mod foundation;
 mod generations;
 mod helpers;
 mod simulator;
+mod streams;
