@@ -94,6 +94,11 @@ pub async fn generation(
             json!({"type": "generation.state", "timestamp": now, "data": g.to_json()}).to_string();
         feed.push(&sse::frame(None, "generation.state", &payload));
     }
+    // Its terminal event (committed with the status) was in the replay; if there was none,
+    // nothing more will ever come either.
+    if g.is_terminal() {
+        feed.finish();
+    }
     let body = feed.into_body();
     Ok(sse_response(HttpResponse::Ok()).streaming(body))
 }

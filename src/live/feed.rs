@@ -1,5 +1,5 @@
-//! One SSE stream: replay from the database after a cursor, then live events from the hub, with
-//! heartbeats. No task of its own: the HTTP response polls it, and a stream whose client stops
+//! One SSE stream: replay after a cursor (from the hub's recent ring, else the database), then
+//! live events from the hub, with heartbeats. No task of its own: the HTTP response polls it, and a stream whose client stops
 //! reading is simply not polled (its hub buffer fills and the hub lets go of it).
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
@@ -39,7 +39,7 @@ pub struct Feed {
 }
 
 enum Phase {
-    /// Reading the database up to the subscription's horizon.
+    /// Reading the past (ring or database) up to the subscription's horizon.
     CatchUp(Subscription),
     Live(Subscription),
     /// The hub let go of us (we fell behind) or is closing.
@@ -81,7 +81,12 @@ impl Feed {
         self.finished
     }
 
-    /// Reads the next page of stored events into the output; returns how many were read.
+    /// Ends the stream once the output queued so far is sent.
+    pub fn finish(&mut self) {
+        self.finished = true;
+    }
+
+    /// Reads the next page of past events into the output; returns how many were read.
     pub async fn replay_page(&mut self) -> Result<usize, sqlx::Error> {
         let Phase::CatchUp(sub) = &self.phase else {
             return Ok(0);
@@ -100,7 +105,7 @@ impl Feed {
             .recent(&self.scope, self.cursor, upto, PAGE as usize)
         {
             for event in &recent {
-                self.write_live(event);
+                self.write_event(event);
             }
             return Ok(recent.len());
         }
@@ -189,11 +194,11 @@ impl Feed {
                                 }
                                 // A burst: coalesce what is already buffered into one write.
                                 for event in std::iter::once(first).chain(second) {
-                                    self.write_live(&event);
+                                    self.write_event(&event);
                                 }
                                 for _ in 2..COALESCE {
                                     match sub.try_recv() {
-                                        Some(event) => self.write_live(&event),
+                                        Some(event) => self.write_event(&event),
                                         None => break,
                                     }
                                 }
@@ -222,7 +227,7 @@ impl Feed {
         event.seq > self.cursor && !self.finished
     }
 
-    fn write_live(&mut self, event: &Arc<LiveEvent>) {
+    fn write_event(&mut self, event: &Arc<LiveEvent>) {
         if self.wants(event) {
             self.out.extend_from_slice(&event.frame);
             self.advance(event.seq, &event.kind);

@@ -1,12 +1,8 @@
-//! The hub: one per process. The LISTEN loop pokes it on each committed event; it reads new
-//! events in `seq` order (one query per burst, whatever the number of streams), frames each once
-//! and hands the shared frame to the bounded buffer of every stream that wants it.
-//!
-//! Order is what makes `Last-Event-ID` exact. `seq` is allocated at INSERT but becomes visible
-//! at COMMIT, so two transactions can commit 11 before 10. The hub therefore publishes strictly
-//! in `seq` order and keeps a *horizon*: every event with `seq <= horizon` has been published (or
-//! the `seq` was never committed). A hole after the horizon is waited for until the snapshot
-//! shows that every transaction that could still fill it has ended; only then is it skipped.
+//! The hub: one per process. The LISTEN loop pokes it on each committed event; its reader
+//! (`reader.rs`) loads new events in `seq` order, one query per burst whatever the number of
+//! streams, and `publish` frames each once and hands the shared frame to the bounded buffer of
+//! every stream that wants it. Every event with `seq <= horizon` has been published (or its
+//! `seq` was never committed); streams read those from the database or the recent ring.
 use std::{
     collections::{HashMap, VecDeque},
     sync::{Arc, Mutex, MutexGuard},
@@ -16,32 +12,12 @@ use std::{
 use bytes::Bytes;
 use prometheus::{IntCounter, IntGauge};
 use sqlx::PgPool;
-use tokio::{
-    sync::{mpsc, watch, Notify},
-    time::Instant,
-};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{mpsc, watch, Notify};
 use uuid::Uuid;
 
 use super::{filter::TypeFilter, sse};
-use crate::{
-    domain::ids,
-    storage::events::{self, Observed, StreamEvent},
-};
+use crate::{domain::ids, storage::events::StreamEvent};
 
-/// Rows read per query when catching up.
-const BATCH: i64 = 500;
-/// Re-read even without a NOTIFY (one lost while the listener reconnected, say).
-const FALLBACK_POLL: Duration = Duration::from_secs(2);
-/// How often a hole in `seq` is looked at again.
-const GAP_RECHECK: Duration = Duration::from_millis(20);
-/// A hole is never declared permanent younger than this (margin for a transaction that took
-/// its `seq` an instant before its transaction id).
-const GAP_MIN_AGE: Duration = Duration::from_millis(100);
-/// Past this, a hole is skipped even if the cluster still has older transactions open (a long
-/// write elsewhere must not stall every stream). An event committed later than that is still
-/// stored, listed and delivered by webhooks; only live streams miss it.
-const GAP_MAX_WAIT: Duration = Duration::from_secs(5);
 /// How long `subscribe` waits for a starting hub.
 const READY_WAIT: Duration = Duration::from_secs(10);
 /// The recent events kept in memory (at most this many, and this many bytes of frames), so a
@@ -156,7 +132,7 @@ enum Key {
 
 /// A stream's place in the hub: its bounded buffer of events after `horizon`. Dropping it
 /// leaves the hub. When the buffer overflows the hub lets go of it: `recv` then drains what is
-/// buffered and answers `None`, and the stream catches up from the database.
+/// buffered and answers `None`, and the stream catches up from the ring or the database.
 pub struct Subscription {
     hub: Hub,
     key: Key,
@@ -185,7 +161,7 @@ impl Drop for Subscription {
 
 impl Hub {
     /// `buffer`: events a stream may fall behind before it is cut off to catch up from the
-    /// database. Metrics go to `registry` (`fluxgate_sse_*`).
+    /// ring of recent events or the database. Metrics go to `registry` (`fluxgate_sse_*`).
     pub fn new(pool: PgPool, buffer: usize, registry: &prometheus::Registry) -> Hub {
         let streams =
             IntGauge::new("fluxgate_sse_streams", "Open live event streams").expect("valid metric");
@@ -196,7 +172,7 @@ impl Hub {
         .expect("valid metric");
         let lagged = IntCounter::new(
             "fluxgate_sse_lagged_total",
-            "Streams whose buffer overflowed, sent back to the database to catch up",
+            "Streams whose buffer overflowed, sent to catch up from memory or the database",
         )
         .expect("valid metric");
         for m in [
@@ -347,89 +323,32 @@ impl Hub {
         }
     }
 
-    /// Reads and publishes until stopped. Ready once the starting horizon is safe.
-    pub async fn run(self, stop: CancellationToken) {
-        let mut horizon = None;
-        while horizon.is_none() {
-            match self.starting_horizon().await {
-                Ok(h) => horizon = Some(h),
-                Err(e) => {
-                    tracing::warn!(error = %e, "live hub cannot read the event log yet; retrying");
-                    tokio::select! {
-                        _ = stop.cancelled() => return self.close(),
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
-            }
-        }
+    /// Opens the hub for subscriptions, everything up to `horizon` being in the past.
+    pub(super) fn start(&self, horizon: i64) {
         {
             let mut reg = self.registry();
-            reg.horizon = horizon.unwrap_or_default();
-            reg.recent_floor = reg.horizon;
+            reg.horizon = horizon;
+            reg.recent_floor = horizon;
         }
         self.shared.state.send_replace(State::Ready);
-        let mut gap = None;
-        loop {
-            if let Err(e) = self.catch_up(&mut gap).await {
-                tracing::warn!(error = %e, "live hub could not read new events; retrying");
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
-            }
-            let pause = if gap.is_some() {
-                GAP_RECHECK
-            } else {
-                FALLBACK_POLL
-            };
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = self.shared.wake.notified() => {}
-                _ = tokio::time::sleep(pause) => {}
-            }
-        }
-        self.close();
     }
 
-    /// The last `seq` handed out, once every transaction that might still commit a `seq` up to
-    /// it has ended: from there on, every event is either in the past or seen by `catch_up`.
-    async fn starting_horizon(&self) -> Result<i64, sqlx::Error> {
-        let pool = &self.shared.pool;
-        let last = events::last_allocated_seq(pool).await?;
-        let (_, xmax) = events::snapshot_bounds(pool).await?;
-        let deadline = Instant::now() + GAP_MAX_WAIT;
-        while events::snapshot_bounds(pool).await?.0 < xmax && Instant::now() < deadline {
-            tokio::time::sleep(GAP_RECHECK).await;
-        }
-        Ok(last)
+    pub(super) fn horizon(&self) -> i64 {
+        self.registry().horizon
     }
 
-    /// Publishes every event after the horizon up to the first hole that may still fill.
-    async fn catch_up(&self, gap: &mut Option<Gap>) -> Result<(), sqlx::Error> {
-        loop {
-            let horizon = self.registry().horizon;
-            let rows = events::observe_after(&self.shared.pool, horizon, BATCH).await?;
-            let full = rows.len() as i64 == BATCH;
-            let mut next = horizon + 1;
-            for row in rows {
-                if row.event.seq != next && !Gap::is_final(gap, next, &row) {
-                    return Ok(());
-                }
-                next = row.event.seq + 1;
-                if gap.as_ref().is_some_and(|g| g.start <= row.event.seq) {
-                    *gap = None;
-                }
-                self.publish(LiveEvent::from_row(&row.event));
-            }
-            if !full {
-                return Ok(());
-            }
-        }
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.shared.pool
+    }
+
+    /// Resolves on the next `committed`/`resync` (or at once if one came since the last call).
+    pub(super) async fn woken(&self) {
+        self.shared.wake.notified().await
     }
 
     /// Advances the horizon to the event and offers it to every stream that wants it. A full
     /// buffer costs the stream its place (it catches up from the database), never a wait.
-    fn publish(&self, event: LiveEvent) {
+    pub(super) fn publish(&self, event: LiveEvent) {
         let event = Arc::new(event);
         let mut reg = self.registry();
         reg.horizon = event.seq;
@@ -500,50 +419,6 @@ impl Key {
     fn uuid(self) -> Uuid {
         match self {
             Key::Tenant(id) | Key::Generation(id) => id,
-        }
-    }
-}
-
-/// A hole right after the horizon: `seq`s from `start` were handed out but are not visible.
-struct Gap {
-    start: i64,
-    /// `xmax` of the first snapshot that showed the hole: every transaction that held one of
-    /// its `seq`s then is below it.
-    xmax: i64,
-    since: Instant,
-}
-
-impl Gap {
-    /// Whether the hole before `row` will never fill. It will not once a snapshot's xmin has
-    /// passed the xmax recorded when the hole was first seen: every transaction that could hold
-    /// those `seq`s has ended, and this very snapshot (the one `row` was read in) would show
-    /// their rows had they committed.
-    fn is_final(gap: &mut Option<Gap>, start: i64, row: &Observed) -> bool {
-        match gap {
-            Some(g) if g.start == start => {
-                let age = g.since.elapsed();
-                if row.snap_xmin >= g.xmax && age >= GAP_MIN_AGE {
-                    tracing::debug!(
-                        from = start,
-                        to = row.event.seq - 1,
-                        "skipping seqs that were never committed"
-                    );
-                    true
-                } else if age >= GAP_MAX_WAIT {
-                    tracing::warn!(from = start, to = row.event.seq - 1, "skipping seqs still held by open transactions; live streams will not show them");
-                    true
-                } else {
-                    false
-                }
-            }
-            _ => {
-                *gap = Some(Gap {
-                    start,
-                    xmax: row.snap_xmax,
-                    since: Instant::now(),
-                });
-                false
-            }
         }
     }
 }

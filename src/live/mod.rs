@@ -1,9 +1,10 @@
 //! Live Server-Sent-Event streams, fed by the process's one LISTEN connection through a hub.
 //!
-//! - `hub`: reads committed events once, in `seq` order, and fans the shared frames out to the
-//!   bounded buffers of the streams that want them.
+//! - `hub`: fans each committed event's shared frame out to the bounded buffers of the streams
+//!   that want it; `reader` loads committed events once, in `seq` order, for it.
 //! - `feed`: one stream — replay from the database after a cursor, then live, with heartbeats;
-//!   a stream that falls behind its buffer catches up from the database instead.
+//!   a stream that falls behind its buffer catches up from the hub's ring of recent events, or
+//!   from the database, instead (no disconnect, nothing lost).
 //! - `filter`: the `types=` list; `sse`: the wire format.
 //!
 //! Event ids on the wire are the stored `evt_…` ids (the same as in webhooks and `/v1/events`).
@@ -12,13 +13,15 @@
 pub mod feed;
 pub mod filter;
 pub mod hub;
+mod reader;
 pub mod sse;
 
 pub use feed::Feed;
 pub use filter::TypeFilter;
 pub use hub::{Hub, Scope, Subscription, Unavailable};
 
-/// Events a stream may be behind before the hub lets go of it (it then catches up from the
-/// database). The buffer holds pointers to shared frames, so this bounds memory per stream at
-/// a few kilobytes however large the events are or however slow the client.
+/// Events a stream may be behind before the hub lets go of it (it then catches up from memory
+/// or the database). The buffer holds pointers to frames shared by every stream, so a stalled
+/// client costs at most this many pointers (2 KiB) plus keeping those frames alive, however
+/// large the events; once let go it holds nothing in the hub.
 pub const STREAM_BUFFER: usize = 256;
