@@ -119,6 +119,9 @@ pub struct RawSettings {
     /// How often the queue and spend gauges of `/metrics` are re-read from Postgres, in seconds.
     #[arg(long, env = "FLUXGATE_METRICS_REFRESH_SECS")]
     pub metrics_refresh_secs: Option<String>,
+    /// Seconds between `: ping` comments on idle Server-Sent-Event streams.
+    #[arg(long, env = "FLUXGATE_SSE_HEARTBEAT_SECS")]
+    pub sse_heartbeat_secs: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +168,7 @@ pub struct Settings {
     pub alert_min_volume: i64,
     pub alert_interval: Duration,
     pub metrics_refresh: Duration,
+    pub sse_heartbeat: Duration,
 }
 
 /// Every problem found, one line each, naming the variable.
@@ -406,6 +410,12 @@ impl Settings {
                 None
             }
         };
+        let sse_heartbeat = p.parse(
+            "FLUXGATE_SSE_HEARTBEAT_SECS",
+            &raw.sse_heartbeat_secs,
+            Some(15),
+            |v| bounded(v, 1, 3600),
+        );
         if !p.problems.is_empty() {
             return Err(ConfigError(p.problems));
         }
@@ -445,6 +455,7 @@ impl Settings {
             alert_min_volume: alert_min_volume.expect("checked") as i64,
             alert_interval: Duration::from_secs(alert_interval.expect("checked")),
             metrics_refresh: Duration::from_secs(metrics_refresh.expect("checked")),
+            sse_heartbeat: Duration::from_secs(sse_heartbeat.expect("checked")),
         })
     }
 

@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod fal;
 pub mod governance;
+pub mod live;
 pub mod metrics;
 pub mod ops;
 pub mod pipeline;

@@ -17,6 +17,7 @@ use crate::{
         worker::Deliverer,
     },
     fal::verify::{FalVerifier, SystemClock},
+    live::{self, Hub},
     metrics::Metrics,
     ops,
     pipeline::{self, Pipeline},
@@ -31,6 +32,7 @@ pub struct AppState {
     pub verifier: FalVerifier,
     /// Wakes this instance's delivery worker (NOTIFY does too, for every instance).
     pub deliveries_wake: Arc<tokio::sync::Notify>,
+    pub live: Hub,
 }
 
 /// Which background workers run in this process (tests drive them step by step instead).
@@ -112,6 +114,7 @@ impl Application {
             .acquire_timeout(Duration::from_secs(10))
             .test_before_acquire(false)
             .connect_lazy_with((*pool.connect_options()).clone());
+        let live = Hub::new(worker_pool.clone(), live::STREAM_BUFFER, metrics.registry());
         let pipeline = Pipeline::new(
             worker_pool.clone(),
             settings.clone(),
@@ -144,6 +147,7 @@ impl Application {
             pipeline,
             verifier,
             deliveries_wake,
+            live,
         });
         let metrics = web::Data::new(metrics);
         let app_state = state.clone();
@@ -184,17 +188,25 @@ impl Application {
         self.state.pipeline.clone()
     }
 
+    /// The live-event hub (closing it ends every SSE stream of this instance).
+    pub fn live(&self) -> Hub {
+        self.state.live.clone()
+    }
+
     /// Serves until the server is stopped, then stops the workers: they finish in-flight work
     /// within the drain time and release the leases of what remains.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
         let p = self.state.pipeline.clone();
+        let live = self.state.live.clone();
         tracker.spawn(listen(
             p.clone(),
             self.state.deliveries_wake.clone(),
+            live.clone(),
             stop.clone(),
         ));
+        tracker.spawn(live.run(stop.clone()));
         let verifier = self.state.verifier.clone();
         tracker.spawn(async move {
             if let Err(e) = verifier.prefetch().await {
@@ -231,10 +243,16 @@ impl Application {
     }
 }
 
-/// The process's one LISTEN connection: wakes the submission worker on `fluxgate_submit` and
-/// the delivery worker on `fluxgate_events`. When the connection drops and comes back, everyone
-/// is woken to re-read state (notifications sent meanwhile are lost by design).
-async fn listen(p: Pipeline, deliveries: Arc<tokio::sync::Notify>, stop: CancellationToken) {
+/// The process's one LISTEN connection: wakes the submission worker on `fluxgate_submit`, and
+/// the delivery worker and the live hub on `fluxgate_events`. When the connection drops and
+/// comes back, everyone is woken to re-read state (notifications sent meanwhile are lost by
+/// design).
+async fn listen(
+    p: Pipeline,
+    deliveries: Arc<tokio::sync::Notify>,
+    live: Hub,
+    stop: CancellationToken,
+) {
     loop {
         let mut listener = match PgListener::connect_with(&p.pool).await {
             Ok(l) => l,
@@ -252,6 +270,7 @@ async fn listen(p: Pipeline, deliveries: Arc<tokio::sync::Notify>, stop: Cancell
         }
         p.submit_wake.notify_one();
         deliveries.notify_one();
+        live.resync();
         loop {
             let next =
                 tokio::select! { _ = stop.cancelled() => return, n = listener.try_recv() => n };
@@ -259,11 +278,15 @@ async fn listen(p: Pipeline, deliveries: Arc<tokio::sync::Notify>, stop: Cancell
                 Ok(Some(n)) if n.channel() == pipeline::SUBMIT_CHANNEL => {
                     p.submit_wake.notify_one()
                 }
-                Ok(Some(_)) => deliveries.notify_one(),
+                Ok(Some(n)) => {
+                    deliveries.notify_one();
+                    live.committed(n.payload());
+                }
                 Ok(None) => {
                     tracing::warn!("LISTEN connection lost; reconnected, re-reading state");
                     p.submit_wake.notify_one();
                     deliveries.notify_one();
+                    live.resync();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "LISTEN connection failed");
@@ -293,8 +316,12 @@ pub async fn shutdown_signal() {
 /// Runs the app until a signal, then stops it gracefully within the drain time.
 pub async fn serve_until_signal(app: Application, drain: Duration) -> anyhow::Result<()> {
     let handle = app.handle();
+    let live = app.live();
     let server = tokio::spawn(app.run_until_stopped());
     shutdown_signal().await;
+    // Streams never end on their own; ending them lets the drain finish, and their clients
+    // resume on another instance with Last-Event-ID.
+    live.close();
     tracing::info!(
         drain_secs = drain.as_secs(),
         "shutting down: no new connections, draining in-flight work"

@@ -7,6 +7,7 @@ pub mod fal_hook;
 pub mod generations;
 pub mod health;
 pub mod me;
+pub mod streams;
 pub mod subscriptions;
 pub mod usage;
 
@@ -35,6 +36,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(
                     resource("/generations/{id}/cancel").route(web::post().to(generations::cancel)),
                 )
+                .service(
+                    resource("/generations/{id}/events").route(web::get().to(streams::generation)),
+                )
+                .service(resource("/events/stream").route(web::get().to(streams::tenant)))
                 .service(resource("/edits").route(web::post().to(generations::create_edit)))
                 .service(resource("/estimates").route(web::post().to(generations::estimate)))
                 .service(

@@ -95,6 +95,70 @@ pub async fn for_generation(
     .await
 }
 
+/// An event as SSE streams send it: the payload stays JSON text (one line: jsonb's text form
+/// escapes every control character), so it is framed once and never re-parsed.
+#[derive(Debug, Clone, FromRow)]
+pub struct StreamEvent {
+    pub seq: i64,
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub generation_id: Option<Uuid>,
+    pub payload: String,
+}
+
+/// A committed event with the bounds of the snapshot it was read in (`pg_snapshot_xmin` and
+/// `_xmax`, as numbers): what the live hub needs to tell a hole in `seq` that a transaction
+/// still in flight will fill from one that a rollback left for good.
+#[derive(Debug, Clone, FromRow)]
+pub struct Observed {
+    #[sqlx(flatten)]
+    pub event: StreamEvent,
+    pub snap_xmin: i64,
+    pub snap_xmax: i64,
+}
+
+const STREAM_COLUMNS: &str = "seq, id, tenant_id, type, generation_id, payload::text AS payload";
+
+/// Every tenant's events after `after`, in `seq` order, read in one snapshot.
+pub async fn observe_after(
+    db: impl PgExecutor<'_>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<Observed>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {STREAM_COLUMNS},
+                pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS snap_xmin,
+                pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS snap_xmax
+         FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
+    ))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// The last `seq` handed out (committed or not), 0 before the first.
+pub async fn last_allocated_seq(db: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(pg_sequence_last_value(pg_get_serial_sequence('events', 'seq')::regclass), 0)",
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// `(xmin, xmax)` of a fresh snapshot: every transaction below xmin has ended; every one that
+/// was running when it was taken is below xmax.
+pub async fn snapshot_bounds(db: impl PgExecutor<'_>) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint
+         FROM pg_current_snapshot() AS s",
+    )
+    .fetch_one(db)
+    .await
+}
+
 /// The tenant's events, newest first (Zapier's performList); `before_seq` pages.
 pub async fn list(
     db: impl PgExecutor<'_>,
@@ -122,6 +186,7 @@ pub async fn list(
     .await
 }
 
+/// The `seq` of one of the tenant's events (resuming a stream after it).
 pub async fn seq_of(
     db: impl PgExecutor<'_>,
     tenant_id: Uuid,
@@ -132,4 +197,62 @@ pub async fn seq_of(
         .bind(tenant_id)
         .fetch_optional(db)
         .await
+}
+
+/// Which event types a tenant stream wants: everything, or exact types and `prefix.` prefixes.
+#[derive(Debug, Clone, Copy)]
+pub struct TypeMatch<'a> {
+    pub all: bool,
+    pub exact: &'a [String],
+    pub prefixes: &'a [String],
+}
+
+/// The tenant's events with `after < seq <= upto` that match `types`, in `seq` order.
+pub async fn tenant_page(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    types: TypeMatch<'_>,
+    after: i64,
+    upto: i64,
+    limit: i64,
+) -> Result<Vec<StreamEvent>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {STREAM_COLUMNS} FROM events
+         WHERE tenant_id = $1 AND seq > $2 AND seq <= $3
+           AND ($4 OR type = ANY($5)
+                OR EXISTS (SELECT 1 FROM unnest($6::text[]) AS p(prefix) WHERE starts_with(type, p.prefix)))
+         ORDER BY seq LIMIT $7"
+    ))
+    .bind(tenant_id)
+    .bind(after)
+    .bind(upto)
+    .bind(types.all)
+    .bind(types.exact)
+    .bind(types.prefixes)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// One generation's events with `after < seq <= upto`, in `seq` order.
+pub async fn generation_page(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    generation_id: Uuid,
+    after: i64,
+    upto: i64,
+    limit: i64,
+) -> Result<Vec<StreamEvent>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {STREAM_COLUMNS} FROM events
+         WHERE generation_id = $1 AND tenant_id = $2 AND seq > $3 AND seq <= $4
+         ORDER BY seq LIMIT $5"
+    ))
+    .bind(generation_id)
+    .bind(tenant_id)
+    .bind(after)
+    .bind(upto)
+    .bind(limit)
+    .fetch_all(db)
+    .await
 }

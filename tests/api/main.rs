@@ -15,3 +15,4 @@ mod scale;
 mod simulator;
 mod ssrf;
 mod standard_webhooks;
+mod streams;

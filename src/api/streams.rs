@@ -1,0 +1,157 @@
+//! Server-Sent-Event streams: `GET /v1/events/stream` (the tenant's events, filtered by type,
+//! resumable with Last-Event-ID) and `GET /v1/generations/{id}/events` (one generation, from its
+//! current state to its end).
+use actix_web::{http::header, web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    api::auth::Caller,
+    domain::ids,
+    error::{ApiError, FieldError},
+    live::{sse, Feed, Hub, Scope, TypeFilter, Unavailable},
+    startup::AppState,
+    storage,
+};
+
+/// How long a client waits before reconnecting, told once at the start of each stream.
+const RETRY_MS: u64 = 1000;
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    types: Option<String>,
+    last_event_id: Option<String>,
+}
+
+/// `GET /v1/events/stream?types=…` with optional `Last-Event-ID` (header or `last_event_id`).
+pub async fn tenant(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let query = parse_query(&req)?;
+    let types = match query.types.as_deref().map(str::trim) {
+        None | Some("") => TypeFilter::default(),
+        Some(list) => TypeFilter::parse(list)
+            .map_err(|why| ApiError::validation(vec![FieldError::new("types", why)]))?,
+    };
+    let resume = resume_point(&req, &query, &state, &caller).await?;
+    let scope = Scope::Tenant {
+        tenant_id: caller.tenant_id,
+        types,
+    };
+    let sub = subscribe(&state.live, scope.clone()).await?;
+    // Without a resume point the stream starts now: nothing to read from the past.
+    let cursor = resume.unwrap_or(sub.horizon);
+    let mut feed = Feed::new(
+        state.live.clone(),
+        state.pool.clone(),
+        scope,
+        cursor,
+        sub,
+        state.settings.sse_heartbeat,
+    );
+    feed.push(&sse::retry(RETRY_MS));
+    Ok(sse_response(HttpResponse::Ok()).streaming(feed.into_body()))
+}
+
+/// `GET /v1/generations/{id}/events`: the stored events of the generation (or, before it has
+/// any, a `generation.state` frame with the current object), then each change; the stream
+/// closes after a terminal event.
+pub async fn generation(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let query = parse_query(&req)?;
+    let not_found = || ApiError::not_found(format!("no generation {}", path.as_str()));
+    let generation_id = ids::decode(ids::Kind::Generation, &path).ok_or_else(not_found)?;
+    let resume = resume_point(&req, &query, &state, &caller).await?;
+    let scope = Scope::Generation {
+        tenant_id: caller.tenant_id,
+        generation_id,
+    };
+    // Subscribed before the row is read: a change committed in between arrives live.
+    let sub = subscribe(&state.live, scope.clone()).await?;
+    let g = storage::generations::get(&state.pool, caller.tenant_id, generation_id)
+        .await?
+        .ok_or_else(not_found)?;
+    let mut feed = Feed::new(
+        state.live.clone(),
+        state.pool.clone(),
+        scope,
+        resume.unwrap_or(0),
+        sub,
+        state.settings.sse_heartbeat,
+    );
+    feed.push(&sse::retry(RETRY_MS));
+    let replayed = feed.replay_page().await?;
+    if replayed == 0 && resume.is_none() {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let payload =
+            json!({"type": "generation.state", "timestamp": now, "data": g.to_json()}).to_string();
+        feed.push(&sse::frame(None, "generation.state", &payload));
+    }
+    // Its terminal event (committed with the status) was in the replay; if there was none,
+    // nothing more will ever come either.
+    if g.is_terminal() {
+        feed.finish();
+    }
+    let body = feed.into_body();
+    Ok(sse_response(HttpResponse::Ok()).streaming(body))
+}
+
+fn parse_query(req: &HttpRequest) -> Result<StreamQuery, ApiError> {
+    web::Query::<StreamQuery>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| ApiError::bad_request("invalid_query", format!("invalid query string: {e}")))
+}
+
+/// The `seq` to resume after, from `Last-Event-ID` (or `?last_event_id=`): one of the caller's
+/// own stored events, else 400.
+async fn resume_point(
+    req: &HttpRequest,
+    query: &StreamQuery,
+    state: &AppState,
+    caller: &Caller,
+) -> Result<Option<i64>, ApiError> {
+    let header = req.headers().get("Last-Event-ID").map(|v| v.to_str());
+    let raw = match (header, query.last_event_id.as_deref()) {
+        (Some(Ok(v)), _) => v.trim(),
+        (Some(Err(_)), _) => return Err(bad_resume("is not valid text")),
+        (None, Some(v)) => v.trim(),
+        (None, None) => return Ok(None),
+    };
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let id: Uuid = ids::decode(ids::Kind::Event, raw)
+        .ok_or_else(|| bad_resume("must be the id of an event this stream sent (evt_…)"))?;
+    storage::events::seq_of(&state.pool, caller.tenant_id, id)
+        .await?
+        .map(Some)
+        .ok_or_else(|| bad_resume("is not an event of this account"))
+}
+
+fn bad_resume(why: &str) -> ApiError {
+    ApiError::bad_request("invalid_last_event_id", format!("Last-Event-ID {why}"))
+}
+
+async fn subscribe(hub: &Hub, scope: Scope) -> Result<crate::live::Subscription, ApiError> {
+    hub.subscribe(scope).await.map_err(|Unavailable| {
+        ApiError::unavailable(
+            "live_unavailable",
+            "live streams are not available on this instance right now; retry shortly",
+        )
+    })
+}
+
+fn sse_response(mut builder: HttpResponseBuilder) -> HttpResponseBuilder {
+    builder
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"));
+    builder
+}

@@ -1,0 +1,243 @@
+//! One SSE stream: replay after a cursor (from the hub's recent ring, else the database), then
+//! live events from the hub, with heartbeats. No task of its own: the HTTP response polls it, and a stream whose client stops
+//! reading is simply not polled (its hub buffer fills and the hub lets go of it).
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use sqlx::PgPool;
+use tokio::time::{Interval, MissedTickBehavior};
+
+use super::{
+    hub::{Hub, LiveEvent, Scope, Subscription},
+    sse,
+};
+use crate::{domain::ids, storage::events};
+
+/// Rows read per catch-up query.
+const PAGE: i64 = 200;
+/// Live events coalesced into one write when they arrive together.
+const COALESCE: usize = 64;
+
+/// Event types after which a generation's stream is over.
+pub const TERMINAL: [&str; 3] = [
+    "generation.completed",
+    "generation.failed",
+    "generation.cancelled",
+];
+
+pub struct Feed {
+    hub: Hub,
+    pool: PgPool,
+    scope: Scope,
+    /// `seq` of the last event written (or the resume point): nothing at or below it is sent.
+    cursor: i64,
+    phase: Phase,
+    out: BytesMut,
+    heartbeat: Interval,
+    finished: bool,
+}
+
+enum Phase {
+    /// Reading the past (ring or database) up to the subscription's horizon.
+    CatchUp(Subscription),
+    Live(Subscription),
+    /// The hub let go of us (we fell behind) or is closing.
+    Resubscribe,
+}
+
+impl Feed {
+    /// `sub` must have been taken before anything was read for this stream: its horizon is
+    /// where the database ends and the hub begins.
+    pub fn new(
+        hub: Hub,
+        pool: PgPool,
+        scope: Scope,
+        cursor: i64,
+        sub: Subscription,
+        heartbeat: Duration,
+    ) -> Feed {
+        let start = tokio::time::Instant::now() + heartbeat;
+        let mut heartbeat = tokio::time::interval_at(start, heartbeat);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Feed {
+            hub,
+            pool,
+            scope,
+            cursor,
+            phase: Phase::CatchUp(sub),
+            out: BytesMut::new(),
+            heartbeat,
+            finished: false,
+        }
+    }
+
+    /// Queues bytes to send before anything else (the retry hint, a state frame).
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Ends the stream once the output queued so far is sent.
+    pub fn finish(&mut self) {
+        self.finished = true;
+    }
+
+    /// Reads the next page of past events into the output; returns how many were read.
+    pub async fn replay_page(&mut self) -> Result<usize, sqlx::Error> {
+        let Phase::CatchUp(sub) = &self.phase else {
+            return Ok(0);
+        };
+        let upto = match self.scope {
+            Scope::Tenant { .. } => sub.horizon,
+            // One generation's events are appended after an UPDATE of its row, so they commit
+            // in `seq` order: everything stored now may be read, whatever the hub has published.
+            Scope::Generation { .. } => i64::MAX,
+        };
+        if self.cursor >= upto || self.finished {
+            return Ok(0);
+        }
+        if let Some(recent) = self
+            .hub
+            .recent(&self.scope, self.cursor, upto, PAGE as usize)
+        {
+            for event in &recent {
+                self.write_event(event);
+            }
+            return Ok(recent.len());
+        }
+        let rows = match &self.scope {
+            Scope::Tenant { tenant_id, types } => {
+                events::tenant_page(
+                    &self.pool,
+                    *tenant_id,
+                    types.as_sql(),
+                    self.cursor,
+                    upto,
+                    PAGE,
+                )
+                .await?
+            }
+            Scope::Generation {
+                tenant_id,
+                generation_id,
+            } => {
+                events::generation_page(
+                    &self.pool,
+                    *tenant_id,
+                    *generation_id,
+                    self.cursor,
+                    upto,
+                    PAGE,
+                )
+                .await?
+            }
+        };
+        for row in &rows {
+            if self.finished {
+                break;
+            }
+            let id = ids::encode(ids::Kind::Event, row.id);
+            sse::put_frame(&mut self.out, Some(&id), &row.kind, &row.payload);
+            self.advance(row.seq, &row.kind);
+        }
+        Ok(rows.len())
+    }
+
+    /// The response body.
+    pub fn into_body(self) -> impl Stream<Item = Result<Bytes, Infallible>> {
+        futures_util::stream::unfold(self, |mut feed| async move {
+            feed.next_chunk().await.map(|chunk| (Ok(chunk), feed))
+        })
+    }
+
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        loop {
+            if !self.out.is_empty() {
+                return Some(self.out.split().freeze());
+            }
+            if self.finished {
+                return None;
+            }
+            match std::mem::replace(&mut self.phase, Phase::Resubscribe) {
+                Phase::CatchUp(sub) => {
+                    self.phase = Phase::CatchUp(sub);
+                    match self.replay_page().await {
+                        Ok(n) if n as i64 == PAGE => {}
+                        Ok(_) => {
+                            if let Phase::CatchUp(sub) =
+                                std::mem::replace(&mut self.phase, Phase::Resubscribe)
+                            {
+                                self.phase = Phase::Live(sub);
+                            }
+                        }
+                        Err(e) => {
+                            // Ending is safe: the client resumes after the last id it got.
+                            tracing::warn!(error = %e, "event stream could not read the event log; closing it");
+                            return None;
+                        }
+                    }
+                }
+                Phase::Live(mut sub) => {
+                    tokio::select! {
+                        event = sub.recv() => match event {
+                            Some(first) => {
+                                let second = sub.try_recv();
+                                if second.is_none() && self.out.is_empty() && self.wants(&first) {
+                                    // The common case: send the hub's shared frame, no copy.
+                                    self.advance(first.seq, &first.kind);
+                                    self.phase = Phase::Live(sub);
+                                    return Some(first.frame.clone());
+                                }
+                                // A burst: coalesce what is already buffered into one write.
+                                for event in std::iter::once(first).chain(second) {
+                                    self.write_event(&event);
+                                }
+                                for _ in 2..COALESCE {
+                                    match sub.try_recv() {
+                                        Some(event) => self.write_event(&event),
+                                        None => break,
+                                    }
+                                }
+                                self.phase = Phase::Live(sub);
+                            }
+                            None => {
+                                tracing::debug!(cursor = self.cursor, "event stream fell behind; catching up from the database");
+                            }
+                        },
+                        _ = self.heartbeat.tick() => {
+                            self.phase = Phase::Live(sub);
+                            return Some(Bytes::from_static(sse::PING));
+                        }
+                    }
+                }
+                Phase::Resubscribe => match self.hub.subscribe(self.scope.clone()).await {
+                    Ok(sub) => self.phase = Phase::CatchUp(sub),
+                    Err(_) => return None,
+                },
+            }
+        }
+    }
+
+    /// Anything at or below the cursor was already sent by the replay; nothing follows the end.
+    fn wants(&self, event: &LiveEvent) -> bool {
+        event.seq > self.cursor && !self.finished
+    }
+
+    fn write_event(&mut self, event: &Arc<LiveEvent>) {
+        if self.wants(event) {
+            self.out.extend_from_slice(&event.frame);
+            self.advance(event.seq, &event.kind);
+        }
+    }
+
+    fn advance(&mut self, seq: i64, kind: &str) {
+        self.cursor = seq;
+        if matches!(self.scope, Scope::Generation { .. }) && TERMINAL.contains(&kind) {
+            self.finished = true;
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The hub's reader: loads committed events in `seq` order and publishes them.
+//!
+//! Order is what makes `Last-Event-ID` exact. `seq` is allocated at INSERT but becomes visible
+//! at COMMIT, so two transactions can commit 11 before 10. The reader therefore publishes
+//! strictly in `seq` order: a hole after the horizon is waited for (it fills when the slower
+//! transaction commits) until the snapshot shows that every transaction that could still fill
+//! it has ended (a rollback); only then is it skipped. No schema change and no lock on the
+//! write path: the order is recovered on the read side.
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::hub::{Hub, LiveEvent};
+use crate::storage::events::{self, Observed};
+
+/// Rows read per query when catching up.
+const BATCH: i64 = 500;
+/// Re-read even without a NOTIFY (one lost while the listener reconnected, say).
+const FALLBACK_POLL: Duration = Duration::from_secs(2);
+/// How often a hole in `seq` is looked at again.
+const GAP_RECHECK: Duration = Duration::from_millis(20);
+/// A hole is never declared permanent younger than this (margin for a transaction that took
+/// its `seq` an instant before its transaction id).
+const GAP_MIN_AGE: Duration = Duration::from_millis(100);
+/// Past this, a hole is skipped even if the cluster still has older transactions open (a long
+/// write elsewhere must not stall every stream). An event committed later than that is still
+/// stored, listed and delivered by webhooks; only live streams miss it.
+const GAP_MAX_WAIT: Duration = Duration::from_secs(5);
+
+impl Hub {
+    /// Reads and publishes until stopped. Ready once the starting horizon is safe.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut horizon = None;
+        while horizon.is_none() {
+            match self.starting_horizon().await {
+                Ok(h) => horizon = Some(h),
+                Err(e) => {
+                    tracing::warn!(error = %e, "live hub cannot read the event log yet; retrying");
+                    tokio::select! {
+                        _ = stop.cancelled() => return self.close(),
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+        self.start(horizon.unwrap_or_default());
+        let mut gap = None;
+        loop {
+            if let Err(e) = self.catch_up(&mut gap).await {
+                tracing::warn!(error = %e, "live hub could not read new events; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+            let pause = if gap.is_some() {
+                GAP_RECHECK
+            } else {
+                FALLBACK_POLL
+            };
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = self.woken() => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+        self.close();
+    }
+
+    /// The last `seq` handed out, once every transaction that might still commit a `seq` up to
+    /// it has ended: from there on, every event is either in the past or seen by `catch_up`.
+    async fn starting_horizon(&self) -> Result<i64, sqlx::Error> {
+        let pool = self.pool();
+        let last = events::last_allocated_seq(pool).await?;
+        let (_, xmax) = events::snapshot_bounds(pool).await?;
+        let deadline = Instant::now() + GAP_MAX_WAIT;
+        while events::snapshot_bounds(pool).await?.0 < xmax && Instant::now() < deadline {
+            tokio::time::sleep(GAP_RECHECK).await;
+        }
+        Ok(last)
+    }
+
+    /// Publishes every event after the horizon up to the first hole that may still fill.
+    async fn catch_up(&self, gap: &mut Option<Gap>) -> Result<(), sqlx::Error> {
+        loop {
+            let horizon = self.horizon();
+            let rows = events::observe_after(self.pool(), horizon, BATCH).await?;
+            let full = rows.len() as i64 == BATCH;
+            let mut next = horizon + 1;
+            for row in rows {
+                if row.event.seq != next && !Gap::is_final(gap, next, &row) {
+                    return Ok(());
+                }
+                next = row.event.seq + 1;
+                if gap.as_ref().is_some_and(|g| g.start <= row.event.seq) {
+                    *gap = None;
+                }
+                self.publish(LiveEvent::from_row(&row.event));
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A hole right after the horizon: `seq`s from `start` were handed out but are not visible.
+struct Gap {
+    start: i64,
+    /// `xmax` of the first snapshot that showed the hole: every transaction that held one of
+    /// its `seq`s then is below it.
+    xmax: i64,
+    since: Instant,
+}
+
+impl Gap {
+    /// Whether the hole before `row` will never fill. It will not once a snapshot's xmin has
+    /// passed the xmax recorded when the hole was first seen: every transaction that could hold
+    /// those `seq`s has ended, and this very snapshot (the one `row` was read in) would show
+    /// their rows had they committed.
+    fn is_final(gap: &mut Option<Gap>, start: i64, row: &Observed) -> bool {
+        match gap {
+            Some(g) if g.start == start => {
+                let age = g.since.elapsed();
+                if row.snap_xmin >= g.xmax && age >= GAP_MIN_AGE {
+                    tracing::debug!(
+                        from = start,
+                        to = row.event.seq - 1,
+                        "skipping seqs that were never committed"
+                    );
+                    true
+                } else if age >= GAP_MAX_WAIT {
+                    tracing::warn!(from = start, to = row.event.seq - 1, "skipping seqs still held by open transactions; live streams will not show them");
+                    true
+                } else {
+                    false
+                }
+            }
+            _ => {
+                *gap = Some(Gap {
+                    start,
+                    xmax: row.snap_xmax,
+                    since: Instant::now(),
+                });
+                false
+            }
+        }
+    }
+}
