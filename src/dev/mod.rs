@@ -237,6 +237,7 @@ Try it (the demo subscriber above prints each event, its signature checked):
     -H 'Content-Type: application/json' -d '{{"prompt": "a lighthouse at dawn", "image_size": "square_hd"}}'
   curl -s {base}/v1/generations -H "Authorization: Bearer $FLUXGATE_KEY"
   curl -s {base}/v1/events -H "Authorization: Bearer $FLUXGATE_KEY"
+  curl -N {base}/v1/events/stream -H "Authorization: Bearer $FLUXGATE_KEY"      # live, Ctrl-C to leave
   curl -s {base}/v1/subscriptions -H "Authorization: Bearer $FLUXGATE_KEY" \
     -H 'Content-Type: application/json' -d '{{"target_url": "http://127.0.0.1:9999/hook", "event_types": ["generation.*"]}}'
   curl -s {base}/metrics | head
