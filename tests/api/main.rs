@@ -1,4 +1,5 @@
 //! The one integration-test binary: each feature has its own module.
+mod bench;
 mod cli;
 mod crash;
 mod devdb;
