@@ -111,7 +111,9 @@ pub fn init_logs(info: bool) {
             .try_init();
     } else {
         let _ = fmt()
-            .with_env_filter(EnvFilter::new("warn,actix_server=error"))
+            .with_env_filter(EnvFilter::new(
+                "warn,sqlx=error,sqlx_core=error,actix_server=error",
+            ))
             .with_writer(std::io::stderr)
             .try_init();
     }
@@ -157,6 +159,11 @@ pub async fn run_all(args: &BenchArgs, sizes: &Sizes) -> anyhow::Result<Rendered
             base.requests_per_sec, base.latency.p50, base.latency.p99, sizes.rate
         ),
     ));
+    // Other work on the machine shares the cores: say how busy it was, before and after.
+    let load_end = loadavg();
+    rows.push(("loadavg at end".into(), load_end.clone()));
+    let mut machine = machine;
+    machine["loadavg_end"] = json!(load_end);
     let all_ok = results.iter().all(ScenarioResult::all_checks_pass);
     Ok(Rendered {
         table: report::render_table(&rows, &results),
@@ -219,7 +226,15 @@ async fn describe(server: &Server) -> anyhow::Result<Value> {
         "full_page_writes": fpw, "wal_sync_method": wsm, "max_connections": maxc,
         "fluxgate_pool": format!("{pool} handler connections + {} for workers", (pool / 2).max(4)),
         "load_generator": "raw HTTP/1.1 keep-alive on tokio, in-process (shares the cores)",
+        "loadavg at start": loadavg(),
     }))
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn plain(v: &Value) -> String {
