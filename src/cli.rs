@@ -37,6 +37,8 @@ pub enum Command {
     Keys(KeysCommand),
     /// Run the fal simulator as a standalone server.
     FalSim(crate::simulator::SimArgs),
+    /// The reproducible benchmark: own Postgres, simulator, receivers; prints figures vs. this machine.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -345,6 +347,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::FalSim(args) => crate::simulator::run_standalone(args).await,
+        Command::Bench(args) => crate::bench::run(args).await,
     }
 }
 

@@ -1,0 +1,157 @@
+//! The pieces every scenario assembles: a fal simulator with zero latency and a known signing
+//! key, fluxgate itself in-process on a loopback port, a tenant with a key, subscriptions, and
+//! reading the process's resident memory.
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::Context;
+use ed25519_dalek::SigningKey;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{
+    config::{Cidr, Settings},
+    delivery::signing::SigningSecret,
+    domain::{api_key::NewApiKey, tenant::TenantName},
+    metrics::Metrics,
+    simulator::{self, SimConfig, SimHandle},
+    startup::{Application, Workers},
+    storage::{self, subscriptions::NewSubscription},
+};
+
+/// The simulator's webhook-signing seed: the bench signs callbacks with the same key.
+pub const SIM_SEED: [u8; 32] = [42; 32];
+pub const SIM_KEY: &str = "bench-id:bench-secret";
+pub const SIM_USER_ID: &str = "fluxgate-bench";
+
+pub fn sim_signing_key() -> SigningKey {
+    SigningKey::from_bytes(&SIM_SEED)
+}
+
+/// A simulator that answers at once and completes every request with zero delay.
+pub async fn start_sim() -> anyhow::Result<SimHandle> {
+    simulator::start(SimConfig {
+        api_key: Some(SecretString::from(SIM_KEY)),
+        signing_seed: Some(SIM_SEED),
+        user_id: SIM_USER_ID.into(),
+        queue_delay: Duration::ZERO,
+        run_delay: Duration::ZERO,
+        workers: 1,
+        ..Default::default()
+    })
+    .await
+}
+
+/// Production settings except what a loopback bench needs: port 0, the simulator as fal, and
+/// local receivers allowed past the SSRF guard.
+pub fn settings(sim: &SimHandle) -> anyhow::Result<Settings> {
+    let mut s = Settings::for_dev();
+    s.bind = [127, 0, 0, 1].into();
+    s.port = 0;
+    s.fal_queue_url = sim.base_url().parse()?;
+    s.fal_jwks_url = sim.jwks_url().parse()?;
+    s.fal_key = Some(SecretString::from(SIM_KEY));
+    s.allow_http_targets = true;
+    s.allowed_target_cidrs = vec![Cidr::parse("127.0.0.0/8").map_err(anyhow::Error::msg)?];
+    s.shutdown_drain = Duration::from_secs(2);
+    Ok(s)
+}
+
+/// fluxgate running in this process.
+pub struct Fluxgate {
+    pub addr: SocketAddr,
+    /// fluxgate's own pool (the one its handlers use).
+    pub pool: PgPool,
+    handle: actix_web::dev::ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Fluxgate {
+    pub async fn start(db_url: &str, sim: &SimHandle, workers: Workers) -> anyhow::Result<Self> {
+        let settings = settings(sim)?;
+        let pool = storage::connect(db_url, settings.db_pool_size)
+            .await
+            .context("connecting fluxgate's pool")?;
+        let app = Application::build_with(settings, pool.clone(), Metrics::new(), workers)?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], app.port()));
+        let handle = app.handle();
+        let task = tokio::spawn(app.run_until_stopped());
+        Ok(Fluxgate {
+            addr,
+            pool,
+            handle,
+            task,
+        })
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        let _ = self.task.await;
+        self.pool.close().await;
+    }
+}
+
+/// A tenant and an API key for it: (tenant id, key).
+pub async fn tenant(pool: &PgPool, name: &str) -> anyhow::Result<(Uuid, String)> {
+    let name = TenantName::parse(name).map_err(anyhow::Error::msg)?;
+    let t = storage::tenants::ensure(pool, &name).await?;
+    let key = NewApiKey::generate();
+    storage::keys::create(pool, t.id, &key, Some("bench")).await?;
+    Ok((t.id, key.secret.expose_secret().to_owned()))
+}
+
+/// `n` active subscriptions to `generation.completed`, each to its own path on `receiver`.
+pub async fn subscribe(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    receiver: &super::receiver::Receiver,
+    n: usize,
+    max_in_flight: i32,
+) -> anyhow::Result<Vec<Uuid>> {
+    let types = vec!["generation.completed".to_owned()];
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let secret = SigningSecret::generate();
+        let sub = storage::subscriptions::insert(
+            pool,
+            tenant_id,
+            NewSubscription {
+                target_url: &receiver.url(&format!("s{i}")),
+                event_types: &types,
+                filter: None,
+                description: Some("bench"),
+                headers: &serde_json::json!({}),
+                secret: secret.as_str(),
+                max_in_flight,
+                rate_limit_per_sec: None,
+            },
+        )
+        .await?;
+        ids.push(sub.id);
+    }
+    Ok(ids)
+}
+
+/// This process's resident set size in MiB (Linux), from /proc/self/status.
+pub fn rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// A realistic normalised FLUX.2 Turbo input, as `POST /v1/generations` stores it.
+pub fn generation_input(i: usize) -> serde_json::Value {
+    serde_json::json!({
+        "prompt": format!("bench lighthouse at dawn, film photo #{i}"),
+        "image_size": {"width": 1024, "height": 768},
+        "num_inference_steps": 8, "guidance_scale": 2.5, "num_images": 1,
+        "enable_safety_checker": true, "enable_prompt_expansion": false,
+        "output_format": "png", "sync_mode": false, "seed": i,
+    })
+}

@@ -1,0 +1,243 @@
+//! Running a whole bench: the durable throwaway Postgres (or DATABASE_URL), one fresh migrated
+//! database per scenario, the machine's description, idle memory, the scenarios in order
+//! (baseline first, so every figure gets its ratio), and the rendered report.
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection};
+
+use super::{
+    baseline, deliver, env, ingest, pipeline,
+    report::{self, Baseline, Basis, ScenarioResult},
+    sse, BenchArgs, Scenario, Sizes,
+};
+use crate::{
+    devdb::{DevDb, DevDbOptions},
+    storage,
+};
+
+pub struct Rendered {
+    pub table: String,
+    pub json: Value,
+    pub all_ok: bool,
+}
+
+/// Where the scenario databases are created.
+struct Server {
+    admin_url: String,
+    url_for: Box<dyn Fn(&str) -> String + Send + Sync>,
+    _devdb: Option<DevDb>,
+    description: String,
+}
+
+impl Server {
+    async fn start(database_url: Option<&str>) -> anyhow::Result<Server> {
+        if let Some(url) = database_url.filter(|u| !u.trim().is_empty()) {
+            let base = url::Url::parse(url).context("DATABASE_URL is not a URL")?;
+            return Ok(Server {
+                admin_url: url.to_owned(),
+                url_for: Box::new(move |db| {
+                    let mut u = base.clone();
+                    u.set_path(db);
+                    u.to_string()
+                }),
+                _devdb: None,
+                description: "DATABASE_URL".into(),
+            });
+        }
+        // Durable like production: fsync and synchronous_commit on.
+        let db = DevDb::start_async(DevDbOptions {
+            data_dir: None,
+            durable: true,
+            install_if_missing: true,
+            port: None,
+        })
+        .await?;
+        let description = format!("throwaway, durable, data in {}", db.data_dir().display());
+        let for_db = db.url_for("__DB__");
+        Ok(Server {
+            admin_url: db.url(),
+            url_for: Box::new(move |name| for_db.replace("__DB__", name)),
+            _devdb: Some(db),
+            description,
+        })
+    }
+
+    /// A new, migrated database for one scenario.
+    async fn fresh(&self, name: &str) -> anyhow::Result<String> {
+        let name = format!("fluxgate_bench_{name}_{}", std::process::id());
+        let mut admin = PgConnection::connect(&self.admin_url).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await?;
+        admin.close().await?;
+        let url = (self.url_for)(&name);
+        let mut conn = PgConnection::connect(&url).await?;
+        storage::MIGRATOR.run(&mut conn).await?;
+        conn.close().await?;
+        Ok(url)
+    }
+
+    async fn drop_all(&self) {
+        let Ok(mut admin) = PgConnection::connect(&self.admin_url).await else {
+            return;
+        };
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'fluxgate\\_bench\\_%' AND datname LIKE '%\\_' || $1",
+        )
+        .bind(std::process::id().to_string())
+        .fetch_all(&mut admin)
+        .await
+        .unwrap_or_default();
+        for name in names {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await;
+        }
+    }
+}
+
+pub fn init_logs(info: bool) {
+    use tracing_subscriber::{fmt, EnvFilter};
+    if info {
+        let filter = EnvFilter::new("info,sqlx=warn,actix_server=warn,reqwest=warn,hyper=warn");
+        let _ = fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::sink)
+            .try_init();
+    } else {
+        let _ = fmt()
+            .with_env_filter(EnvFilter::new(
+                "warn,sqlx=error,sqlx_core=error,actix_server=error",
+            ))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+}
+
+pub async fn run_all(args: &BenchArgs, sizes: &Sizes) -> anyhow::Result<Rendered> {
+    let rss_start = env::rss_mib().unwrap_or(0.0);
+    let server = Server::start(args.database_url.as_deref()).await?;
+    let machine = describe(&server).await?;
+    let want = |s: Scenario| args.scenario == s || args.scenario == Scenario::All;
+    let mut results: Vec<ScenarioResult> = Vec::new();
+    if want(Scenario::All) || want(Scenario::Sse) {
+        results.push(idle(&server, rss_start).await?);
+    }
+    // The baseline always runs: it is what every other figure is divided by.
+    let (b, base): (ScenarioResult, Baseline) =
+        baseline::run(&server.fresh("baseline").await?, sizes).await?;
+    results.push(b);
+    if want(Scenario::Ingest) {
+        results.push(ingest::run(&server.fresh("ingest").await?, sizes).await?);
+    }
+    if want(Scenario::Deliver) {
+        results.push(deliver::run(&server.fresh("deliver").await?, sizes).await?);
+    }
+    if want(Scenario::Pipeline) {
+        results.push(pipeline::run(&server.fresh("pipeline").await?, sizes).await?);
+    }
+    if want(Scenario::Sse) {
+        let exe = std::env::current_exe().context("locating this executable")?;
+        let db = server.fresh("sse").await?;
+        results.push(sse::run(&db, sizes, &sse::ClientsIn::Child(exe)).await?);
+    }
+    server.drop_all().await;
+    report::apply_ratios(&mut results, &base);
+    let mut rows: Vec<(String, String)> = machine
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), plain(v))).collect())
+        .unwrap_or_default();
+    rows.push((
+        "baseline".into(),
+        format!(
+            "{:.0} req/s closed loop; p50 {:.2} ms / p99 {:.2} ms at {}/s",
+            base.requests_per_sec, base.latency.p50, base.latency.p99, sizes.rate
+        ),
+    ));
+    // Other work on the machine shares the cores: say how busy it was, before and after.
+    let load_end = loadavg();
+    rows.push(("loadavg at end".into(), load_end.clone()));
+    let mut machine = machine;
+    machine["loadavg_end"] = json!(load_end);
+    let all_ok = results.iter().all(ScenarioResult::all_checks_pass);
+    Ok(Rendered {
+        table: report::render_table(&rows, &results),
+        json: json!({"machine": machine, "baseline": base, "sizes": format!("{sizes:?}"),
+                     "scenarios": results, "all_checks_passed": all_ok}),
+        all_ok,
+    })
+}
+
+/// Idle memory: this process with fluxgate and the simulator started and doing nothing.
+async fn idle(server: &Server, rss_start: f64) -> anyhow::Result<ScenarioResult> {
+    let mut r = ScenarioResult::new("idle");
+    let sim = env::start_sim().await?;
+    let app = env::Fluxgate::start(
+        &server.fresh("idle").await?,
+        &sim,
+        crate::startup::Workers::ALL,
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss = env::rss_mib().unwrap_or(0.0);
+    r.figure(
+        "RSS, fluxgate idle (+ simulator, bench driver)",
+        rss,
+        "MiB",
+        Basis::None,
+        Some(("≤ 40 MiB", rss <= 40.0)),
+    );
+    r.note = format!("the bench process alone was {rss_start:.1} MiB before anything started");
+    app.stop().await;
+    sim.stop().await;
+    Ok(r)
+}
+
+async fn describe(server: &Server) -> anyhow::Result<Value> {
+    let mut conn = PgConnection::connect(&server.admin_url).await?;
+    let (version, sb, sc, fsync, maxc, fpw, wsm): (
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+    ) = sqlx::query_as(
+        "SELECT current_setting('server_version'), current_setting('shared_buffers'),
+                    current_setting('synchronous_commit'), current_setting('fsync'),
+                    current_setting('max_connections'), current_setting('full_page_writes'),
+                    current_setting('wal_sync_method')",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    conn.close().await?;
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let pool = crate::config::Settings::for_dev().db_pool_size;
+    Ok(json!({
+        "cores": cores,
+        "postgres": format!("{version} ({})", server.description),
+        "shared_buffers": sb, "synchronous_commit": sc, "fsync": fsync,
+        "full_page_writes": fpw, "wal_sync_method": wsm, "max_connections": maxc,
+        "fluxgate_pool": format!("{pool} handler connections + {} for workers", (pool / 2).max(4)),
+        "load_generator": "raw HTTP/1.1 keep-alive on tokio, in-process (shares the cores)",
+        "loadavg at start": loadavg(),
+    }))
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn plain(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+}

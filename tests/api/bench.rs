@@ -1,0 +1,80 @@
+//! `fluxgate bench` at tiny sizes: every scenario must store, deliver and count everything it
+//! sends. Timing is never asserted — the figures are for the README, not for CI.
+use std::time::Duration;
+
+use fluxgate::bench::{self, sse::ClientsIn, ScenarioResult, Sizes};
+
+use crate::helpers::fresh_database;
+
+fn tiny() -> Sizes {
+    Sizes {
+        concurrency: 8,
+        subscriptions: 4,
+        callbacks: 50,
+        deliveries: 200,
+        rate: 20,
+        duration: Duration::from_secs(1),
+        sse_clients: 20,
+        sse_rate: 20,
+        sse_duration: Duration::from_secs(1),
+        max_in_flight: 8,
+    }
+}
+
+fn assert_correct(r: &ScenarioResult) {
+    let failed: Vec<_> = r.checks.iter().filter(|c| !c.ok).collect();
+    assert!(failed.is_empty(), "{}: {failed:#?}", r.scenario);
+    assert!(
+        !r.available || !r.checks.is_empty(),
+        "{} checked nothing",
+        r.scenario
+    );
+}
+
+#[tokio::test]
+async fn the_ingest_bench_stores_every_callback_with_its_event_and_deliveries() {
+    let (_pool, url) = fresh_database().await;
+    let r = bench::ingest::run(&url, &tiny()).await.unwrap();
+    assert_correct(&r);
+    assert!(r.figures[0].value > 0.0);
+}
+
+#[tokio::test]
+async fn the_deliver_bench_sends_and_records_every_delivery_exactly_once() {
+    let (_pool, url) = fresh_database().await;
+    let r = bench::deliver::run(&url, &tiny()).await.unwrap();
+    assert_correct(&r);
+    assert_eq!(r.checks.len(), 7);
+}
+
+#[tokio::test]
+async fn the_pipeline_bench_follows_every_generation_to_every_subscriber() {
+    let (_pool, url) = fresh_database().await;
+    let r = bench::pipeline::run(&url, &tiny()).await.unwrap();
+    assert_correct(&r);
+    // 20/s for 1 s, 4 subscriptions: every delivery has both latencies.
+    assert_eq!(r.details["callback_to_subscriber_ms"]["count"], 80);
+    assert_eq!(r.details["api_to_subscriber_ms"]["count"], 80);
+}
+
+#[tokio::test]
+async fn the_baseline_bench_stores_every_request() {
+    let (_pool, url) = fresh_database().await;
+    let (r, base) = bench::baseline::run(&url, &tiny()).await.unwrap();
+    assert_correct(&r);
+    assert!(base.requests_per_sec > 0.0 && base.latency.count == 20);
+}
+
+#[tokio::test]
+async fn the_sse_bench_counts_every_frame_or_says_the_route_is_missing() {
+    let (_pool, url) = fresh_database().await;
+    let r = bench::sse::run(&url, &tiny(), &ClientsIn::Process)
+        .await
+        .unwrap();
+    assert_correct(&r);
+    if !r.available {
+        assert!(r.note.contains("404"), "{}", r.note);
+    } else {
+        assert_eq!(r.details["clients_report"]["frames"], 20 * 20);
+    }
+}
