@@ -150,7 +150,7 @@ mod tests {
     fn heads_are_found_only_when_complete_and_read_case_insensitively() {
         assert!(parse_head(b"HTTP/1.1 202 Accepted\r\nContent-Length: 3\r\n").is_none());
         let h = parse_head(b"HTTP/1.1 202 Accepted\r\nContent-Length: 3\r\n\r\nabc").unwrap();
-        assert_eq!((h.status, h.content_length, h.len), (202, 3, 43));
+        assert_eq!((h.status, h.content_length, h.len), (202, 3, 44));
         let raw = b"POST /s0 HTTP/1.1\r\nWebhook-Id: evt_1\r\n\r\n";
         let h = parse_head(raw).unwrap();
         assert_eq!((h.status, h.content_length), (0, 0));

@@ -50,6 +50,8 @@ pub struct Deliverer {
     pub disable_after: Duration,
     pub drain: Duration,
     pub lease: Duration,
+    /// Fired after each settled batch: slots under the in-flight caps may have freed up.
+    settled: Arc<Notify>,
     buckets: Arc<Mutex<HashMap<Uuid, Bucket>>>,
 }
 
@@ -82,6 +84,7 @@ impl Deliverer {
     ) -> Self {
         Deliverer {
             lease,
+            settled: Arc::new(Notify::new()),
             pool,
             client,
             schedule,
@@ -123,7 +126,8 @@ impl Deliverer {
                     }
                 }
             };
-            let full = !claimed.is_empty() && claimed.len() == available;
+            let got = claimed.len();
+            let full = got > 0 && got == available;
             if !claimed.is_empty() {
                 let prepared = match self.prepare(claimed).await {
                     Ok(p) => p,
@@ -155,6 +159,12 @@ impl Deliverer {
                 tokio::select! { _ = stop.cancelled() => break, _ = permits.acquire() => {} }
                 continue;
             }
+            if got > 0 {
+                // More may be due: claim again at once; an empty claim is what ends the burst.
+                continue;
+            }
+            // Nothing claimable: sleep until the next scheduled attempt or lease expiry, a new
+            // event (NOTIFY), or a settled batch freeing in-flight slots — never a busy loop.
             let wait = match storage::deliveries::next_due(&self.pool).await {
                 Ok(Some(due)) => (due - Utc::now())
                     .to_std()
@@ -165,6 +175,7 @@ impl Deliverer {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = self.wake.notified() => {},
+                _ = self.settled.notified() => {},
                 _ = tokio::time::sleep(wait) => {},
             }
         }
@@ -402,6 +413,7 @@ impl Deliverer {
                 // The leases expire and the deliveries are attempted again: at-least-once.
                 tracing::error!(error = %e, count = batch.len(), "recording delivery attempts failed");
             }
+            self.settled.notify_one();
         }
     }
 

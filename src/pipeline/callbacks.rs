@@ -68,12 +68,14 @@ pub async fn apply(
     source: &str,
 ) -> Result<Applied, ApplyError> {
     let mut tx = pool.begin().await?;
-    let g = storage::generations::lock(&mut *tx, generation_id)
-        .await?
-        .ok_or(ApplyError::UnknownGeneration)?;
-    if storage::callbacks::exists(&mut *tx, &result.request_id).await? {
+    let locked =
+        storage::generations::lock_for_callback(&mut *tx, generation_id, &result.request_id)
+            .await?
+            .ok_or(ApplyError::UnknownGeneration)?;
+    if locked.seen {
         return Ok(Applied::Duplicate);
     }
+    let g = locked.generation;
     if g.is_terminal() {
         storage::callbacks::record(
             &mut *tx,

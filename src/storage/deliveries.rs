@@ -8,61 +8,54 @@ use uuid::Uuid;
 
 use crate::domain::ids;
 
-/// Inserts one delivery per matching active subscription, plus the generation's own
-/// `webhook_url`. Filters apply to generation events (they carry `metadata`/`end_user`).
-/// Returns how many were inserted.
-pub async fn fan_out(
-    tx: &mut sqlx::PgConnection,
-    tenant_id: Uuid,
-    event_id: Uuid,
-    kind: &str,
-    data: &Value,
-) -> Result<u64, sqlx::Error> {
-    if kind == "test.ping" {
-        return Ok(0);
-    }
-    let is_generation = kind.starts_with("generation.");
-    let metadata = if is_generation {
-        data.get("metadata").filter(|m| m.is_object()).cloned()
-    } else {
-        None
-    };
-    let end_user = if is_generation {
-        data["end_user"].as_str()
-    } else {
-        None
-    };
-    let webhook_url = if is_generation {
-        data["webhook_url"].as_str()
-    } else {
-        None
-    };
-    let inserted = sqlx::query(
-        "WITH subs AS (
-            SELECT s.id, s.target_url FROM subscriptions s
-            WHERE s.tenant_id = $1 AND s.status = 'active' AND s.deleted_at IS NULL
-              AND EXISTS (SELECT 1 FROM unnest(s.event_types) p
-                          WHERE p = $3 OR p = '*' OR (right(p, 2) = '.*' AND starts_with($3, left(p, -1))))
-              AND (NOT $4 OR s.filter IS NULL OR (
-                    (s.filter->'metadata' IS NULL OR COALESCE($5::jsonb, '{}'::jsonb) @> (s.filter->'metadata'))
-                AND (s.filter->>'end_user' IS NULL OR s.filter->>'end_user' = $6)))
-            UNION ALL
-            SELECT NULL, $7 WHERE $7 IS NOT NULL
-         )
-         INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, target_url)
-         SELECT gen_random_uuid(), $1, $2, subs.id, subs.target_url FROM subs",
-    )
-    .bind(tenant_id)
-    .bind(event_id)
-    .bind(kind)
-    .bind(is_generation)
-    .bind(metadata)
-    .bind(end_user)
-    .bind(webhook_url)
-    .execute(&mut *tx)
-    .await?;
-    Ok(inserted.rows_affected())
+/// What decides an event's fan-out.
+pub struct FanOut {
+    pub enabled: bool,
+    pub is_generation: bool,
+    pub metadata: Option<Value>,
+    pub end_user: Option<String>,
+    pub webhook_url: Option<String>,
 }
+
+impl FanOut {
+    /// Filters apply to generation events (they carry `metadata`/`end_user`); `test.ping` goes
+    /// only to the subscription it tests.
+    pub fn of(kind: &str, data: &Value) -> FanOut {
+        let is_generation = kind.starts_with("generation.");
+        let field = |name: &str| {
+            if is_generation {
+                data.get(name).filter(|v| !v.is_null()).cloned()
+            } else {
+                None
+            }
+        };
+        FanOut {
+            enabled: kind != "test.ping",
+            is_generation,
+            metadata: field("metadata").filter(Value::is_object),
+            end_user: field("end_user").and_then(|v| v.as_str().map(str::to_owned)),
+            webhook_url: field("webhook_url").and_then(|v| v.as_str().map(str::to_owned)),
+        }
+    }
+}
+
+/// The fan-out as CTEs over the inserted event `e` (parameters $2 tenant, $3 type, $7–$11 from
+/// `FanOut`): one delivery per matching active subscription, plus the generation's own
+/// `webhook_url` — written in the event's own statement, so they commit or vanish together.
+pub const FAN_OUT: &str = "subs AS (
+        SELECT s.id, s.target_url FROM subscriptions s
+        WHERE $7 AND s.tenant_id = $2 AND s.status = 'active' AND s.deleted_at IS NULL
+          AND EXISTS (SELECT 1 FROM unnest(s.event_types) p
+                      WHERE p = $3 OR p = '*' OR (right(p, 2) = '.*' AND starts_with($3, left(p, -1))))
+          AND (NOT $8 OR s.filter IS NULL OR (
+                (s.filter->'metadata' IS NULL OR COALESCE($9::jsonb, '{}'::jsonb) @> (s.filter->'metadata'))
+            AND (s.filter->>'end_user' IS NULL OR s.filter->>'end_user' = $10)))
+        UNION ALL
+        SELECT NULL, $11 WHERE $7 AND $11 IS NOT NULL
+     ), d AS (
+        INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, target_url)
+        SELECT gen_random_uuid(), $2, (SELECT id FROM e), subs.id, subs.target_url FROM subs
+     )";
 
 /// One delivery to one subscription (e.g. `test.ping`).
 pub async fn insert_one(
@@ -146,10 +139,17 @@ pub async fn claim(
     .await
 }
 
-/// When the next pending delivery becomes due (for the worker's timer).
+/// The next moment a delivery may become claimable: a scheduled attempt or a lease expiring,
+/// in the future (due rows held back by an in-flight cap wait for a settle instead). Three
+/// index lookups, not a scan of the pending rows.
 pub async fn next_due(db: impl PgExecutor<'_>) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT min(GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at))) FROM deliveries WHERE status = 'pending'",
+        "SELECT LEAST(
+            (SELECT next_attempt_at FROM deliveries WHERE status = 'pending' AND attempts = 0 AND next_attempt_at > now()
+             ORDER BY next_attempt_at LIMIT 1),
+            (SELECT next_attempt_at FROM deliveries WHERE status = 'pending' AND attempts > 0 AND next_attempt_at > now()
+             ORDER BY next_attempt_at LIMIT 1),
+            (SELECT min(lease_until) FROM deliveries WHERE status = 'pending' AND lease_until IS NOT NULL AND lease_until > now()))",
     )
     .fetch_one(db)
     .await

@@ -28,8 +28,9 @@ impl Event {
     }
 }
 
-/// Appends `{id, type, timestamp, data}` — the exact body subscribers receive — and notifies
-/// listeners (Postgres delivers the NOTIFY on commit).
+/// Appends `{id, type, timestamp, data}` — the exact body subscribers receive — and, in the
+/// same statement (one round trip), its deliveries (the fan-out, see `deliveries::FAN_OUT`) and
+/// the NOTIFY that Postgres delivers to listeners on commit.
 pub async fn append(
     tx: &mut sqlx::PgConnection,
     tenant_id: Uuid,
@@ -39,34 +40,34 @@ pub async fn append(
 ) -> Result<Event, sqlx::Error> {
     let id = ids::new_uuid();
     let now = Utc::now();
+    let fan = super::deliveries::FanOut::of(kind, &data);
     let payload = json!({
         "id": ids::encode(ids::Kind::Event, id),
         "type": kind,
         "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "data": data,
     });
-    let event: Event = sqlx::query_as(
-        "INSERT INTO events (id, tenant_id, type, generation_id, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6)
-         RETURNING id, seq, tenant_id, type, generation_id, payload, created_at",
-    )
+    sqlx::query_as(&format!(
+        "WITH e AS (
+            INSERT INTO events (id, tenant_id, type, generation_id, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+            RETURNING id, seq, tenant_id, type, generation_id, payload, created_at
+         ), {fan_out}, n AS (SELECT pg_notify('{CHANNEL}', (SELECT seq FROM e)::text))
+         SELECT e.*, (SELECT count(*) FROM n) AS notified FROM e",
+        fan_out = super::deliveries::FAN_OUT
+    ))
     .bind(id)
     .bind(tenant_id)
     .bind(kind)
     .bind(generation_id)
     .bind(Json(&payload))
     .bind(now)
+    .bind(fan.enabled)
+    .bind(fan.is_generation)
+    .bind(fan.metadata)
+    .bind(fan.end_user)
+    .bind(fan.webhook_url)
     .fetch_one(&mut *tx)
-    .await?;
-    super::deliveries::fan_out(
-        &mut *tx,
-        tenant_id,
-        event.id,
-        kind,
-        &event.payload.0["data"],
-    )
-    .await?;
-    notify(&mut *tx, CHANNEL, &event.seq.to_string()).await?;
-    Ok(event)
+    .await
 }
 
 pub async fn notify(

@@ -213,6 +213,30 @@ pub async fn lock(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Generation
     .await
 }
 
+/// The locked row plus whether fal's `request_id` was already recorded, in one round trip (the
+/// hot path of every callback).
+#[derive(FromRow)]
+pub struct LockedForCallback {
+    #[sqlx(flatten)]
+    pub generation: Generation,
+    pub seen: bool,
+}
+
+pub async fn lock_for_callback(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    fal_request_id: &str,
+) -> Result<Option<LockedForCallback>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS}, EXISTS (SELECT 1 FROM fal_callbacks WHERE fal_request_id = $2) AS seen
+         FROM generations WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .bind(fal_request_id)
+    .fetch_optional(db)
+    .await
+}
+
 /// Newest first; `before` is the id of the last row of the previous page (UUIDv7 ids sort by time).
 pub async fn list(
     db: impl PgExecutor<'_>,
