@@ -31,20 +31,7 @@ pub async fn list(
             errors.push(FieldError::new("type", format!("unknown event type {t:?}")));
         }
     }
-    let limit = match query.get("limit").map(String::as_str) {
-        None | Some("") => 20,
-        Some(l) => l
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .unwrap_or_else(|| {
-                errors.push(FieldError::new(
-                    "limit",
-                    "must be a whole number from 1 to 100",
-                ));
-                20
-            }),
-    };
+    let limit = super::subscriptions::parse_page_limit(&query, &mut errors);
     let undelivered = match query.get("undelivered").map(String::as_str) {
         None | Some("") | Some("false") => false,
         Some("true") => true,

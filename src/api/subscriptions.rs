@@ -227,20 +227,7 @@ pub fn page_params(
     kind: ids::Kind,
 ) -> Result<(i64, Option<Uuid>), ApiError> {
     let mut errors = Vec::new();
-    let limit = match query.get("limit").map(String::as_str) {
-        None | Some("") => 20,
-        Some(l) => l
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .unwrap_or_else(|| {
-                errors.push(FieldError::new(
-                    "limit",
-                    "must be a whole number from 1 to 100",
-                ));
-                20
-            }),
-    };
+    let limit = parse_page_limit(query, &mut errors);
     let cursor = match query.get("cursor").map(String::as_str) {
         None | Some("") => None,
         Some(c) => ids::decode(kind, c).or_else(|| {
@@ -255,6 +242,27 @@ pub fn page_params(
         Ok((limit, cursor))
     } else {
         Err(ApiError::validation(errors))
+    }
+}
+
+/// The `limit` query parameter of every list: 1–100, default 20.
+pub fn parse_page_limit(
+    query: &std::collections::HashMap<String, String>,
+    errors: &mut Vec<FieldError>,
+) -> i64 {
+    match query.get("limit").map(String::as_str) {
+        None | Some("") => 20,
+        Some(l) => l
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .unwrap_or_else(|| {
+                errors.push(FieldError::new(
+                    "limit",
+                    "must be a whole number from 1 to 100",
+                ));
+                20
+            }),
     }
 }
 

@@ -54,6 +54,41 @@ pub enum CancelOutcome {
     NotFound,
 }
 
+/// An answer read whole: status, headers and body bytes.
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: bytes::Bytes,
+}
+
+impl Answer {
+    async fn read(res: reqwest::Response) -> Result<Answer, FalError> {
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = res
+            .bytes()
+            .await
+            .map_err(|e| FalError::from_transport(&e))?;
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    fn error(&self) -> FalError {
+        FalError::from_response(self.status, &self.headers, &self.body)
+    }
+
+    /// The body as `T`, or an error naming what was not understood.
+    fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T, FalError> {
+        serde_json::from_slice(&self.body).map_err(|e| FalError {
+            message: format!("fal's {what} answer was not understood: {e}"),
+            ..FalError::from_response(502, &self.headers, &self.body)
+        })
+    }
+}
+
 /// The result of fetching `response_url`: fal's status and the body as JSON.
 #[derive(Debug, Clone)]
 pub struct FetchedResult {
@@ -105,53 +140,33 @@ impl FalClient {
             .send()
             .await
             .map_err(|e| FalError::from_transport(&e))?;
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let body = res
-            .bytes()
-            .await
-            .map_err(|e| FalError::from_transport(&e))?;
-        if !(200..300).contains(&status) {
-            return Err(FalError::from_response(status, &headers, &body));
+        let answer = Answer::read(res).await?;
+        if !(200..300).contains(&answer.status) {
+            return Err(answer.error());
         }
-        serde_json::from_slice(&body).map_err(|e| FalError {
-            message: format!("fal's submit answer was not understood: {e}"),
-            ..FalError::from_response(502, &headers, &body)
-        })
+        answer.json("submit")
     }
 
     pub async fn status(&self, status_url: &str) -> Result<QueueStatus, FalError> {
-        let res = self.get(status_url).await?;
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let body = res
-            .bytes()
-            .await
-            .map_err(|e| FalError::from_transport(&e))?;
-        if status != 200 && status != 202 {
-            return Err(FalError::from_response(status, &headers, &body));
+        let answer = Answer::read(self.get(status_url).await?).await?;
+        if answer.status != 200 && answer.status != 202 {
+            return Err(answer.error());
         }
-        serde_json::from_slice(&body).map_err(|e| FalError {
-            message: format!("fal's status answer was not understood: {e}"),
-            ..FalError::from_response(502, &headers, &body)
-        })
+        answer.json("status")
     }
 
     /// Fetches the result; a failed request answers with its own error status and body, which
     /// is returned (not an `Err`) so the caller can record it like an ERROR callback.
     pub async fn result(&self, response_url: &str) -> Result<FetchedResult, FalError> {
-        let res = self.get(response_url).await?;
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let body = res
-            .bytes()
-            .await
-            .map_err(|e| FalError::from_transport(&e))?;
-        if status >= 500 || status == 429 || status == 401 || status == 403 {
-            return Err(FalError::from_response(status, &headers, &body));
+        let answer = Answer::read(self.get(response_url).await?).await?;
+        if answer.status >= 500 || matches!(answer.status, 401 | 403 | 429) {
+            return Err(answer.error());
         }
-        let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-        Ok(FetchedResult { status, body })
+        let body = serde_json::from_slice(&answer.body).unwrap_or(serde_json::Value::Null);
+        Ok(FetchedResult {
+            status: answer.status,
+            body,
+        })
     }
 
     /// `PUT {cancel_url}`, parsed leniently (some sources declare `{"success": bool}`).
@@ -164,19 +179,14 @@ impl FalClient {
             .send()
             .await
             .map_err(|e| FalError::from_transport(&e))?;
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let body = res
-            .bytes()
-            .await
-            .map_err(|e| FalError::from_transport(&e))?;
-        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        match (status, json["status"].as_str()) {
+        let answer = Answer::read(res).await?;
+        let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+        match (answer.status, json["status"].as_str()) {
             (_, Some("ALREADY_COMPLETED")) => Ok(CancelOutcome::AlreadyCompleted),
             (_, Some("NOT_FOUND")) | (404, _) => Ok(CancelOutcome::NotFound),
             (200..=299, _) if json["success"] != false => Ok(CancelOutcome::Requested),
             (400, _) => Ok(CancelOutcome::AlreadyCompleted),
-            _ => Err(FalError::from_response(status, &headers, &body)),
+            _ => Err(answer.error()),
         }
     }
 
