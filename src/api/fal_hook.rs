@@ -69,6 +69,10 @@ pub async fn receive(
     let _enter = span.enter();
     match callbacks::apply(&state.pool, generation_id, &result, &value, "webhook").await {
         Ok(applied) => {
+            if matches!(applied, callbacks::Applied::Finished(_)) {
+                // This instance's delivery worker starts at once; NOTIFY wakes the others.
+                state.deliveries_wake.notify_one();
+            }
             metrics
                 .callbacks
                 .with_label_values(&["webhook", applied.label()])
