@@ -27,10 +27,3 @@ pub async fn record(
     .await?;
     Ok(inserted.rows_affected() == 1)
 }
-
-pub async fn exists(db: impl PgExecutor<'_>, fal_request_id: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM fal_callbacks WHERE fal_request_id = $1)")
-        .bind(fal_request_id)
-        .fetch_one(db)
-        .await
-}

@@ -83,19 +83,6 @@ pub async fn notify(
     Ok(())
 }
 
-pub async fn for_generation(
-    db: impl PgExecutor<'_>,
-    generation_id: Uuid,
-) -> Result<Vec<Event>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, seq, tenant_id, type, generation_id, payload, created_at FROM events
-         WHERE generation_id = $1 ORDER BY seq",
-    )
-    .bind(generation_id)
-    .fetch_all(db)
-    .await
-}
-
 /// An event as SSE streams send it: the payload stays JSON text (one line: jsonb's text form
 /// escapes every control character), so it is framed once and never re-parsed.
 #[derive(Debug, Clone, FromRow)]
