@@ -20,7 +20,11 @@ use crate::{
     live::{self, Hub},
     metrics::Metrics,
     ops,
-    pipeline::{self, Pipeline},
+    pipeline::{
+        self,
+        ingest::{self, Ingest},
+        Pipeline,
+    },
     storage, telemetry,
 };
 
@@ -33,6 +37,8 @@ pub struct AppState {
     /// Wakes this instance's delivery worker (NOTIFY does too, for every instance).
     pub deliveries_wake: Arc<tokio::sync::Notify>,
     pub live: Hub,
+    /// fal callbacks, written in batches (group commit).
+    pub ingest: Ingest,
 }
 
 /// Which background workers run in this process (tests drive them step by step instead).
@@ -66,6 +72,7 @@ pub struct Application {
     handle: ServerHandle,
     state: web::Data<AppState>,
     deliverer: Deliverer,
+    ingest: ingest::Writers,
     workers: Workers,
 }
 
@@ -109,10 +116,7 @@ impl Application {
         // Background work gets its own pool. A connection is bound to the runtime that opened
         // it, and actix runs handlers on per-thread runtimes that end when the server stops:
         // connections opened by handlers must never serve the workers that drain after it.
-        let worker_pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections((settings.db_pool_size / 2).max(4))
-            .acquire_timeout(Duration::from_secs(10))
-            .test_before_acquire(false)
+        let worker_pool = storage::pool_options((settings.db_pool_size / 2).max(4))
             .connect_lazy_with((*pool.connect_options()).clone());
         let live = Hub::new(worker_pool.clone(), live::STREAM_BUFFER, metrics.registry());
         let pipeline = Pipeline::new(
@@ -141,6 +145,7 @@ impl Application {
             settings.shutdown_drain,
             settings.delivery_lease,
         );
+        let (ingest, ingest_writers) = Ingest::new(pipeline.pool.clone(), deliveries_wake.clone());
         let state = web::Data::new(AppState {
             pool,
             settings,
@@ -148,6 +153,7 @@ impl Application {
             verifier,
             deliveries_wake,
             live,
+            ingest,
         });
         let metrics = web::Data::new(metrics);
         let app_state = state.clone();
@@ -171,6 +177,7 @@ impl Application {
             handle,
             state,
             deliverer,
+            ingest: ingest_writers,
             workers,
         })
     }
@@ -207,6 +214,8 @@ impl Application {
             stop.clone(),
         ));
         tracker.spawn(live.run(stop.clone()));
+        // Part of serving, not a background worker: callbacks wait on it.
+        tracker.spawn(self.ingest.run(stop.clone()));
         let verifier = self.state.verifier.clone();
         tracker.spawn(async move {
             if let Err(e) = verifier.prefetch().await {
@@ -284,12 +293,14 @@ async fn listen(
                 }
                 Ok(None) => {
                     tracing::warn!("LISTEN connection lost; reconnected, re-reading state");
+                    storage::connections_lost();
                     p.submit_wake.notify_one();
                     deliveries.notify_one();
                     live.resync();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "LISTEN connection failed");
+                    storage::connections_lost();
                     break;
                 }
             }

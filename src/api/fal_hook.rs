@@ -1,7 +1,9 @@
 //! `POST /hooks/fal/{generation_id}`: fal's completion callback. The raw body is verified
-//! (Ed25519, fal-api.md §4) before it is parsed; then one transaction records it, finishes the
-//! generation and appends the event. Answers in milliseconds, far inside fal's 15 s.
+//! (Ed25519, fal-api.md §4) before it is parsed; then one transaction (shared with the callbacks
+//! that arrive meanwhile, `pipeline::ingest`) records it, finishes the generation and appends
+//! the event. Answers in milliseconds, far inside fal's 15 s.
 use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
@@ -10,7 +12,7 @@ use crate::{
     error::ApiError,
     fal::verify::FalSignatureHeaders,
     metrics::Metrics,
-    pipeline::callbacks::{self, ApplyError, FalResult},
+    pipeline::callbacks::{ApplyError, FalResult, Incoming},
     startup::AppState,
 };
 
@@ -59,25 +61,26 @@ pub async fn receive(
             format!("the callback body is not valid JSON: {e}"),
         )
     })?;
-    let result: FalResult = serde_json::from_value(value.clone()).map_err(|e| {
+    let result: FalResult = FalResult::deserialize(&value).map_err(|e| {
         ApiError::bad_request(
             "invalid_callback",
             format!("the callback body is not a fal webhook: {e}"),
         )
     })?;
     let span = tracing::info_span!("fal_callback", generation = %path.as_str(), fal_request_id = %result.request_id, fal_status = %result.status);
-    let _enter = span.enter();
-    match callbacks::apply(&state.pool, generation_id, &result, &value, "webhook").await {
+    let incoming = Incoming {
+        generation_id,
+        result,
+        raw: value,
+        source: "webhook",
+    };
+    match state.ingest.apply(incoming).await {
         Ok(applied) => {
-            if matches!(applied, callbacks::Applied::Finished(_)) {
-                // This instance's delivery worker starts at once; NOTIFY wakes the others.
-                state.deliveries_wake.notify_one();
-            }
             metrics
                 .callbacks
                 .with_label_values(&["webhook", applied.label()])
                 .inc();
-            tracing::info!(outcome = applied.label(), "fal callback processed");
+            span.in_scope(|| tracing::info!(outcome = applied.label(), "fal callback processed"));
             Ok(HttpResponse::Ok().json(json!({"received": true, "outcome": applied.label()})))
         }
         Err(ApplyError::UnknownGeneration) => {
@@ -97,6 +100,10 @@ pub async fn receive(
                 .inc();
             Err(ApiError::conflict("request_id_mismatch", e.to_string()))
         }
+        Err(ApplyError::Unavailable) => Err(ApiError::unavailable(
+            "shutting_down",
+            "this instance is shutting down; fal will redeliver the callback",
+        )),
         Err(ApplyError::Db(e)) => Err(e.into()),
     }
 }

@@ -117,28 +117,60 @@ pub async fn reserve(
     Ok(Ok(Some(day)))
 }
 
-/// Turns a generation's reservation into its actual spend (0 when fal never ran it or did not
-/// bill it). A no-op for generations that reserved nothing.
-pub async fn settle(
+/// A finished generation's reservation and actual cost (0 when fal never ran it or did not
+/// bill it).
+#[derive(Debug, Clone, Copy)]
+pub struct Settlement<'a> {
+    pub tenant_id: Uuid,
+    pub end_user: Option<&'a str>,
+    pub day: Option<NaiveDate>,
+    pub reserved: i64,
+    pub actual: i64,
+}
+
+/// Turns a generation's reservation into its actual spend. A no-op for generations that
+/// reserved nothing.
+pub async fn settle(tx: &mut sqlx::PgConnection, s: Settlement<'_>) -> Result<(), sqlx::Error> {
+    settle_many(tx, &[s]).await
+}
+
+/// Settles a batch in one statement: the tenant's and each end user's row of the day take the
+/// sums of their generations, in key order (concurrent batches lock rows in the same order).
+pub async fn settle_many(
     tx: &mut sqlx::PgConnection,
-    tenant_id: Uuid,
-    end_user: Option<&str>,
-    day: Option<NaiveDate>,
-    reserved: i64,
-    actual: i64,
+    batch: &[Settlement<'_>],
 ) -> Result<(), sqlx::Error> {
-    let Some(day) = day.filter(|_| reserved > 0) else {
+    let mut sums: std::collections::BTreeMap<(Uuid, &str, NaiveDate), (i64, i64)> =
+        Default::default();
+    for s in batch {
+        let Some(day) = s.day.filter(|_| s.reserved > 0) else {
+            continue;
+        };
+        for scope in std::iter::once("").chain(s.end_user) {
+            let sum = sums.entry((s.tenant_id, scope, day)).or_default();
+            sum.0 += s.reserved;
+            sum.1 += s.actual.max(0);
+        }
+    }
+    if sums.is_empty() {
         return Ok(());
-    };
+    }
+    let tenant: Vec<Uuid> = sums.keys().map(|k| k.0).collect();
+    let scope: Vec<&str> = sums.keys().map(|k| k.1).collect();
+    let day: Vec<NaiveDate> = sums.keys().map(|k| k.2).collect();
+    let reserved: Vec<i64> = sums.values().map(|v| v.0).collect();
+    let actual: Vec<i64> = sums.values().map(|v| v.1).collect();
     sqlx::query(
-        "UPDATE budget_usage SET reserved_micros = GREATEST(reserved_micros - $4, 0), spent_micros = spent_micros + $5
-         WHERE tenant_id = $1 AND day = $3 AND (scope = '' OR scope = $2)",
+        "UPDATE budget_usage b SET reserved_micros = GREATEST(b.reserved_micros - x.reserved, 0),
+                spent_micros = b.spent_micros + x.actual
+         FROM unnest($1::uuid[], $2::text[], $3::date[], $4::int8[], $5::int8[]) AS x(tenant_id, scope, day, reserved, actual)
+         WHERE b.tenant_id = x.tenant_id AND b.scope = x.scope AND b.day = x.day",
     )
-    .bind(tenant_id)
-    .bind(end_user)
-    .bind(day)
-    .bind(reserved)
-    .bind(actual.max(0))
+    .bind(&tenant)
+    .bind(&scope)
+    .bind(&day)
+    .bind(&reserved)
+    .bind(&actual)
     .execute(&mut *tx)
     .await?;
     Ok(())

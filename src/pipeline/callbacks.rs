@@ -1,17 +1,20 @@
-//! Turning a fal result (webhook or reconciler) into state: in ONE transaction the callback is
-//! recorded (unique on fal's request id), the generation finishes, and its event is appended.
+//! Turning fal results (webhooks or the reconciler) into state: in ONE transaction each callback
+//! is recorded (unique on fal's request id), its generation finishes, and its event is appended
+//! — a whole batch of callbacks at a time (`ingest.rs` gathers them).
 //! A duplicate changes nothing; a result for a generation that already finished is recorded but
 //! never announced, so a generation finishes — and fans out — exactly once.
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::{
     fal::{errors::has_content_policy_violation, models},
-    storage::{
-        self,
-        generations::{Finish, Generation},
-    },
+    governance::budgets,
+    storage::{self, callbacks::NewCallback, events::NewEvent, generations::Generation},
 };
 
 /// fal's webhook body (fal-api.md §3), parsed leniently: only `request_id` and `status` are
@@ -56,81 +59,137 @@ pub enum ApplyError {
     UnknownGeneration,
     #[error("this generation is bound to fal request {stored}, not {received}")]
     Contradiction { stored: String, received: String },
+    #[error("callbacks are not being processed right now (shutting down)")]
+    Unavailable,
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
 
-pub async fn apply(
-    pool: &sqlx::PgPool,
-    generation_id: Uuid,
-    result: &FalResult,
-    raw: &Value,
-    source: &str,
-) -> Result<Applied, ApplyError> {
-    let mut tx = pool.begin().await?;
-    let locked =
-        storage::generations::lock_for_callback(&mut *tx, generation_id, &result.request_id)
-            .await?
-            .ok_or(ApplyError::UnknownGeneration)?;
-    if locked.seen {
-        return Ok(Applied::Duplicate);
-    }
-    let g = locked.generation;
-    if g.is_terminal() {
-        storage::callbacks::record(
-            &mut *tx,
-            g.id,
-            &result.request_id,
-            source,
-            &result.status,
-            raw,
-            false,
-        )
-        .await?;
-        tx.commit().await?;
-        tracing::info!(generation = %g.public_id(), fal_request_id = %result.request_id, status = %g.status, "result for a finished generation recorded, not announced");
-        return Ok(Applied::RecordedOnly);
-    }
-    if let Some(stored) = g
-        .fal_request_id
-        .as_deref()
-        .filter(|s| *s != result.request_id)
-    {
-        return Err(ApplyError::Contradiction {
-            stored: stored.to_owned(),
-            received: result.request_id.clone(),
-        });
-    }
-    let outcome = outcome(&g, result);
-    let finish = Finish {
-        status: outcome.status,
-        result: outcome.result.as_ref(),
-        seed: outcome.seed,
-        cost_micros: Some(outcome.cost_micros),
-        error: outcome.error.as_ref(),
-        fal_request_id: Some(&result.request_id),
-    };
-    let row = storage::generations::finish(&mut tx, g.id, finish)
+/// A fal result to apply to its generation.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub generation_id: Uuid,
+    pub result: FalResult,
+    /// The body as received: recorded verbatim.
+    pub raw: Value,
+    /// `webhook` or `reconciler`.
+    pub source: &'static str,
+}
+
+/// Applies one result; see `apply_many`.
+pub async fn apply(pool: &sqlx::PgPool, incoming: Incoming) -> Result<Applied, ApplyError> {
+    apply_many(pool, std::slice::from_ref(&incoming))
         .await?
-        .expect("locked, non-terminal row updates");
-    storage::callbacks::record(
-        &mut *tx,
-        g.id,
-        &result.request_id,
-        source,
-        &result.status,
-        raw,
-        true,
-    )
-    .await?;
-    let kind = if outcome.status == "completed" {
+        .pop()
+        .unwrap_or(Err(ApplyError::UnknownGeneration))
+}
+
+/// Applies a batch of results in ONE transaction of four round trips whatever its size: lock
+/// the generations and read which results are recorded already; finish them in memory; then
+/// write the terminal states, the callbacks, the budget settlements and the events with their
+/// fan-out, one statement each. One answer per result, in order. A failed transaction fails
+/// the whole batch (the caller retries its items one by one).
+pub async fn apply_many(
+    pool: &sqlx::PgPool,
+    batch: &[Incoming],
+) -> Result<Vec<Result<Applied, ApplyError>>, ApplyError> {
+    let ids: Vec<Uuid> = batch.iter().map(|i| i.generation_id).collect();
+    let request_ids: Vec<&str> = batch.iter().map(|i| i.result.request_id.as_str()).collect();
+    let mut tx = pool.begin().await?;
+    let locked = storage::generations::lock_for_callbacks(&mut *tx, &ids, &request_ids).await?;
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut rows: HashMap<Uuid, Generation> = HashMap::with_capacity(locked.len());
+    for l in locked {
+        seen.extend(l.seen.unwrap_or_default());
+        rows.insert(l.generation.id, l.generation);
+    }
+    let now = Utc::now().trunc_subsecs(6);
+    let mut answers = Vec::with_capacity(batch.len());
+    let mut callbacks = Vec::with_capacity(batch.len());
+    let mut finished: Vec<(Uuid, &'static str)> = Vec::new();
+    for item in batch {
+        let r = &item.result;
+        let Some(g) = rows.get_mut(&item.generation_id) else {
+            answers.push(Err(ApplyError::UnknownGeneration));
+            continue;
+        };
+        if seen.contains(&r.request_id) {
+            answers.push(Ok(Applied::Duplicate));
+            continue;
+        }
+        let record = |announced| NewCallback {
+            generation_id: g.id,
+            fal_request_id: &r.request_id,
+            source: item.source,
+            fal_status: &r.status,
+            body: &item.raw,
+            announced,
+        };
+        if g.is_terminal() {
+            tracing::info!(generation = %g.public_id(), fal_request_id = %r.request_id, status = %g.status, "result for a finished generation recorded, not announced");
+            callbacks.push(record(false));
+            seen.insert(r.request_id.clone());
+            answers.push(Ok(Applied::RecordedOnly));
+            continue;
+        }
+        if let Some(stored) = g.fal_request_id.as_deref().filter(|s| *s != r.request_id) {
+            answers.push(Err(ApplyError::Contradiction {
+                stored: stored.to_owned(),
+                received: r.request_id.clone(),
+            }));
+            continue;
+        }
+        callbacks.push(record(true));
+        let kind = finish(g, r, now);
+        seen.insert(r.request_id.clone());
+        finished.push((g.id, kind));
+        answers.push(Ok(Applied::Finished(kind)));
+    }
+    if !finished.is_empty() {
+        let done: Vec<&Generation> = finished.iter().map(|(id, _)| &rows[id]).collect();
+        storage::generations::finish_many(&mut tx, &done).await?;
+        let settlements: Vec<_> = done.iter().map(|g| g.settlement()).collect();
+        budgets::settle_many(&mut tx, &settlements).await?;
+    }
+    if !callbacks.is_empty() {
+        storage::callbacks::record_many(&mut *tx, &callbacks).await?;
+    }
+    if !finished.is_empty() {
+        let events: Vec<NewEvent> = finished
+            .iter()
+            .map(|(id, kind)| {
+                let g = &rows[id];
+                NewEvent {
+                    tenant_id: g.tenant_id,
+                    kind,
+                    generation_id: Some(g.id),
+                    data: g.to_json(),
+                }
+            })
+            .collect();
+        storage::events::append_many(&mut tx, &events).await?;
+    }
+    tx.commit().await?;
+    Ok(answers)
+}
+
+/// Finishes `g` in memory exactly as `generations::finish_many` stores it; returns the event
+/// type that announces it.
+fn finish(g: &mut Generation, r: &FalResult, at: DateTime<Utc>) -> &'static str {
+    let o = outcome(g, r);
+    g.status = o.status.to_owned();
+    g.result = o.result.map(Json);
+    g.seed = o.seed.or(g.seed);
+    g.cost_micros = Some(o.cost_micros);
+    g.error = o.error.map(Json);
+    g.fal_request_id.get_or_insert_with(|| r.request_id.clone());
+    g.finished_at = Some(at);
+    g.updated_at = at;
+    if o.status == "completed" {
         "generation.completed"
     } else {
         "generation.failed"
-    };
-    storage::events::append(&mut tx, row.tenant_id, kind, Some(row.id), row.to_json()).await?;
-    tx.commit().await?;
-    Ok(Applied::Finished(kind))
+    }
 }
 
 struct Outcome {

@@ -2,6 +2,7 @@
 //! turns fal's results into state changes and events in one transaction, and the reconciler
 //! that recovers results whose callbacks never came.
 pub mod callbacks;
+pub mod ingest;
 pub mod reconciler;
 pub mod submitter;
 

@@ -118,7 +118,17 @@ async fn check(p: &Pipeline, g: &Generation) {
             return;
         }
     };
-    match callbacks::apply(&p.pool, g.id, &result, &body, "reconciler").await {
+    match callbacks::apply(
+        &p.pool,
+        callbacks::Incoming {
+            generation_id: g.id,
+            result,
+            raw: body,
+            source: "reconciler",
+        },
+    )
+    .await
+    {
         Ok(applied) => {
             p.metrics
                 .callbacks

@@ -39,22 +39,23 @@ impl FanOut {
     }
 }
 
-/// The fan-out as CTEs over the inserted event `e` (parameters $2 tenant, $3 type, $7–$11 from
-/// `FanOut`): one delivery per matching active subscription, plus the generation's own
-/// `webhook_url` — written in the event's own statement, so they commit or vanish together.
+/// The fan-out as CTEs over the events being appended, `ev` (one row per event with its
+/// `FanOut`): one delivery per matching active subscription, plus a generation's own
+/// `webhook_url` — written in the events' own statement, so they commit or vanish together.
 pub const FAN_OUT: &str = "subs AS (
-        SELECT s.id, s.target_url FROM subscriptions s
-        WHERE $7 AND s.tenant_id = $2 AND s.status = 'active' AND s.deleted_at IS NULL
+        SELECT ev.id AS event_id, ev.tenant_id, s.id AS subscription_id, s.target_url
+        FROM ev JOIN subscriptions s ON s.tenant_id = ev.tenant_id
+        WHERE ev.fan AND s.status = 'active' AND s.deleted_at IS NULL
           AND EXISTS (SELECT 1 FROM unnest(s.event_types) p
-                      WHERE p = $3 OR p = '*' OR (right(p, 2) = '.*' AND starts_with($3, left(p, -1))))
-          AND (NOT $8 OR s.filter IS NULL OR (
-                (s.filter->'metadata' IS NULL OR COALESCE($9::jsonb, '{}'::jsonb) @> (s.filter->'metadata'))
-            AND (s.filter->>'end_user' IS NULL OR s.filter->>'end_user' = $10)))
+                      WHERE p = ev.type OR p = '*' OR (right(p, 2) = '.*' AND starts_with(ev.type, left(p, -1))))
+          AND (NOT ev.is_generation OR s.filter IS NULL OR (
+                (s.filter->'metadata' IS NULL OR COALESCE(ev.metadata, '{}'::jsonb) @> (s.filter->'metadata'))
+            AND (s.filter->>'end_user' IS NULL OR s.filter->>'end_user' = ev.end_user)))
         UNION ALL
-        SELECT NULL, $11 WHERE $7 AND $11 IS NOT NULL
+        SELECT ev.id, ev.tenant_id, NULL, ev.webhook_url FROM ev WHERE ev.fan AND ev.webhook_url IS NOT NULL
      ), d AS (
         INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, target_url)
-        SELECT gen_random_uuid(), $2, (SELECT id FROM e), subs.id, subs.target_url FROM subs
+        SELECT gen_random_uuid(), subs.tenant_id, subs.event_id, subs.subscription_id, subs.target_url FROM subs
      )";
 
 /// One delivery to one subscription (e.g. `test.ping`).

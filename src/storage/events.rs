@@ -28,46 +28,110 @@ impl Event {
     }
 }
 
-/// Appends `{id, type, timestamp, data}` — the exact body subscribers receive — and, in the
-/// same statement (one round trip), its deliveries (the fan-out, see `deliveries::FAN_OUT`) and
-/// the NOTIFY that Postgres delivers to listeners on commit.
+/// An event to append: `data` becomes the `data` of the body subscribers receive.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub tenant_id: Uuid,
+    pub kind: &'static str,
+    pub generation_id: Option<Uuid>,
+    pub data: Value,
+}
+
+/// Appends one event; see `append_many`.
 pub async fn append(
     tx: &mut sqlx::PgConnection,
     tenant_id: Uuid,
-    kind: &str,
+    kind: &'static str,
     generation_id: Option<Uuid>,
     data: Value,
 ) -> Result<Event, sqlx::Error> {
-    let id = ids::new_uuid();
+    let event = NewEvent {
+        tenant_id,
+        kind,
+        generation_id,
+        data,
+    };
+    let mut appended = append_many(tx, std::slice::from_ref(&event)).await?;
+    appended.pop().ok_or(sqlx::Error::RowNotFound)
+}
+
+/// Appends events as `{id, type, timestamp, data}` — the exact bodies subscribers receive — and,
+/// in the same statement (one round trip however many), their deliveries (the fan-out, see
+/// `deliveries::FAN_OUT`) and one NOTIFY that Postgres delivers to listeners on commit. Returned
+/// in the order given.
+pub async fn append_many(
+    tx: &mut sqlx::PgConnection,
+    events: &[NewEvent],
+) -> Result<Vec<Event>, sqlx::Error> {
     let now = Utc::now();
-    let fan = super::deliveries::FanOut::of(kind, &data);
-    let payload = json!({
-        "id": ids::encode(ids::Kind::Event, id),
-        "type": kind,
-        "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "data": data,
-    });
-    sqlx::query_as(&format!(
-        "WITH e AS (
-            INSERT INTO events (id, tenant_id, type, generation_id, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+    let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut cols = Columns::default();
+    for e in events {
+        let id = ids::new_uuid();
+        let fan = super::deliveries::FanOut::of(e.kind, &e.data);
+        cols.payload.push(Json(json!({
+            "id": ids::encode(ids::Kind::Event, id),
+            "type": e.kind,
+            "timestamp": stamp,
+            "data": e.data,
+        })));
+        cols.id.push(id);
+        cols.tenant.push(e.tenant_id);
+        cols.kind.push(e.kind);
+        cols.generation.push(e.generation_id);
+        cols.fan.push(fan.enabled);
+        cols.is_generation.push(fan.is_generation);
+        cols.metadata.push(fan.metadata.map(Json));
+        cols.end_user.push(fan.end_user);
+        cols.webhook_url.push(fan.webhook_url);
+    }
+    let rows: Vec<Event> = sqlx::query_as(&format!(
+        "WITH ev AS (
+            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::jsonb[],
+                                 $7::bool[], $8::bool[], $9::jsonb[], $10::text[], $11::text[])
+                AS t(id, tenant_id, type, generation_id, payload, fan, is_generation, metadata, end_user, webhook_url)
+         ), e AS (
+            INSERT INTO events (id, tenant_id, type, generation_id, payload, created_at)
+            SELECT id, tenant_id, type, generation_id, payload, $6 FROM ev
             RETURNING id, seq, tenant_id, type, generation_id, payload, created_at
-         ), {fan_out}, n AS (SELECT pg_notify('{CHANNEL}', (SELECT seq FROM e)::text))
+         ), {fan_out}, n AS (SELECT pg_notify('{CHANNEL}', max(seq)::text) FROM e)
          SELECT e.*, (SELECT count(*) FROM n) AS notified FROM e",
         fan_out = super::deliveries::FAN_OUT
     ))
-    .bind(id)
-    .bind(tenant_id)
-    .bind(kind)
-    .bind(generation_id)
-    .bind(Json(&payload))
+    .bind(&cols.id)
+    .bind(&cols.tenant)
+    .bind(&cols.kind)
+    .bind(&cols.generation)
+    .bind(&cols.payload)
     .bind(now)
-    .bind(fan.enabled)
-    .bind(fan.is_generation)
-    .bind(fan.metadata)
-    .bind(fan.end_user)
-    .bind(fan.webhook_url)
-    .fetch_one(&mut *tx)
-    .await
+    .bind(&cols.fan)
+    .bind(&cols.is_generation)
+    .bind(&cols.metadata)
+    .bind(&cols.end_user)
+    .bind(&cols.webhook_url)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut by_id: std::collections::HashMap<Uuid, Event> =
+        rows.into_iter().map(|e| (e.id, e)).collect();
+    cols.id
+        .iter()
+        .map(|id| by_id.remove(id).ok_or(sqlx::Error::RowNotFound))
+        .collect()
+}
+
+/// `append_many`'s parameters, one array per column.
+#[derive(Default)]
+struct Columns {
+    id: Vec<Uuid>,
+    tenant: Vec<Uuid>,
+    kind: Vec<&'static str>,
+    generation: Vec<Option<Uuid>>,
+    payload: Vec<Json<Value>>,
+    fan: Vec<bool>,
+    is_generation: Vec<bool>,
+    metadata: Vec<Option<Json<Value>>>,
+    end_user: Vec<Option<String>>,
+    webhook_url: Vec<Option<String>>,
 }
 
 pub async fn notify(

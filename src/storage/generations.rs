@@ -47,6 +47,17 @@ impl Generation {
         ids::encode(ids::Kind::Generation, self.id)
     }
 
+    /// What finishing this generation does to its budget reservation.
+    pub fn settlement(&self) -> crate::governance::budgets::Settlement<'_> {
+        crate::governance::budgets::Settlement {
+            tenant_id: self.tenant_id,
+            end_user: self.end_user.as_deref(),
+            day: self.budget_day,
+            reserved: self.reserved_micros,
+            actual: self.cost_micros.unwrap_or(0),
+        }
+    }
+
     pub fn is_terminal(&self) -> bool {
         matches!(self.status.as_str(), "completed" | "failed" | "cancelled")
     }
@@ -213,27 +224,30 @@ pub async fn lock(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Generation
     .await
 }
 
-/// The locked row plus whether fal's `request_id` was already recorded, in one round trip (the
-/// hot path of every callback).
-#[derive(FromRow)]
-pub struct LockedForCallback {
+/// A generation locked for callbacks, with which of the callbacks' fal request ids were
+/// already recorded (for any generation).
+#[derive(Debug, FromRow)]
+pub struct LockedForCallbacks {
     #[sqlx(flatten)]
     pub generation: Generation,
-    pub seen: bool,
+    pub seen: Option<Vec<String>>,
 }
 
-pub async fn lock_for_callback(
+/// Locks the generations (in id order, so concurrent batches never deadlock) and reads which of
+/// `fal_request_ids` are recorded already: one round trip for a whole batch of callbacks.
+pub async fn lock_for_callbacks(
     db: impl PgExecutor<'_>,
-    id: Uuid,
-    fal_request_id: &str,
-) -> Result<Option<LockedForCallback>, sqlx::Error> {
+    ids: &[Uuid],
+    fal_request_ids: &[&str],
+) -> Result<Vec<LockedForCallbacks>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {COLUMNS}, EXISTS (SELECT 1 FROM fal_callbacks WHERE fal_request_id = $2) AS seen
-         FROM generations WHERE id = $1 FOR UPDATE"
+        "SELECT {COLUMNS},
+                (SELECT array_agg(fal_request_id) FROM fal_callbacks WHERE fal_request_id = ANY($2)) AS seen
+         FROM generations WHERE id = ANY($1) ORDER BY id FOR UPDATE"
     ))
-    .bind(id)
-    .bind(fal_request_id)
-    .fetch_optional(db)
+    .bind(ids)
+    .bind(fal_request_ids)
+    .fetch_all(db)
     .await
 }
 
@@ -389,17 +403,48 @@ pub async fn finish(
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(g) = &row {
-        crate::governance::budgets::settle(
-            tx,
-            g.tenant_id,
-            g.end_user.as_deref(),
-            g.budget_day,
-            g.reserved_micros,
-            g.cost_micros.unwrap_or(0),
-        )
-        .await?;
+        crate::governance::budgets::settle(tx, g.settlement()).await?;
     }
     Ok(row)
+}
+
+/// Writes the terminal state of generations finished in memory (locked, still non-terminal in
+/// the database) in one statement; `finished_at` is the row's own value. The caller settles
+/// their budgets (`budgets::settle_many`).
+pub async fn finish_many(
+    tx: &mut sqlx::PgConnection,
+    rows: &[&Generation],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = rows.iter().map(|g| g.id).collect();
+    let status: Vec<&str> = rows.iter().map(|g| g.status.as_str()).collect();
+    let result: Vec<Option<&Json<Value>>> = rows.iter().map(|g| g.result.as_ref()).collect();
+    let seed: Vec<Option<i64>> = rows.iter().map(|g| g.seed).collect();
+    let cost: Vec<Option<i64>> = rows.iter().map(|g| g.cost_micros).collect();
+    let error: Vec<Option<&Json<Value>>> = rows.iter().map(|g| g.error.as_ref()).collect();
+    let rid: Vec<Option<&str>> = rows.iter().map(|g| g.fal_request_id.as_deref()).collect();
+    let at: Vec<Option<DateTime<Utc>>> = rows.iter().map(|g| g.finished_at).collect();
+    let updated = sqlx::query(
+        "UPDATE generations g SET status = x.status, result = x.result, seed = x.seed, cost_micros = x.cost,
+                error = x.error, fal_request_id = x.rid, finished_at = x.at, updated_at = x.at, lease_until = NULL
+         FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int8[], $5::int8[], $6::jsonb[], $7::text[], $8::timestamptz[])
+              AS x(id, status, result, seed, cost, error, rid, at)
+         WHERE g.id = x.id AND g.status IN ('accepted', 'queued')",
+    )
+    .bind(&ids)
+    .bind(&status)
+    .bind(&result)
+    .bind(&seed)
+    .bind(&cost)
+    .bind(&error)
+    .bind(&rid)
+    .bind(&at)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() != rows.len() as u64 {
+        // The rows are locked by the caller: anything else is a bug; abort the transaction.
+        return Err(sqlx::Error::RowNotFound);
+    }
+    Ok(())
 }
 
 pub async fn mark_cancel_requested(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {

@@ -9,23 +9,55 @@ pub mod subscriptions;
 pub mod tenants;
 
 use sqlx::{postgres::PgPoolOptions, PgPool};
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        OnceLock,
+    },
+    time::{Duration, Instant},
+};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// A pool with bounded waits, so an unreachable database turns into a clear error instead of
-/// a hang. No test-before-acquire ping: it doubles round trips on the hot path, and a dead
-/// connection surfaces as an error the caller already handles.
+/// When the database was last seen to drop connections (ms after `clock()`'s start; 0 = never).
+static LOST_AT_MS: AtomicU64 = AtomicU64::new(0);
+
+fn clock() -> Duration {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
+}
+
+/// The LISTEN connection saw the database drop it (e.g. a Postgres restart): every pooled
+/// connection opened before now is presumed dead and is replaced on its next acquire, instead
+/// of failing one request each.
+pub fn connections_lost() {
+    LOST_AT_MS.store(clock().as_millis() as u64 + 1, Ordering::Relaxed);
+}
+
+fn opened_before_loss(age: Duration) -> bool {
+    let lost = LOST_AT_MS.load(Ordering::Relaxed);
+    lost != 0 && (clock().saturating_sub(age).as_millis() as u64) < lost
+}
+
+/// Pool options shared by every pool: bounded waits, so an unreachable database turns into a
+/// clear error instead of a hang. No test-before-acquire ping (it doubles round trips on the hot
+/// path); connections older than a detected loss are dropped instead, without a round trip.
+pub fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
+        .before_acquire(|_, meta| Box::pin(async move { Ok(!opened_before_loss(meta.age)) }))
+}
+
+/// The handlers' pool (see `pool_options`).
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     // One direct connection first: a wrong URL or a down server fails at once with its real
     // cause, instead of a pool timing out on retries.
     use sqlx::Connection;
     sqlx::PgConnection::connect(url).await?.close().await?;
-    PgPoolOptions::new()
-        .max_connections(max_connections)
+    pool_options(max_connections)
         .min_connections(1)
-        .acquire_timeout(Duration::from_secs(10))
-        .test_before_acquire(false)
         .connect(url)
         .await
 }

@@ -1,0 +1,130 @@
+//! Group commit for fal callbacks. Handlers hand their verified callback to `Ingest` and wait;
+//! `WRITERS` tasks each take whatever has queued up (at most `MAX_BATCH`) and apply it in one
+//! transaction (`callbacks::apply_many`). Nothing waits to fill a batch: a lone callback is
+//! written at once, and under load the callbacks that arrive while one batch commits form the
+//! next — so the round trips and the commit's fsync are shared, and the answer still goes out
+//! only after the callback is durable.
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::callbacks::{self, Applied, ApplyError, Incoming};
+
+/// Concurrent batches: one is being built and sent while another waits for its commit.
+const WRITERS: usize = 2;
+const MAX_BATCH: usize = 128;
+/// Callbacks waiting for a writer before handlers wait to enqueue (backpressure).
+const QUEUE: usize = 4096;
+
+type Reply = oneshot::Sender<Result<Applied, ApplyError>>;
+
+/// The handlers' side: cheap to clone.
+#[derive(Clone)]
+pub struct Ingest {
+    queue: mpsc::Sender<(Incoming, Reply)>,
+}
+
+/// The writers' side, started by `Application::run_until_stopped`.
+pub struct Writers {
+    queue: mpsc::Receiver<(Incoming, Reply)>,
+    pool: sqlx::PgPool,
+    /// Woken after a batch announced something: this instance's delivery worker starts at once
+    /// (the NOTIFY in the batch wakes the other instances').
+    deliveries: Arc<Notify>,
+}
+
+impl Ingest {
+    pub fn new(pool: sqlx::PgPool, deliveries: Arc<Notify>) -> (Ingest, Writers) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        (
+            Ingest { queue: tx },
+            Writers {
+                queue: rx,
+                pool,
+                deliveries,
+            },
+        )
+    }
+
+    /// Applies one callback with whatever else is queued; answers once it is committed.
+    pub async fn apply(&self, incoming: Incoming) -> Result<Applied, ApplyError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((incoming, reply))
+            .await
+            .map_err(|_| ApplyError::Unavailable)?;
+        answer.await.unwrap_or(Err(ApplyError::Unavailable))
+    }
+}
+
+impl Writers {
+    /// Runs until `stop`, then applies what is already queued and refuses the rest.
+    pub async fn run(self, stop: CancellationToken) {
+        let Writers {
+            queue,
+            pool,
+            deliveries,
+        } = self;
+        let queue = Arc::new(Mutex::new(queue));
+        let mut writers = Vec::with_capacity(WRITERS);
+        for _ in 0..WRITERS {
+            let (queue, pool, deliveries, stop) = (
+                queue.clone(),
+                pool.clone(),
+                deliveries.clone(),
+                stop.clone(),
+            );
+            writers.push(tokio::spawn(async move {
+                let mut jobs = Vec::with_capacity(MAX_BATCH);
+                loop {
+                    {
+                        let mut q = queue.lock().await;
+                        // Once closed, `recv_many` drains the queue, then returns 0: the end.
+                        let got = tokio::select! {
+                            n = q.recv_many(&mut jobs, MAX_BATCH) => n,
+                            _ = stop.cancelled() => {
+                                q.close();
+                                q.recv_many(&mut jobs, MAX_BATCH).await
+                            }
+                        };
+                        if got == 0 {
+                            return;
+                        }
+                    }
+                    write(&pool, std::mem::take(&mut jobs), &deliveries).await;
+                }
+            }));
+        }
+        for w in writers {
+            let _ = w.await;
+        }
+    }
+}
+
+/// Applies one batch and answers every handler. When the batch's transaction fails, each
+/// callback is tried on its own, so one bad callback cannot fail the others.
+async fn write(pool: &sqlx::PgPool, jobs: Vec<(Incoming, Reply)>, deliveries: &Notify) {
+    let (items, replies): (Vec<Incoming>, Vec<Reply>) = jobs.into_iter().unzip();
+    let answers = match callbacks::apply_many(pool, &items).await {
+        Ok(answers) => answers,
+        Err(e) if items.len() > 1 => {
+            tracing::warn!(error = %e, count = items.len(), "a batch of callbacks failed; applying them one by one");
+            let mut answers = Vec::with_capacity(items.len());
+            for item in items {
+                answers.push(callbacks::apply(pool, item).await);
+            }
+            answers
+        }
+        Err(e) => vec![Err(e)],
+    };
+    if answers
+        .iter()
+        .any(|a| matches!(a, Ok(Applied::Finished(_))))
+    {
+        deliveries.notify_one();
+    }
+    for (reply, answer) in replies.into_iter().zip(answers) {
+        let _ = reply.send(answer);
+    }
+}
