@@ -23,6 +23,7 @@ pub async fn receive(
     state: web::Data<AppState>,
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
+    let received_at = chrono::Utc::now();
     let raw = body::read_limited(&req, payload, state.settings.max_callback_bytes).await?;
     let verified = match FalSignatureHeaders::from_headers(req.headers()) {
         Ok(headers) => state.verifier.verify(&headers, &raw).await.map(|_| ()),
@@ -73,6 +74,7 @@ pub async fn receive(
         result,
         raw: value,
         source: "webhook",
+        received_at,
     };
     match state.ingest.apply(incoming).await {
         Ok(applied) => {

@@ -1,8 +1,8 @@
 //! `pipeline`: the whole path at a fixed offered rate — `POST /v1/generations` (open loop) →
 //! submission worker → fal simulator (zero latency) → signed callback → one-transaction persist
 //! and fan-out → delivery worker → S local subscribers. Latencies are joined in the database:
-//! the callback's `fal_callbacks.received_at` (its transaction's start, right after the
-//! signature was verified) and the API request's send time, to each subscriber's arrival time.
+//! the callback's `fal_callbacks.received_at` (when its request reached fluxgate, before the
+//! body was read and verified) and the API request's send time, to each subscriber's arrival.
 use std::{
     collections::HashMap,
     time::{Duration, SystemTime},

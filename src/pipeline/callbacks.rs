@@ -74,6 +74,8 @@ pub struct Incoming {
     pub raw: Value,
     /// `webhook` or `reconciler`.
     pub source: &'static str,
+    /// When the request reached us (or the reconciler fetched the result).
+    pub received_at: DateTime<Utc>,
 }
 
 /// Applies one result; see `apply_many`.
@@ -124,6 +126,7 @@ pub async fn apply_many(
             fal_status: &r.status,
             body: &item.raw,
             announced,
+            received_at: item.received_at,
         };
         if g.is_terminal() {
             tracing::info!(generation = %g.public_id(), fal_request_id = %r.request_id, status = %g.status, "result for a finished generation recorded, not announced");

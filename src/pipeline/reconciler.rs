@@ -125,6 +125,7 @@ async fn check(p: &Pipeline, g: &Generation) {
             result,
             raw: body,
             source: "reconciler",
+            received_at: chrono::Utc::now(),
         },
     )
     .await

@@ -12,6 +12,7 @@ pub struct NewCallback<'a> {
     pub fal_status: &'a str,
     pub body: &'a Value,
     pub announced: bool,
+    pub received_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Records a batch of callbacks in one statement; request ids recorded already are skipped.
@@ -25,9 +26,10 @@ pub async fn record_many(
     let generation: Vec<Uuid> = callbacks.iter().map(|c| c.generation_id).collect();
     let body: Vec<Json<&Value>> = callbacks.iter().map(|c| Json(c.body)).collect();
     let announced: Vec<bool> = callbacks.iter().map(|c| c.announced).collect();
+    let received_at: Vec<_> = callbacks.iter().map(|c| c.received_at).collect();
     sqlx::query(
-        "INSERT INTO fal_callbacks (generation_id, fal_request_id, source, fal_status, body, announced)
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::bool[])
+        "INSERT INTO fal_callbacks (generation_id, fal_request_id, source, fal_status, body, announced, received_at)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::bool[], $7::timestamptz[])
          ON CONFLICT (fal_request_id) DO NOTHING",
     )
     .bind(&generation)
@@ -36,6 +38,7 @@ pub async fn record_many(
     .bind(&fal_status)
     .bind(&body)
     .bind(&announced)
+    .bind(&received_at)
     .execute(db)
     .await?;
     Ok(())
