@@ -108,7 +108,8 @@ pub async fn apply_many(
     let now = Utc::now().trunc_subsecs(6);
     let mut answers = Vec::with_capacity(batch.len());
     let mut callbacks = Vec::with_capacity(batch.len());
-    let mut finished: Vec<(Uuid, &'static str)> = Vec::new();
+    let mut finished: Vec<Uuid> = Vec::new();
+    let mut events: Vec<NewEvent> = Vec::new();
     for item in batch {
         let r = &item.result;
         let Some(g) = rows.get_mut(&item.generation_id) else {
@@ -143,13 +144,33 @@ pub async fn apply_many(
             continue;
         }
         callbacks.push(record(true));
+        if g.status == "accepted" {
+            // fal's result beat the stored answer to our submission: announce the queued state
+            // first, so every generation's stream reads queued → completed/failed.
+            g.status = "queued".to_owned();
+            g.fal_request_id = Some(r.request_id.clone());
+            g.submitted_at = Some(now);
+            g.updated_at = now;
+            events.push(NewEvent {
+                tenant_id: g.tenant_id,
+                kind: "generation.queued",
+                generation_id: Some(g.id),
+                data: g.to_json(),
+            });
+        }
         let kind = finish(g, r, now);
+        events.push(NewEvent {
+            tenant_id: g.tenant_id,
+            kind,
+            generation_id: Some(g.id),
+            data: g.to_json(),
+        });
         seen.insert(r.request_id.clone());
-        finished.push((g.id, kind));
+        finished.push(g.id);
         answers.push(Ok(Applied::Finished(kind)));
     }
     if !finished.is_empty() {
-        let done: Vec<&Generation> = finished.iter().map(|(id, _)| &rows[id]).collect();
+        let done: Vec<&Generation> = finished.iter().map(|id| &rows[id]).collect();
         storage::generations::finish_many(&mut tx, &done).await?;
         let settlements: Vec<_> = done.iter().map(|g| g.settlement()).collect();
         budgets::settle_many(&mut tx, &settlements).await?;
@@ -157,19 +178,7 @@ pub async fn apply_many(
     if !callbacks.is_empty() {
         storage::callbacks::record_many(&mut *tx, &callbacks).await?;
     }
-    if !finished.is_empty() {
-        let events: Vec<NewEvent> = finished
-            .iter()
-            .map(|(id, kind)| {
-                let g = &rows[id];
-                NewEvent {
-                    tenant_id: g.tenant_id,
-                    kind,
-                    generation_id: Some(g.id),
-                    data: g.to_json(),
-                }
-            })
-            .collect();
+    if !events.is_empty() {
         storage::events::append_many(&mut tx, &events).await?;
     }
     tx.commit().await?;

@@ -423,11 +423,14 @@ pub async fn finish_many(
     let error: Vec<Option<&Json<Value>>> = rows.iter().map(|g| g.error.as_ref()).collect();
     let rid: Vec<Option<&str>> = rows.iter().map(|g| g.fal_request_id.as_deref()).collect();
     let at: Vec<Option<DateTime<Utc>>> = rows.iter().map(|g| g.finished_at).collect();
+    let submitted: Vec<Option<DateTime<Utc>>> = rows.iter().map(|g| g.submitted_at).collect();
     let updated = sqlx::query(
         "UPDATE generations g SET status = x.status, result = x.result, seed = x.seed, cost_micros = x.cost,
-                error = x.error, fal_request_id = x.rid, finished_at = x.at, updated_at = x.at, lease_until = NULL
-         FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int8[], $5::int8[], $6::jsonb[], $7::text[], $8::timestamptz[])
-              AS x(id, status, result, seed, cost, error, rid, at)
+                error = x.error, fal_request_id = x.rid, finished_at = x.at, updated_at = x.at, lease_until = NULL,
+                submitted_at = x.submitted
+         FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int8[], $5::int8[], $6::jsonb[], $7::text[],
+                     $8::timestamptz[], $9::timestamptz[])
+              AS x(id, status, result, seed, cost, error, rid, at, submitted)
          WHERE g.id = x.id AND g.status IN ('accepted', 'queued')",
     )
     .bind(&ids)
@@ -438,6 +441,7 @@ pub async fn finish_many(
     .bind(&error)
     .bind(&rid)
     .bind(&at)
+    .bind(&submitted)
     .execute(&mut *tx)
     .await?;
     if updated.rows_affected() != rows.len() as u64 {

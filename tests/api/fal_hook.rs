@@ -100,7 +100,11 @@ async fn signed_callbacks_are_applied_once_and_forgeries_change_nothing() {
         res.json::<Value>().await.unwrap()["outcome"],
         "recorded_only"
     );
-    assert_eq!(app.event_types(id).await, ["generation.completed"]);
+    // fal's result reached a generation still `accepted`: queued is announced before it.
+    assert_eq!(
+        app.event_types(id).await,
+        ["generation.queued", "generation.completed"]
+    );
     let announced: Vec<bool> =
         sqlx::query_scalar("SELECT announced FROM fal_callbacks ORDER BY id")
             .fetch_all(&app.pool)
@@ -169,7 +173,10 @@ async fn error_callbacks_and_null_payloads_fail_the_generation_with_fal_details(
             (Some("failed"), Some(code)),
             "{g}"
         );
-        assert_eq!(app.event_types(id).await, ["generation.failed"]);
+        assert_eq!(
+            app.event_types(id).await,
+            ["generation.queued", "generation.failed"]
+        );
     }
     // Not a fal webhook at all, but correctly signed: 400, nothing stored.
     let g = app.generate(json!({"prompt": "a"})).await;

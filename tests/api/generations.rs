@@ -390,8 +390,8 @@ async fn duplicate_and_early_webhooks_finish_a_generation_exactly_once() {
     let early_events = app.event_types(early["id"].as_str().unwrap()).await;
     assert_eq!(
         early_events,
-        ["generation.completed"],
-        "no queued after completion"
+        ["generation.queued", "generation.completed"],
+        "queued, announced by the early callback itself, then completed; never queued twice"
     );
     let callbacks: i64 = sqlx::query_scalar("SELECT count(*) FROM fal_callbacks")
         .fetch_one(&app.pool)
