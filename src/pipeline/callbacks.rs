@@ -179,7 +179,7 @@ pub async fn apply_many(
         storage::callbacks::record_many(&mut *tx, &callbacks).await?;
     }
     if !events.is_empty() {
-        storage::events::append_many(&mut tx, &events).await?;
+        storage::events::append_many(&mut tx, &events, None).await?;
     }
     tx.commit().await?;
     Ok(answers)

@@ -42,8 +42,15 @@ impl FanOut {
 /// The fan-out as CTEs over the events being appended, `ev` (one row per event with its
 /// `FanOut`): one delivery per matching active subscription, plus a generation's own
 /// `webhook_url` — written in the events' own statement, so they commit or vanish together.
+/// With a lease ($12, seconds), each is created claimed (`leased`) if its subscription's
+/// in-flight cap has room for it.
 pub const FAN_OUT: &str = "subs AS (
-        SELECT ev.id AS event_id, ev.tenant_id, s.id AS subscription_id, s.target_url
+        SELECT ev.id AS event_id, ev.tenant_id, s.id AS subscription_id, s.target_url,
+               CASE WHEN $12::float8 IS NULL THEN false
+                    ELSE row_number() OVER (PARTITION BY s.id ORDER BY ev.id)
+                         + (SELECT count(*) FROM deliveries x
+                            WHERE x.subscription_id = s.id AND x.status = 'pending' AND x.lease_until IS NOT NULL
+                              AND x.lease_until > now()) <= s.max_in_flight END AS lease
         FROM ev JOIN subscriptions s ON s.tenant_id = ev.tenant_id
         WHERE ev.fan AND s.status = 'active' AND s.deleted_at IS NULL
           AND EXISTS (SELECT 1 FROM unnest(s.event_types) p
@@ -52,10 +59,15 @@ pub const FAN_OUT: &str = "subs AS (
                 (s.filter->'metadata' IS NULL OR COALESCE(ev.metadata, '{}'::jsonb) @> (s.filter->'metadata'))
             AND (s.filter->>'end_user' IS NULL OR s.filter->>'end_user' = ev.end_user)))
         UNION ALL
-        SELECT ev.id, ev.tenant_id, NULL, ev.webhook_url FROM ev WHERE ev.fan AND ev.webhook_url IS NOT NULL
+        SELECT ev.id, ev.tenant_id, NULL, ev.webhook_url, $12::float8 IS NOT NULL
+        FROM ev WHERE ev.fan AND ev.webhook_url IS NOT NULL
      ), d AS (
-        INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, target_url)
-        SELECT gen_random_uuid(), subs.tenant_id, subs.event_id, subs.subscription_id, subs.target_url FROM subs
+        INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, target_url, attempts, lease_until)
+        SELECT gen_random_uuid(), subs.tenant_id, subs.event_id, subs.subscription_id, subs.target_url,
+               CASE WHEN subs.lease THEN 1 ELSE 0 END,
+               CASE WHEN subs.lease THEN now() + make_interval(secs => $12) END
+        FROM subs
+        RETURNING id, tenant_id, event_id, subscription_id, target_url, lease_until IS NOT NULL AS leased
      )";
 
 /// One delivery to one subscription (e.g. `test.ping`).

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 use sqlx::{types::Json, FromRow, PgExecutor};
 use uuid::Uuid;
 
+use super::deliveries::Claimed;
 use crate::domain::ids;
 
 /// Channel carrying the `seq` of each committed event.
@@ -37,6 +38,19 @@ pub struct NewEvent {
     pub data: Value,
 }
 
+/// An appended event: its ids (the body is what was given; it is not read back).
+#[derive(Debug, Clone, FromRow)]
+pub struct Appended {
+    pub id: Uuid,
+    pub seq: i64,
+}
+
+impl Appended {
+    pub fn public_id(&self) -> String {
+        ids::encode(ids::Kind::Event, self.id)
+    }
+}
+
 /// Appends one event; see `append_many`.
 pub async fn append(
     tx: &mut sqlx::PgConnection,
@@ -44,25 +58,30 @@ pub async fn append(
     kind: &'static str,
     generation_id: Option<Uuid>,
     data: Value,
-) -> Result<Event, sqlx::Error> {
+) -> Result<Appended, sqlx::Error> {
     let event = NewEvent {
         tenant_id,
         kind,
         generation_id,
         data,
     };
-    let mut appended = append_many(tx, std::slice::from_ref(&event)).await?;
+    let (mut appended, _) = append_many(tx, std::slice::from_ref(&event), None).await?;
     appended.pop().ok_or(sqlx::Error::RowNotFound)
 }
 
 /// Appends events as `{id, type, timestamp, data}` — the exact bodies subscribers receive — and,
 /// in the same statement (one round trip however many), their deliveries (the fan-out, see
-/// `deliveries::FAN_OUT`) and one NOTIFY that Postgres delivers to listeners on commit. Returned
-/// in the order given.
+/// `deliveries::FAN_OUT`) and one NOTIFY that Postgres delivers to listeners on commit.
+///
+/// With `lease` (seconds), the deliveries are created already claimed by the caller, as far as
+/// each subscription's in-flight cap allows, and returned ready to send once the transaction
+/// commits — no second round trip to claim them. Should the caller die first, their leases
+/// expire and any instance's delivery worker takes them over.
 pub async fn append_many(
     tx: &mut sqlx::PgConnection,
     events: &[NewEvent],
-) -> Result<Vec<Event>, sqlx::Error> {
+    lease: Option<f64>,
+) -> Result<(Vec<Appended>, Vec<Claimed>), sqlx::Error> {
     let now = Utc::now();
     let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut cols = Columns::default();
@@ -85,7 +104,7 @@ pub async fn append_many(
         cols.end_user.push(fan.end_user);
         cols.webhook_url.push(fan.webhook_url);
     }
-    let rows: Vec<Event> = sqlx::query_as(&format!(
+    let rows: Vec<AppendedRow> = sqlx::query_as(&format!(
         "WITH ev AS (
             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::jsonb[],
                                  $7::bool[], $8::bool[], $9::jsonb[], $10::text[], $11::text[])
@@ -93,9 +112,16 @@ pub async fn append_many(
          ), e AS (
             INSERT INTO events (id, tenant_id, type, generation_id, payload, created_at)
             SELECT id, tenant_id, type, generation_id, payload, $6 FROM ev
-            RETURNING id, seq, tenant_id, type, generation_id, payload, created_at
+            RETURNING id, seq, payload
          ), {fan_out}, n AS (SELECT pg_notify('{CHANNEL}', max(seq)::text) FROM e)
-         SELECT e.*, (SELECT count(*) FROM n) AS notified FROM e",
+         SELECT e.id, e.seq, (SELECT count(*) FROM n) AS notified,
+                CASE WHEN l.event_id IS NOT NULL THEN e.payload::text END AS payload,
+                l.ids, l.tenants, l.subscriptions, l.targets
+         FROM e LEFT JOIN (
+            SELECT event_id, array_agg(id) AS ids, array_agg(tenant_id) AS tenants,
+                   array_agg(subscription_id) AS subscriptions, array_agg(target_url) AS targets
+            FROM d WHERE leased GROUP BY event_id
+         ) l ON l.event_id = e.id",
         fan_out = super::deliveries::FAN_OUT
     ))
     .bind(&cols.id)
@@ -109,14 +135,51 @@ pub async fn append_many(
     .bind(&cols.metadata)
     .bind(&cols.end_user)
     .bind(&cols.webhook_url)
+    .bind(lease)
     .fetch_all(&mut *tx)
     .await?;
-    let mut by_id: std::collections::HashMap<Uuid, Event> =
-        rows.into_iter().map(|e| (e.id, e)).collect();
-    cols.id
-        .iter()
-        .map(|id| by_id.remove(id).ok_or(sqlx::Error::RowNotFound))
-        .collect()
+    let mut by_id: std::collections::HashMap<Uuid, AppendedRow> =
+        rows.into_iter().map(|r| (r.id, r)).collect();
+    let mut appended = Vec::with_capacity(events.len());
+    let mut claimed = Vec::new();
+    for (i, id) in cols.id.iter().enumerate() {
+        let row = by_id.remove(id).ok_or(sqlx::Error::RowNotFound)?;
+        appended.push(Appended {
+            id: row.id,
+            seq: row.seq,
+        });
+        let (Some(payload), Some(ids)) = (row.payload, row.ids) else {
+            continue;
+        };
+        let (tenants, subs, targets) = (row.tenants, row.subscriptions, row.targets);
+        for (j, delivery) in ids.into_iter().enumerate() {
+            claimed.push(Claimed {
+                id: delivery,
+                tenant_id: tenants.as_ref().map_or(cols.tenant[i], |t| t[j]),
+                event_id: row.id,
+                subscription_id: subs.as_ref().and_then(|s| s[j]),
+                target_url: targets.as_ref().map(|t| t[j].clone()).unwrap_or_default(),
+                attempts: 1,
+                event_type: cols.kind[i].to_owned(),
+                payload: payload.clone(),
+                event_created_at: now,
+            });
+        }
+    }
+    Ok((appended, claimed))
+}
+
+/// One appended event, with the deliveries created leased to the caller (if any).
+#[derive(FromRow)]
+struct AppendedRow {
+    id: Uuid,
+    seq: i64,
+    /// The stored body's text — the bytes leased deliveries sign and send.
+    payload: Option<String>,
+    ids: Option<Vec<Uuid>>,
+    tenants: Option<Vec<Uuid>>,
+    subscriptions: Option<Vec<Option<Uuid>>>,
+    targets: Option<Vec<String>>,
 }
 
 /// `append_many`'s parameters, one array per column.
