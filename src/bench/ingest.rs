@@ -37,7 +37,12 @@ pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> 
     let mut requests: Vec<Bytes> = gens.iter().map(|(id, rid)| signed(*id, rid)).collect();
     let timed = Arc::new(requests.split_off(warmup));
     let warm = load::closed_loop(app.addr, Arc::new(requests), sizes.concurrency, 200).await;
+    let rss_before = env::rss_mib().unwrap_or(0.0);
+    let sampling = tokio_util::sync::CancellationToken::new();
+    let sampler = tokio::spawn(rss_peak(sampling.clone()));
     let run = load::closed_loop(app.addr, timed, sizes.concurrency, 200).await;
+    sampling.cancel();
+    let rss = sampler.await.unwrap_or(0.0).max(rss_before);
     let rate = n as f64 / run.elapsed.as_secs_f64();
 
     r.figure(
@@ -47,6 +52,13 @@ pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> 
         Basis::Throughput,
         Some(("≥ 5000/s", rate >= 5000.0)),
     );
+    r.figure(
+        "RSS peak under the burst (whole process)",
+        rss,
+        "MiB",
+        Basis::None,
+        Some(("≤ 100 MiB", rss <= 100.0)),
+    );
     let lat = Percentiles::of(run.latencies());
     r.figure("callback answer p50", lat.p50, "ms", Basis::None, None);
     r.figure("callback answer p99", lat.p99, "ms", Basis::None, None);
@@ -54,9 +66,12 @@ pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> 
     r.details = json!({
         "callbacks": n, "warmup": warmup, "concurrency": sizes.concurrency,
         "subscriptions": s, "elapsed_s": run.elapsed.as_secs_f64(), "answer_latency_ms": lat,
+        "rss_mib": {"before": rss_before, "peak": rss},
         "first_unexpected_answer": run.first_unexpected.or(warm.first_unexpected),
     });
-    r.note = "delivery worker off: deliveries are created (pending), not sent".into();
+    r.note = "delivery worker off: deliveries are created (pending), not sent. The RSS is the \
+        bench process's: fluxgate plus the load generator and its pre-signed callbacks"
+        .into();
 
     let total = (warmup + n) as i64;
     r.check("callbacks answered 200", n, answered);
@@ -64,6 +79,16 @@ pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> 
     app.stop().await;
     sim.stop().await;
     Ok(r)
+}
+
+/// The process's peak RSS, sampled every 20 ms until `stop`.
+async fn rss_peak(stop: tokio_util::sync::CancellationToken) -> f64 {
+    let mut peak = 0.0f64;
+    while !stop.is_cancelled() {
+        peak = peak.max(env::rss_mib().unwrap_or(0.0));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    peak
 }
 
 /// Everything the callbacks should have left behind, counted in the database.
