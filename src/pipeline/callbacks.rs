@@ -14,7 +14,10 @@ use uuid::Uuid;
 use crate::{
     fal::{errors::has_content_policy_violation, models},
     governance::budgets,
-    storage::{self, callbacks::NewCallback, events::NewEvent, generations::Generation},
+    storage::{
+        self, callbacks::NewCallback, deliveries::Claimed, events::NewEvent,
+        generations::Generation,
+    },
 };
 
 /// fal's webhook body (fal-api.md §3), parsed leniently: only `request_id` and `status` are
@@ -80,21 +83,24 @@ pub struct Incoming {
 
 /// Applies one result; see `apply_many`.
 pub async fn apply(pool: &sqlx::PgPool, incoming: Incoming) -> Result<Applied, ApplyError> {
-    apply_many(pool, std::slice::from_ref(&incoming))
-        .await?
-        .pop()
-        .unwrap_or(Err(ApplyError::UnknownGeneration))
+    let (mut answers, _) = apply_many(pool, std::slice::from_ref(&incoming), None).await?;
+    answers.pop().unwrap_or(Err(ApplyError::UnknownGeneration))
 }
+
+/// One answer per result, in order.
+pub type Answers = Vec<Result<Applied, ApplyError>>;
 
 /// Applies a batch of results in ONE transaction of four round trips whatever its size: lock
 /// the generations and read which results are recorded already; finish them in memory; then
 /// write the terminal states, the callbacks, the budget settlements and the events with their
-/// fan-out, one statement each. One answer per result, in order. A failed transaction fails
-/// the whole batch (the caller retries its items one by one).
+/// fan-out, one statement each. A failed transaction fails the whole batch (the caller retries
+/// its items one by one). With `lease`, the deliveries come back claimed by the caller, to send
+/// once this returns (see `events::append_many`).
 pub async fn apply_many(
     pool: &sqlx::PgPool,
     batch: &[Incoming],
-) -> Result<Vec<Result<Applied, ApplyError>>, ApplyError> {
+    lease: Option<f64>,
+) -> Result<(Answers, Vec<Claimed>), ApplyError> {
     let ids: Vec<Uuid> = batch.iter().map(|i| i.generation_id).collect();
     let request_ids: Vec<&str> = batch.iter().map(|i| i.result.request_id.as_str()).collect();
     let mut tx = pool.begin().await?;
@@ -178,11 +184,12 @@ pub async fn apply_many(
     if !callbacks.is_empty() {
         storage::callbacks::record_many(&mut *tx, &callbacks).await?;
     }
+    let mut claimed = Vec::new();
     if !events.is_empty() {
-        storage::events::append_many(&mut tx, &events, None).await?;
+        (_, claimed) = storage::events::append_many(&mut tx, &events, lease).await?;
     }
     tx.commit().await?;
-    Ok(answers)
+    Ok((answers, claimed))
 }
 
 /// Finishes `g` in memory exactly as `generations::finish_many` stores it; returns the event

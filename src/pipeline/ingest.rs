@@ -106,8 +106,8 @@ impl Writers {
 /// callback is tried on its own, so one bad callback cannot fail the others.
 async fn write(pool: &sqlx::PgPool, jobs: Vec<(Incoming, Reply)>, deliveries: &Notify) {
     let (items, replies): (Vec<Incoming>, Vec<Reply>) = jobs.into_iter().unzip();
-    let answers = match callbacks::apply_many(pool, &items).await {
-        Ok(answers) => answers,
+    let answers = match callbacks::apply_many(pool, &items, None).await {
+        Ok((answers, _)) => answers,
         Err(e) if items.len() > 1 => {
             tracing::warn!(error = %e, count = items.len(), "a batch of callbacks failed; applying them one by one");
             let mut answers = Vec::with_capacity(items.len());
