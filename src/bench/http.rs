@@ -214,10 +214,13 @@ mod tests {
         for split in 0..wire.len() {
             let (mut dec, mut raw, mut body) = (Chunked::default(), BytesMut::new(), Vec::new());
             raw.extend_from_slice(&wire[..split]);
-            assert_eq!(dec.decode(&mut raw, &mut body), Ok(()), "split at {split}");
-            raw.extend_from_slice(&wire[split..]);
-            assert_eq!(dec.decode(&mut raw, &mut body), Err("the body ended"));
-            assert_eq!(body, b"hello, world\n\n!");
+            let mut end = dec.decode(&mut raw, &mut body);
+            if end.is_ok() {
+                raw.extend_from_slice(&wire[split..]);
+                end = dec.decode(&mut raw, &mut body);
+            }
+            assert_eq!(end, Err("the body ended"), "split at {split}");
+            assert_eq!(body, b"hello, world\n\n!", "split at {split}");
         }
     }
 }
