@@ -166,6 +166,9 @@ impl Application {
                 .default_service(web::to(api::not_found))
         })
         .disable_signals()
+        // SSE frames are small writes that must leave at once: with Nagle a frame waits for
+        // the client's (delayed, up to 40 ms) ACK of the previous one when a stream is behind.
+        .tcp_nodelay(true)
         .shutdown_timeout(drain.as_secs().max(1))
         .listen(listener)
         .context("starting the HTTP server")?

@@ -4,7 +4,7 @@
 //! shares the machine's cores with the server it measures.
 use std::{io, net::SocketAddr};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -142,6 +142,57 @@ impl Conn {
     }
 }
 
+/// Decodes a `Transfer-Encoding: chunked` body as it arrives (the SSE clients read endless
+/// ones). Chunk extensions and trailers are not expected from our server and not handled.
+#[derive(Debug, Default)]
+pub struct Chunked {
+    /// Body bytes still due in the current chunk.
+    left: usize,
+    /// The CRLF that ends the current chunk is still due.
+    crlf: bool,
+}
+
+impl Chunked {
+    /// Moves the body bytes at the front of `raw` to `body`, leaving an incomplete size line in
+    /// `raw` for the next read. `Err` once the last chunk arrived or the framing is invalid.
+    pub fn decode(&mut self, raw: &mut BytesMut, body: &mut Vec<u8>) -> Result<(), &'static str> {
+        loop {
+            if self.left > 0 {
+                let n = self.left.min(raw.len());
+                body.extend_from_slice(&raw[..n]);
+                raw.advance(n);
+                self.left -= n;
+                if self.left > 0 {
+                    return Ok(());
+                }
+                self.crlf = true;
+            }
+            if self.crlf {
+                if raw.len() < 2 {
+                    return Ok(());
+                }
+                if &raw[..2] != b"\r\n" {
+                    return Err("a chunk does not end with CRLF");
+                }
+                raw.advance(2);
+                self.crlf = false;
+            }
+            let Some(nl) = raw.windows(2).position(|w| w == b"\r\n") else {
+                return Ok(());
+            };
+            let size = std::str::from_utf8(&raw[..nl])
+                .ok()
+                .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+                .ok_or("invalid chunk size")?;
+            raw.advance(nl + 2);
+            if size == 0 {
+                return Err("the body ended");
+            }
+            self.left = size;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +206,21 @@ mod tests {
         let h = parse_head(raw).unwrap();
         assert_eq!((h.status, h.content_length), (0, 0));
         assert_eq!(header(raw, "webhook-id"), Some("evt_1"));
+    }
+
+    #[test]
+    fn chunked_bodies_are_decoded_whatever_the_read_boundaries() {
+        let wire = b"5\r\nhello\r\na\r\n, world\n\n!\r\n0\r\n\r\n";
+        for split in 0..wire.len() {
+            let (mut dec, mut raw, mut body) = (Chunked::default(), BytesMut::new(), Vec::new());
+            raw.extend_from_slice(&wire[..split]);
+            let mut end = dec.decode(&mut raw, &mut body);
+            if end.is_ok() {
+                raw.extend_from_slice(&wire[split..]);
+                end = dec.decode(&mut raw, &mut body);
+            }
+            assert_eq!(end, Err("the body ended"), "split at {split}");
+            assert_eq!(body, b"hello, world\n\n!", "split at {split}");
+        }
     }
 }

@@ -1,7 +1,14 @@
 //! The SSE clients of the `sse` scenario: K streams opened with bounded concurrency (a connect
 //! storm would only measure the listen backlog), each parsing `data:` lines and timing every
 //! event from the `sent_at_us` it carries. Shared by the in-process run and the child process.
+//!
+//! Each stream is one task reading its socket with the bench's own HTTP/1.1 (`http.rs`): the
+//! clients share the machine's cores with the server they measure, and reqwest/hyper cost two
+//! task wakeups, a channel hop and an allocation-heavy JSON parse per frame. A frame is timed
+//! when the read that brought it returns, before it is parsed.
 use std::{
+    net::SocketAddr,
+    pin::pin,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc,
@@ -9,10 +16,15 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use bytes::{Buf, BytesMut};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{oneshot, Barrier, Semaphore};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    sync::{oneshot, Barrier, Semaphore},
+};
 
-use super::report::Percentiles;
+use super::{http, report::Percentiles};
 
 /// The environment variable that hands the API key to the child process.
 pub const KEY_ENV: &str = "FLUXGATE_BENCH_KEY";
@@ -41,15 +53,11 @@ pub async fn run(
     timeout: Duration,
     ready: Option<oneshot::Sender<usize>>,
 ) -> ClientsReport {
-    let client = match reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-    {
-        Ok(c) => c,
+    let target = match Target::parse(url, key) {
+        Ok(t) => Arc::new(t),
         Err(e) => {
             return ClientsReport {
-                first_connect_error: Some(e.to_string()),
+                first_connect_error: Some(e),
                 ..Default::default()
             }
         }
@@ -61,24 +69,23 @@ pub async fn run(
     let deadline = tokio::time::Instant::now() + timeout;
     let mut tasks = Vec::with_capacity(k);
     for _ in 0..k {
-        let (client, gate, barrier) = (client.clone(), gate.clone(), barrier.clone());
+        let (target, gate, barrier) = (target.clone(), gate.clone(), barrier.clone());
         let connected = connected.clone();
-        let (url, key) = (url.to_owned(), key.to_owned());
         tasks.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await.expect("open semaphore");
-            let res = client.get(&url).bearer_auth(&key).send().await;
+            let res = tokio::time::timeout(Duration::from_secs(10), target.open()).await;
             drop(permit);
             let res = match res {
-                Ok(r) if r.status().is_success() => {
+                Ok(Ok(stream)) => {
                     connected.fetch_add(1, Ordering::Relaxed);
-                    Ok(r)
+                    Ok(stream)
                 }
-                Ok(r) => Err(format!("status {}", r.status())),
-                Err(e) => Err(e.to_string()),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err("connect timed out".to_owned()),
             };
             barrier.wait().await;
             match res {
-                Ok(r) => Ok(read_stream(r, events, deadline).await),
+                Ok((stream, buf)) => Ok(read_stream(stream, buf, events, deadline).await),
                 Err(e) => Err(e),
             }
         }));
@@ -116,43 +123,115 @@ pub async fn run(
     report
 }
 
+/// Where the streams are opened, and the request that opens one.
+struct Target {
+    addr: SocketAddr,
+    request: Vec<u8>,
+}
+
+impl Target {
+    fn parse(url: &str, key: &str) -> Result<Target, String> {
+        let url = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
+        let addr = url
+            .socket_addrs(|| None)
+            .ok()
+            .and_then(|a| a.into_iter().next())
+            .ok_or_else(|| format!("{url}: no address"))?;
+        let request = format!(
+            "GET {} HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {key}\r\naccept: text/event-stream\r\n\r\n",
+            &url[url::Position::BeforePath..],
+            url.authority()
+        );
+        Ok(Target {
+            addr,
+            request: request.into_bytes(),
+        })
+    }
+
+    /// Connects and reads the response head: the socket and what followed the head.
+    async fn open(&self) -> Result<(TcpStream, BytesMut), String> {
+        let mut stream = TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        stream
+            .write_all(&self.request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = BytesMut::with_capacity(4096);
+        let head = http::read_message(&mut stream, &mut buf)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !(200..300).contains(&head.status) {
+            return Err(format!("status {}", head.status));
+        }
+        let chunked = http::header(&buf[..head.len], "transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+        if !chunked {
+            return Err("the stream is not chunked".to_owned());
+        }
+        buf.advance(head.len);
+        Ok((stream, buf))
+    }
+}
+
 /// Reads frames until `events` carried a bench timestamp or the deadline; returns latencies
 /// in milliseconds.
 async fn read_stream(
-    mut res: reqwest::Response,
+    mut stream: TcpStream,
+    mut raw: BytesMut,
     events: usize,
     deadline: tokio::time::Instant,
 ) -> Vec<f64> {
     let mut out = Vec::with_capacity(events);
-    let mut pending: Vec<u8> = Vec::new();
-    while out.len() < events {
-        let chunk = match tokio::time::timeout_at(deadline, res.chunk()).await {
-            Ok(Ok(Some(c))) => c,
-            _ => break,
-        };
-        pending.extend_from_slice(&chunk);
+    let mut body: Vec<u8> = Vec::new();
+    let mut chunked = http::Chunked::default();
+    let mut timeout = pin!(tokio::time::sleep_until(deadline));
+    let mut at = now_us();
+    loop {
+        if chunked.decode(&mut raw, &mut body).is_err() {
+            break;
+        }
         let mut start = 0;
-        while let Some(nl) = pending[start..].iter().position(|b| *b == b'\n') {
-            let line = &pending[start..start + nl];
+        while let Some(nl) = body[start..].iter().position(|b| *b == b'\n') {
+            let line = &body[start..start + nl];
             start += nl + 1;
-            if let Some(data) = line.strip_prefix(b"data:") {
-                if let Some(ms) = latency_ms(data) {
-                    out.push(ms);
-                }
+            if let Some(sent) = line.strip_prefix(b"data:").and_then(sent_at_us) {
+                out.push((at - sent).max(0.0) / 1000.0);
             }
         }
-        pending.drain(..start);
+        body.drain(..start);
+        if out.len() >= events {
+            break;
+        }
+        raw.reserve(4096);
+        tokio::select! {
+            read = stream.read_buf(&mut raw) => match read {
+                Ok(n) if n > 0 => at = now_us(),
+                _ => break,
+            },
+            _ = &mut timeout => break,
+        }
     }
     out
 }
 
-/// The latency of one `data:` payload: now − its `data.sent_at_us`.
-fn latency_ms(data: &[u8]) -> Option<f64> {
-    let now = SystemTime::now()
+fn now_us() -> f64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .ok()?
-        .as_micros() as f64;
-    let v: serde_json::Value = serde_json::from_slice(data.trim_ascii()).ok()?;
-    let sent = v["data"]["sent_at_us"].as_u64()? as f64;
-    Some((now - sent).max(0.0) / 1000.0)
+        .map_or(0.0, |d| d.as_micros() as f64)
+}
+
+/// The `data.sent_at_us` of one `data:` payload (other fields are skipped, not built).
+fn sent_at_us(data: &[u8]) -> Option<f64> {
+    #[derive(Deserialize)]
+    struct Envelope {
+        data: Data,
+    }
+    #[derive(Deserialize)]
+    struct Data {
+        sent_at_us: u64,
+    }
+    let e: Envelope = serde_json::from_slice(data.trim_ascii()).ok()?;
+    Some(e.data.sent_at_us as f64)
 }

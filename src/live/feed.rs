@@ -1,10 +1,12 @@
 //! One SSE stream: replay after a cursor (from the hub's recent ring, else the database), then
-//! live events from the hub, with heartbeats. No task of its own: the HTTP response polls it, and a stream whose client stops
-//! reading is simply not polled (its hub buffer fills and the hub lets go of it).
-use std::{convert::Infallible, sync::Arc, time::Duration};
+//! live events from the hub, with heartbeats. No task of its own: the HTTP response polls it
+//! (`body.rs`), and a stream whose client stops reading is simply not polled (its hub buffer
+//! fills and the hub lets go of it).
+mod body;
 
-use bytes::{Bytes, BytesMut};
-use futures_util::Stream;
+use std::{sync::Arc, time::Duration};
+
+use bytes::BytesMut;
 use sqlx::PgPool;
 use tokio::time::{Interval, MissedTickBehavior};
 
@@ -25,6 +27,8 @@ pub const TERMINAL: [&str; 3] = [
     "generation.failed",
     "generation.cancelled",
 ];
+
+pub use body::Body;
 
 pub struct Feed {
     hub: Hub,
@@ -145,81 +149,6 @@ impl Feed {
             self.advance(row.seq, &row.kind);
         }
         Ok(rows.len())
-    }
-
-    /// The response body.
-    pub fn into_body(self) -> impl Stream<Item = Result<Bytes, Infallible>> {
-        futures_util::stream::unfold(self, |mut feed| async move {
-            feed.next_chunk().await.map(|chunk| (Ok(chunk), feed))
-        })
-    }
-
-    async fn next_chunk(&mut self) -> Option<Bytes> {
-        loop {
-            if !self.out.is_empty() {
-                return Some(self.out.split().freeze());
-            }
-            if self.finished {
-                return None;
-            }
-            match std::mem::replace(&mut self.phase, Phase::Resubscribe) {
-                Phase::CatchUp(sub) => {
-                    self.phase = Phase::CatchUp(sub);
-                    match self.replay_page().await {
-                        Ok(n) if n as i64 == PAGE => {}
-                        Ok(_) => {
-                            if let Phase::CatchUp(sub) =
-                                std::mem::replace(&mut self.phase, Phase::Resubscribe)
-                            {
-                                self.phase = Phase::Live(sub);
-                            }
-                        }
-                        Err(e) => {
-                            // Ending is safe: the client resumes after the last id it got.
-                            tracing::warn!(error = %e, "event stream could not read the event log; closing it");
-                            return None;
-                        }
-                    }
-                }
-                Phase::Live(mut sub) => {
-                    tokio::select! {
-                        event = sub.recv() => match event {
-                            Some(first) => {
-                                let second = sub.try_recv();
-                                if second.is_none() && self.out.is_empty() && self.wants(&first) {
-                                    // The common case: send the hub's shared frame, no copy.
-                                    self.advance(first.seq, &first.kind);
-                                    self.phase = Phase::Live(sub);
-                                    return Some(first.frame.clone());
-                                }
-                                // A burst: coalesce what is already buffered into one write.
-                                for event in std::iter::once(first).chain(second) {
-                                    self.write_event(&event);
-                                }
-                                for _ in 2..COALESCE {
-                                    match sub.try_recv() {
-                                        Some(event) => self.write_event(&event),
-                                        None => break,
-                                    }
-                                }
-                                self.phase = Phase::Live(sub);
-                            }
-                            None => {
-                                tracing::debug!(cursor = self.cursor, "event stream fell behind; catching up from the database");
-                            }
-                        },
-                        _ = self.heartbeat.tick() => {
-                            self.phase = Phase::Live(sub);
-                            return Some(Bytes::from_static(sse::PING));
-                        }
-                    }
-                }
-                Phase::Resubscribe => match self.hub.subscribe(self.scope.clone()).await {
-                    Ok(sub) => self.phase = Phase::CatchUp(sub),
-                    Err(_) => return None,
-                },
-            }
-        }
     }
 
     /// Anything at or below the cursor was already sent by the replay; nothing follows the end.

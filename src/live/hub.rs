@@ -148,6 +148,13 @@ impl Subscription {
         self.rx.recv().await
     }
 
+    pub fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Arc<LiveEvent>>> {
+        self.rx.poll_recv(cx)
+    }
+
     pub fn try_recv(&mut self) -> Option<Arc<LiveEvent>> {
         self.rx.try_recv().ok()
     }
