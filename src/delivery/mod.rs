@@ -8,4 +8,5 @@ mod settle;
 pub mod signing;
 pub mod ssrf;
 mod target;
+mod turns;
 pub mod worker;

@@ -1,9 +1,8 @@
 //! Recording a batch of outcomes and leasing what replaces them. A batch of successes is one
 //! statement (attempt rows, deliveries moved on, `failing_since` cleared, freed slots refilled);
 //! a batch with failures is one transaction that also carries their consequences — retries on
-//! the schedule, 410 ⇒ disable now, exhaustion, auto-disable after days of failure — and its
-//! freed slots are refilled after it commits, so nothing is leased for a subscription that the
-//! batch just disabled.
+//! the schedule, 410 ⇒ disable now, exhaustion, auto-disable after days of failure — and
+//! refills its freed slots last, so nothing is leased for a subscription it just disabled.
 use std::collections::HashSet;
 
 use uuid::Uuid;
@@ -33,8 +32,10 @@ impl Deliverer {
         storage::delivery_queue::settle_and_claim(&mut *tx, &settled, &healthy, Claim::None, lease)
             .await?;
         self.consequences(&mut tx, batch, &healthy).await?;
+        let claimed =
+            storage::delivery_queue::settle_and_claim(&mut *tx, &[], &[], claim, lease).await?;
         tx.commit().await?;
-        storage::delivery_queue::settle_and_claim(&self.pool, &[], &[], claim, lease).await
+        Ok(claimed)
     }
 
     async fn consequences(

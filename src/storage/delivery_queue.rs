@@ -46,13 +46,16 @@ pub struct Settled {
 pub enum Claim<'a> {
     /// Nothing.
     None,
-    /// Up to `limit` due deliveries of these subscriptions: the slots the batch freed, found
-    /// through each subscription's own lanes.
+    /// Up to `limit` due deliveries, each subscription in `subscriptions` taking back at most
+    /// `slots[i]`: the in-flight slots that this very batch frees. A refill only ever hands
+    /// on slots its own statement frees, so refills running side by side cannot overrun a cap.
     Refill {
         subscriptions: &'a [Uuid],
+        slots: &'a [i32],
         limit: i64,
     },
-    /// Up to `limit` due deliveries of any subscription (after a NOTIFY, or on the timer).
+    /// Up to `limit` due deliveries of any subscription, each up to its free slots (after a
+    /// NOTIFY, or on the timer). One worker runs one sweep at a time.
     Due { limit: i64 },
 }
 
@@ -115,7 +118,8 @@ fn lanes(who: &str, n: &str) -> String {
     )
 }
 
-/// `keys` names the subscriptions to claim for; each gets as many as its cap leaves free, and
+/// `keys (id, slots)` names the subscriptions to claim for; each gets as many as its cap leaves
+/// free (and at most `slots`, unless that is NULL), and
 /// `pick` takes the oldest of those, first attempts first, at most `$11`. A sweep also takes
 /// deliveries to per-request `webhook_url`s, which have no subscription and no cap.
 fn pick(keys: &str, sweep: bool) -> String {
@@ -126,28 +130,34 @@ fn pick(keys: &str, sweep: bool) -> String {
     };
     format!(
         "{keys}, want AS (
-            SELECT s.id, GREATEST(s.max_in_flight - (SELECT count(*) FROM deliveries i
-                                                      WHERE i.subscription_id = s.id AND i.{IN_FLIGHT}), 0) AS free
-            FROM subscriptions s WHERE s.id IN (SELECT id FROM keys) AND s.status = 'active' AND s.deleted_at IS NULL
+            SELECT s.id, LEAST(COALESCE(k.slots, s.max_in_flight),
+                               s.max_in_flight - (SELECT count(*) FROM deliveries i
+                                                   WHERE i.subscription_id = s.id AND i.{IN_FLIGHT})) AS free
+            FROM keys k JOIN subscriptions s ON s.id = k.id
+            WHERE s.status = 'active' AND s.deleted_at IS NULL
          ), pick AS (
             SELECT c.id FROM (
                 SELECT l.* FROM want w CROSS JOIN LATERAL ({capped}) l
                 {uncapped}
             ) c ORDER BY c.lane, c.next_attempt_at LIMIT $11
          )",
-        capped = lanes("= w.id", "w.free"),
+        capped = lanes("= w.id", "GREATEST(w.free, 0)"),
     )
 }
 
-/// [`Claim::Refill`]: the subscriptions in `$13`.
+/// [`Claim::Refill`]: the subscriptions in `$13`, each with its freed slots in `$14`.
 fn pick_refill() -> String {
-    pick("keys AS (SELECT unnest($13::uuid[]) AS id)", false)
+    pick(
+        "keys AS (SELECT * FROM unnest($13::uuid[], $14::int[]) AS k(id, slots))",
+        false,
+    )
 }
 
-/// [`Claim::Due`]: every subscription with pending work (`$13` is unused).
+/// [`Claim::Due`]: every subscription with pending work (`$13` and `$14` are unused).
 fn pick_due() -> String {
     let keys = format!(
-        "{}, {}, keys AS (SELECT id FROM first_subs WHERE id IS NOT NULL UNION SELECT id FROM retry_subs WHERE id IS NOT NULL)",
+        "{}, {}, keys AS (SELECT id, NULL::int AS slots FROM first_subs WHERE id IS NOT NULL
+                   UNION SELECT id, NULL FROM retry_subs WHERE id IS NOT NULL)",
         subscriptions_in("first_subs", "attempts = 0"),
         subscriptions_in("retry_subs", "attempts > 0"),
     );
@@ -181,13 +191,14 @@ pub async fn settle_and_claim(
         LazyLock::new(|| format!("WITH {SETTLE}, {}, {LEASE}", pick_refill()));
     static DUE: LazyLock<String> =
         LazyLock::new(|| format!("WITH RECURSIVE {SETTLE}, {}, {LEASE}", pick_due()));
-    let (sql, limit, subs) = match claim {
-        Claim::None => (&REFILL, 0, &[][..]),
+    let (sql, limit, subs, slots) = match claim {
+        Claim::None => (&REFILL, 0, &[][..], &[][..]),
         Claim::Refill {
             subscriptions,
+            slots,
             limit,
-        } => (&REFILL, limit, subscriptions),
-        Claim::Due { limit } => (&DUE, limit, &[][..]),
+        } => (&REFILL, limit, subscriptions, slots),
+        Claim::Due { limit } => (&DUE, limit, &[][..], &[][..]),
     };
     sqlx::query_as(sql.as_str())
         .bind(batch.iter().map(|s| s.delivery_id).collect::<Vec<_>>())
@@ -208,6 +219,7 @@ pub async fn settle_and_claim(
         .bind(limit)
         .bind(lease_secs)
         .bind(subs)
+        .bind(slots)
         .fetch_all(db)
         .await
 }
