@@ -109,7 +109,12 @@ impl Deliverer {
                 }
                 _ = rx.recv_many(&mut batch, BATCH), if running.len() < PIPELINE => {}
                 _ = me.wake.notified() => turns.sweep = true,
-                _ = tokio::time::sleep_until(turns.deadline) => turns.sweep = true,
+                _ = tokio::time::sleep_until(turns.deadline) => {
+                    // The sweep sets the next deadline; until then (all slots may be busy)
+                    // this timer must not fire again at once.
+                    turns.sweep = true;
+                    turns.deadline = Instant::now() + MAX_SLEEP;
+                }
             }
         }
         drop(tx);
