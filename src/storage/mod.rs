@@ -2,6 +2,7 @@
 //! compose them into one transaction.
 pub mod callbacks;
 pub mod deliveries;
+pub mod delivery_queue;
 pub mod events;
 pub mod generations;
 pub mod keys;

@@ -1,0 +1,186 @@
+//! Where and how each claimed delivery is sent. Subscriptions are cached by their `updated_at`
+//! (every change bumps it and the claim returns it), so the hot path neither re-reads them nor
+//! re-parses their URL, secrets and headers; tenants' webhook secrets never change once made.
+//! Also the per-instance token buckets of subscriptions' optional rate limits.
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Instant,
+};
+
+use chrono::{DateTime, Utc};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use sqlx::PgPool;
+use url::Url;
+use uuid::Uuid;
+
+use super::signing::SigningSecret;
+use crate::storage::{self, delivery_queue::Claimed, subscriptions::Subscription};
+
+/// One receiver, ready to sign for and send to.
+pub struct Target {
+    /// The parsed URL, or why the stored one is not a URL.
+    pub url: Result<Url, String>,
+    secret: Option<SigningSecret>,
+    /// The secret before a rotation, and until when it still signs.
+    previous: Option<(SigningSecret, DateTime<Utc>)>,
+    /// `content-type` and the subscription's own headers.
+    pub headers: HeaderMap,
+    rate_limit_per_sec: Option<i32>,
+}
+
+impl Target {
+    fn new(url: &str, secret: Option<SigningSecret>, headers: HeaderMap) -> Target {
+        Target {
+            url: Url::parse(url).map_err(|e| format!("stored target is not a URL: {e}")),
+            secret,
+            previous: None,
+            headers,
+            rate_limit_per_sec: None,
+        }
+    }
+
+    fn from_subscription(sub: &Subscription) -> Target {
+        let mut headers = base_headers();
+        for (name, value) in sub.headers.0.as_object().into_iter().flatten() {
+            if let (Ok(n), Some(Ok(v))) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                value.as_str().map(HeaderValue::from_str),
+            ) {
+                headers.insert(n, v);
+            }
+        }
+        let mut t = Target::new(
+            &sub.target_url,
+            SigningSecret::parse(&sub.secret).ok(),
+            headers,
+        );
+        t.previous = sub
+            .previous_secret
+            .as_deref()
+            .and_then(|old| SigningSecret::parse(old).ok())
+            .zip(sub.previous_secret_expires_at);
+        t.rate_limit_per_sec = sub.rate_limit_per_sec.filter(|r| *r > 0);
+        t
+    }
+
+    /// The secrets that sign now: the current one, and the previous one in its grace period.
+    pub fn secrets(&self) -> Vec<&SigningSecret> {
+        let previous = self
+            .previous
+            .as_ref()
+            .filter(|(_, until)| *until > Utc::now())
+            .map(|(s, _)| s);
+        self.secret.iter().chain(previous).collect()
+    }
+}
+
+fn base_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h
+}
+
+/// A token bucket for a subscription's optional rate limit (per instance).
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Owned by the delivery loop, so no locks.
+#[derive(Default)]
+pub struct Targets {
+    subs: HashMap<Uuid, (DateTime<Utc>, Arc<Target>)>,
+    tenants: HashMap<Uuid, SigningSecret>,
+    buckets: HashMap<Uuid, Bucket>,
+}
+
+impl Targets {
+    /// Each claimed delivery with its target, and the ids a rate limit holds back for now.
+    pub async fn resolve(
+        &mut self,
+        pool: &PgPool,
+        claimed: Vec<Claimed>,
+    ) -> Result<(Vec<(Claimed, Arc<Target>)>, Vec<Uuid>), sqlx::Error> {
+        self.load_stale(pool, &claimed).await?;
+        let mut ready = Vec::with_capacity(claimed.len());
+        let mut held = Vec::new();
+        for c in claimed {
+            let cached = c.subscription_id.and_then(|id| self.subs.get(&id));
+            let target = match cached {
+                Some((_, t)) => {
+                    let t = t.clone();
+                    if !self.take_token(c.subscription_id, t.rate_limit_per_sec) {
+                        held.push(c.id);
+                        continue;
+                    }
+                    t
+                }
+                // A per-request `webhook_url`, signed with the tenant's secret.
+                None => {
+                    let secret = self.tenant_secret(pool, c.tenant_id).await?;
+                    Arc::new(Target::new(&c.target_url, Some(secret), base_headers()))
+                }
+            };
+            ready.push((c, target));
+        }
+        Ok((ready, held))
+    }
+
+    /// Reads the subscriptions that are new here or changed since cached, in one query.
+    async fn load_stale(&mut self, pool: &PgPool, claimed: &[Claimed]) -> Result<(), sqlx::Error> {
+        let stale: Vec<Uuid> = claimed
+            .iter()
+            .filter_map(|c| {
+                let id = c.subscription_id?;
+                match self.subs.get(&id) {
+                    Some((v, _)) if Some(*v) == c.subscription_version => None,
+                    _ => Some(id),
+                }
+            })
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        for s in storage::subscriptions::get_many(pool, &stale).await? {
+            let target = Arc::new(Target::from_subscription(&s));
+            self.subs.insert(s.id, (s.updated_at, target));
+        }
+        Ok(())
+    }
+
+    async fn tenant_secret(
+        &mut self,
+        pool: &PgPool,
+        tenant_id: Uuid,
+    ) -> Result<SigningSecret, sqlx::Error> {
+        if let Some(s) = self.tenants.get(&tenant_id) {
+            return Ok(s.clone());
+        }
+        let s = super::worker::tenant_webhook_secret(pool, tenant_id).await?;
+        self.tenants.insert(tenant_id, s.clone());
+        Ok(s)
+    }
+
+    fn take_token(&mut self, sub: Option<Uuid>, rate: Option<i32>) -> bool {
+        let (Some(sub), Some(rate)) = (sub, rate) else {
+            return true;
+        };
+        let rate = f64::from(rate);
+        let now = Instant::now();
+        let b = self.buckets.entry(sub).or_insert(Bucket {
+            tokens: rate,
+            at: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(rate);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
