@@ -13,6 +13,7 @@ use crate::{
     config::Settings,
     delivery::{
         client::{SafeClient, Timeouts},
+        handoff::{self, Inbox},
         ssrf::TargetPolicy,
         worker::Deliverer,
     },
@@ -72,6 +73,8 @@ pub struct Application {
     handle: ServerHandle,
     state: web::Data<AppState>,
     deliverer: Deliverer,
+    /// Deliveries leased by this instance's callbacks, for its delivery loop.
+    handoff: Inbox,
     ingest: ingest::Writers,
     workers: Workers,
 }
@@ -145,7 +148,10 @@ impl Application {
             settings.shutdown_drain,
             settings.delivery_lease,
         );
-        let (ingest, ingest_writers) = Ingest::new(pipeline.pool.clone(), deliveries_wake.clone());
+        let (handoff, handoff_inbox) =
+            handoff::channel(settings.delivery_concurrency, settings.delivery_lease);
+        let (ingest, ingest_writers) =
+            Ingest::new(pipeline.pool.clone(), deliveries_wake.clone(), handoff);
         let state = web::Data::new(AppState {
             pool,
             settings,
@@ -180,6 +186,7 @@ impl Application {
             handle,
             state,
             deliverer,
+            handoff: handoff_inbox,
             ingest: ingest_writers,
             workers,
         })
@@ -231,8 +238,9 @@ impl Application {
         if self.workers.reconciler {
             tracker.spawn(pipeline::reconciler::run(p.clone(), stop.clone()));
         }
+        // Without a delivery loop here, the inbox is dropped and callbacks lease nothing.
         if self.workers.deliverer {
-            tracker.spawn(self.deliverer.clone().run(stop.clone()));
+            tracker.spawn(self.deliverer.clone().run(stop.clone(), self.handoff));
         }
         if self.workers.monitor {
             tracker.spawn(ops::alerts::run(

@@ -2,6 +2,7 @@
 //! own Ed25519 keys, the retry schedule, and the worker that ties them together.
 mod attempt;
 pub mod client;
+pub mod handoff;
 pub mod keys;
 pub mod retry;
 mod settle;

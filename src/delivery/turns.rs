@@ -12,7 +12,7 @@ use futures_util::{future::BoxFuture, FutureExt};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{attempt::Outcome, target::Targets, worker::Deliverer};
+use super::{attempt::Outcome, handoff::LeaseLock, target::Targets, worker::Deliverer};
 use crate::storage::delivery_queue::{Claim, Claimed};
 
 /// What a turn asked for.
@@ -44,11 +44,14 @@ pub struct Turns {
     pub retry_since_sweep: Option<Instant>,
     /// Draining: record outcomes, claim nothing.
     pub stopping: bool,
+    /// Held by sweeps (see `handoff::Handoff::lease_lock`).
+    pub lease_lock: LeaseLock,
 }
 
 impl Turns {
-    pub fn new() -> Turns {
+    pub fn new(lease_lock: LeaseLock) -> Turns {
         Turns {
+            lease_lock,
             in_flight: HashSet::new(),
             reserved: 0,
             targets: Targets::default(),
@@ -110,8 +113,14 @@ impl Turns {
             slots,
         };
         let me = me.clone();
+        let lease_lock = plan.sweep.then(|| self.lease_lock.clone());
         Some(
             async move {
+                // A sweep counts free slots: not while a callback batch leases into them.
+                let _sweeping = match &lease_lock {
+                    Some(l) => Some(l.lock().await),
+                    None => None,
+                };
                 let claim = match (plan.limit, plan.sweep) {
                     (0, _) => Claim::None,
                     (limit, true) => Claim::Due { limit },

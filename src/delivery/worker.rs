@@ -5,7 +5,10 @@
 //! signed and sent by a task of its own, whose outcome comes back here. The global
 //! `concurrency` bounds those tasks, and each subscription's `max_in_flight` is counted by the
 //! database across instances.
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
 
 use chrono::Utc;
 use futures_util::{stream::FuturesUnordered, StreamExt};
@@ -20,6 +23,7 @@ use uuid::Uuid;
 use super::{
     attempt::Outcome,
     client::SafeClient,
+    handoff::Inbox,
     keys::OutboundKeys,
     retry::RetrySchedule,
     signing::SigningSecret,
@@ -84,13 +88,14 @@ impl Deliverer {
 
     /// Runs until cancelled; on stop, in-flight attempts finish (and are recorded) within the
     /// drain time and the leases of the rest are released for the next instance.
-    pub async fn run(self, stop: CancellationToken) {
+    pub async fn run(self, stop: CancellationToken, mut inbox: Inbox) {
         let me = Arc::new(self);
         let (tx, mut rx) = mpsc::unbounded_channel::<Outcome>();
-        let mut turns = Turns::new();
+        let mut turns = Turns::new(inbox.lease_lock.clone());
         let mut running = FuturesUnordered::<Turn>::new();
         let mut batch = Vec::with_capacity(BATCH);
         while !stop.is_cancelled() {
+            inbox.busy.store(turns.in_flight.len(), Ordering::Relaxed);
             if running.len() < PIPELINE {
                 // Whatever has arrived joins the next turn.
                 while batch.len() < BATCH {
@@ -108,6 +113,7 @@ impl Deliverer {
                     me.finish(&mut turns, plan, result, &tx).await;
                 }
                 _ = rx.recv_many(&mut batch, BATCH), if running.len() < PIPELINE => {}
+                Some(claimed) = inbox.rx.recv() => me.dispatch(&mut turns, claimed, &tx).await,
                 _ = me.wake.notified() => turns.sweep = true,
                 _ = tokio::time::sleep_until(turns.deadline) => {
                     // The sweep sets the next deadline; until then (all slots may be busy)
@@ -118,6 +124,12 @@ impl Deliverer {
             }
         }
         drop(tx);
+        // Hand-offs that came too late go back to the queue for the next instance.
+        inbox.rx.close();
+        while let Ok(claimed) = inbox.rx.try_recv() {
+            let ids: Vec<Uuid> = claimed.iter().map(|c| c.id).collect();
+            me.release(&ids).await;
+        }
         me.drain(turns, running, rx, batch).await;
     }
 

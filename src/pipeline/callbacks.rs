@@ -15,7 +15,7 @@ use crate::{
     fal::{errors::has_content_policy_violation, models},
     governance::budgets,
     storage::{
-        self, callbacks::NewCallback, deliveries::Claimed, events::NewEvent,
+        self, callbacks::NewCallback, delivery_queue::Claimed, events::NewEvent,
         generations::Generation,
     },
 };
@@ -90,6 +90,15 @@ pub async fn apply(pool: &sqlx::PgPool, incoming: Incoming) -> Result<Applied, A
 /// One answer per result, in order.
 pub type Answers = Vec<Result<Applied, ApplyError>>;
 
+/// The deliveries a batch created.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// Leased to the caller, to send now that the batch has committed.
+    pub leased: Vec<Claimed>,
+    /// Left for the delivery workers to claim.
+    pub unleased: i64,
+}
+
 /// Applies a batch of results in ONE transaction of four round trips whatever its size: lock
 /// the generations and read which results are recorded already; finish them in memory; then
 /// write the terminal states, the callbacks, the budget settlements and the events with their
@@ -100,7 +109,7 @@ pub async fn apply_many(
     pool: &sqlx::PgPool,
     batch: &[Incoming],
     lease: Option<f64>,
-) -> Result<(Answers, Vec<Claimed>), ApplyError> {
+) -> Result<(Answers, Written), ApplyError> {
     let ids: Vec<Uuid> = batch.iter().map(|i| i.generation_id).collect();
     let request_ids: Vec<&str> = batch.iter().map(|i| i.result.request_id.as_str()).collect();
     let mut tx = pool.begin().await?;
@@ -184,12 +193,16 @@ pub async fn apply_many(
     if !callbacks.is_empty() {
         storage::callbacks::record_many(&mut *tx, &callbacks).await?;
     }
-    let mut claimed = Vec::new();
+    let mut written = Written::default();
     if !events.is_empty() {
-        (_, claimed) = storage::events::append_many(&mut tx, &events, lease).await?;
+        let batch = storage::events::append_many(&mut tx, &events, lease).await?;
+        written = Written {
+            leased: batch.leased,
+            unleased: batch.unleased,
+        };
     }
     tx.commit().await?;
-    Ok((answers, claimed))
+    Ok((answers, written))
 }
 
 /// Finishes `g` in memory exactly as `generations::finish_many` stores it; returns the event

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
-use super::callbacks::{self, Applied, ApplyError, Incoming};
+use super::callbacks::{self, Applied, ApplyError, Incoming, Written};
+use crate::{delivery::handoff::Handoff, storage};
 
 /// Concurrent batches: one is being built and sent while another waits for its commit.
 const WRITERS: usize = 2;
@@ -29,13 +30,15 @@ pub struct Ingest {
 pub struct Writers {
     queue: mpsc::Receiver<(Incoming, Reply)>,
     pool: sqlx::PgPool,
-    /// Woken after a batch announced something: this instance's delivery worker starts at once
-    /// (the NOTIFY in the batch wakes the other instances').
+    /// Woken after a batch left deliveries to claim: this instance's delivery worker starts at
+    /// once (the NOTIFY in the batch wakes the other instances').
     deliveries: Arc<Notify>,
+    /// Where deliveries created leased to this instance go.
+    handoff: Handoff,
 }
 
 impl Ingest {
-    pub fn new(pool: sqlx::PgPool, deliveries: Arc<Notify>) -> (Ingest, Writers) {
+    pub fn new(pool: sqlx::PgPool, deliveries: Arc<Notify>, handoff: Handoff) -> (Ingest, Writers) {
         let (tx, rx) = mpsc::channel(QUEUE);
         (
             Ingest { queue: tx },
@@ -43,6 +46,7 @@ impl Ingest {
                 queue: rx,
                 pool,
                 deliveries,
+                handoff,
             },
         )
     }
@@ -65,16 +69,17 @@ impl Writers {
             queue,
             pool,
             deliveries,
+            handoff,
         } = self;
         let queue = Arc::new(Mutex::new(queue));
+        let out = Arc::new(Out {
+            pool,
+            deliveries,
+            handoff,
+        });
         let mut writers = Vec::with_capacity(WRITERS);
         for _ in 0..WRITERS {
-            let (queue, pool, deliveries, stop) = (
-                queue.clone(),
-                pool.clone(),
-                deliveries.clone(),
-                stop.clone(),
-            );
+            let (queue, out, stop) = (queue.clone(), out.clone(), stop.clone());
             writers.push(tokio::spawn(async move {
                 let mut jobs = Vec::with_capacity(MAX_BATCH);
                 loop {
@@ -92,7 +97,7 @@ impl Writers {
                             return;
                         }
                     }
-                    write(&pool, std::mem::take(&mut jobs), &deliveries).await;
+                    out.write(std::mem::take(&mut jobs)).await;
                 }
             }));
         }
@@ -102,29 +107,57 @@ impl Writers {
     }
 }
 
-/// Applies one batch and answers every handler. When the batch's transaction fails, each
-/// callback is tried on its own, so one bad callback cannot fail the others.
-async fn write(pool: &sqlx::PgPool, jobs: Vec<(Incoming, Reply)>, deliveries: &Notify) {
-    let (items, replies): (Vec<Incoming>, Vec<Reply>) = jobs.into_iter().unzip();
-    let answers = match callbacks::apply_many(pool, &items, None).await {
-        Ok((answers, _)) => answers,
-        Err(e) if items.len() > 1 => {
-            tracing::warn!(error = %e, count = items.len(), "a batch of callbacks failed; applying them one by one");
-            let mut answers = Vec::with_capacity(items.len());
-            for item in items {
-                answers.push(callbacks::apply(pool, item).await);
+/// Where a written batch's consequences go.
+struct Out {
+    pool: sqlx::PgPool,
+    deliveries: Arc<Notify>,
+    handoff: Handoff,
+}
+
+impl Out {
+    /// Applies one batch and answers every handler. When the batch's transaction fails, each
+    /// callback is tried on its own, so one bad callback cannot fail the others.
+    async fn write(&self, jobs: Vec<(Incoming, Reply)>) {
+        let (items, replies): (Vec<Incoming>, Vec<Reply>) = jobs.into_iter().unzip();
+        let lease = self.handoff.lease_for(items.len());
+        let leasing = match lease {
+            Some(_) => Some(self.handoff.lock().await),
+            None => None,
+        };
+        let applied = callbacks::apply_many(&self.pool, &items, lease).await;
+        drop(leasing);
+        let answers = match applied {
+            Ok((answers, written)) => {
+                self.dispatch(written).await;
+                answers
             }
-            answers
+            Err(e) if items.len() > 1 => {
+                tracing::warn!(error = %e, count = items.len(), "a batch of callbacks failed; applying them one by one");
+                let mut answers = Vec::with_capacity(items.len());
+                for item in items {
+                    answers.push(callbacks::apply(&self.pool, item).await);
+                }
+                self.deliveries.notify_one();
+                answers
+            }
+            Err(e) => vec![Err(e)],
+        };
+        for (reply, answer) in replies.into_iter().zip(answers) {
+            let _ = reply.send(answer);
         }
-        Err(e) => vec![Err(e)],
-    };
-    if answers
-        .iter()
-        .any(|a| matches!(a, Ok(Applied::Finished(_))))
-    {
-        deliveries.notify_one();
     }
-    for (reply, answer) in replies.into_iter().zip(answers) {
-        let _ = reply.send(answer);
+
+    /// Sends what was leased to us; wakes the delivery worker for the rest.
+    async fn dispatch(&self, written: Written) {
+        if let Err(unsent) = self.handoff.send(written.leased) {
+            let ids: Vec<uuid::Uuid> = unsent.iter().map(|c| c.id).collect();
+            if let Err(e) = storage::delivery_queue::release(&self.pool, &ids, 0.0).await {
+                tracing::warn!(error = %e, "releasing leased deliveries failed; their leases will expire");
+            }
+            self.deliveries.notify_one();
+        }
+        if written.unleased > 0 {
+            self.deliveries.notify_one();
+        }
     }
 }

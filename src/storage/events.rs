@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use sqlx::{types::Json, FromRow, PgExecutor};
 use uuid::Uuid;
 
-use super::deliveries::Claimed;
+use super::delivery_queue::Claimed;
 use crate::domain::ids;
 
 /// Channel carrying the `seq` of each committed event.
@@ -65,8 +65,8 @@ pub async fn append(
         generation_id,
         data,
     };
-    let (mut appended, _) = append_many(tx, std::slice::from_ref(&event), None).await?;
-    appended.pop().ok_or(sqlx::Error::RowNotFound)
+    let mut batch = append_many(tx, std::slice::from_ref(&event), None).await?;
+    batch.events.pop().ok_or(sqlx::Error::RowNotFound)
 }
 
 /// Appends events as `{id, type, timestamp, data}` — the exact bodies subscribers receive — and,
@@ -81,7 +81,7 @@ pub async fn append_many(
     tx: &mut sqlx::PgConnection,
     events: &[NewEvent],
     lease: Option<f64>,
-) -> Result<(Vec<Appended>, Vec<Claimed>), sqlx::Error> {
+) -> Result<AppendedBatch, sqlx::Error> {
     let now = Utc::now();
     let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut cols = Columns::default();
@@ -115,12 +115,15 @@ pub async fn append_many(
             RETURNING id, seq, payload
          ), {fan_out}, n AS (SELECT pg_notify('{CHANNEL}', max(seq)::text) FROM e)
          SELECT e.id, e.seq, (SELECT count(*) FROM n) AS notified,
+                (SELECT count(*) FROM d WHERE NOT d.leased) AS unleased,
                 CASE WHEN l.event_id IS NOT NULL THEN e.payload::text END AS payload,
-                l.ids, l.tenants, l.subscriptions, l.targets
+                l.ids, l.tenants, l.subscriptions, l.targets, l.versions
          FROM e LEFT JOIN (
-            SELECT event_id, array_agg(id) AS ids, array_agg(tenant_id) AS tenants,
-                   array_agg(subscription_id) AS subscriptions, array_agg(target_url) AS targets
-            FROM d WHERE leased GROUP BY event_id
+            SELECT d.event_id, array_agg(d.id) AS ids, array_agg(d.tenant_id) AS tenants,
+                   array_agg(d.subscription_id) AS subscriptions, array_agg(d.target_url) AS targets,
+                   array_agg(s.updated_at) AS versions
+            FROM d LEFT JOIN subscriptions s ON s.id = d.subscription_id
+            WHERE d.leased GROUP BY d.event_id
          ) l ON l.event_id = e.id",
         fan_out = super::deliveries::FAN_OUT
     ))
@@ -142,6 +145,7 @@ pub async fn append_many(
         rows.into_iter().map(|r| (r.id, r)).collect();
     let mut appended = Vec::with_capacity(events.len());
     let mut claimed = Vec::new();
+    let unleased = by_id.values().next().map_or(0, |r| r.unleased);
     for (i, id) in cols.id.iter().enumerate() {
         let row = by_id.remove(id).ok_or(sqlx::Error::RowNotFound)?;
         appended.push(Appended {
@@ -151,13 +155,15 @@ pub async fn append_many(
         let (Some(payload), Some(ids)) = (row.payload, row.ids) else {
             continue;
         };
-        let (tenants, subs, targets) = (row.tenants, row.subscriptions, row.targets);
+        let (tenants, subs, targets, versions) =
+            (row.tenants, row.subscriptions, row.targets, row.versions);
         for (j, delivery) in ids.into_iter().enumerate() {
             claimed.push(Claimed {
                 id: delivery,
                 tenant_id: tenants.as_ref().map_or(cols.tenant[i], |t| t[j]),
                 event_id: row.id,
                 subscription_id: subs.as_ref().and_then(|s| s[j]),
+                subscription_version: versions.as_ref().and_then(|v| v[j]),
                 target_url: targets.as_ref().map(|t| t[j].clone()).unwrap_or_default(),
                 attempts: 1,
                 event_type: cols.kind[i].to_owned(),
@@ -166,7 +172,22 @@ pub async fn append_many(
             });
         }
     }
-    Ok((appended, claimed))
+    Ok(AppendedBatch {
+        events: appended,
+        leased: claimed,
+        unleased,
+    })
+}
+
+/// What `append_many` wrote.
+#[derive(Debug)]
+pub struct AppendedBatch {
+    /// In the order given.
+    pub events: Vec<Appended>,
+    /// Deliveries created leased to the caller: to send once the transaction commits.
+    pub leased: Vec<Claimed>,
+    /// Deliveries created for the delivery workers to claim.
+    pub unleased: i64,
 }
 
 /// One appended event, with the deliveries created leased to the caller (if any).
@@ -174,12 +195,14 @@ pub async fn append_many(
 struct AppendedRow {
     id: Uuid,
     seq: i64,
+    unleased: i64,
     /// The stored body's text — the bytes leased deliveries sign and send.
     payload: Option<String>,
     ids: Option<Vec<Uuid>>,
     tenants: Option<Vec<Uuid>>,
     subscriptions: Option<Vec<Option<Uuid>>>,
     targets: Option<Vec<String>>,
+    versions: Option<Vec<Option<DateTime<Utc>>>>,
 }
 
 /// `append_many`'s parameters, one array per column.

@@ -449,3 +449,32 @@ async fn rotation_signs_with_both_secrets_and_recover_requeues_failures() {
     .await;
     assert_eq!(p["errors"][0]["field"], "since");
 }
+
+#[tokio::test]
+async fn a_subscription_never_has_more_deliveries_in_flight_than_its_max_in_flight() {
+    let app = spawn_app().await;
+    let rx = Receiver::start().await;
+    rx.set(204, None, Duration::from_millis(200));
+    subscribe(
+        &app,
+        json!({"target_url": rx.url, "event_types": ["generation.completed"], "max_in_flight": 2}),
+    )
+    .await;
+    let burst = (0..8).map(|i| app.generate(json!({"prompt": format!("burst {i}")})));
+    let ids: std::collections::HashSet<String> = futures_util::future::join_all(burst)
+        .await
+        .iter()
+        .map(|g| g["id"].as_str().unwrap().to_owned())
+        .collect();
+    let got = rx.wait_for(8, Duration::from_secs(30)).await;
+    let delivered: std::collections::HashSet<String> = got
+        .iter()
+        .map(|r| r.json()["data"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(delivered, ids, "every generation reached the subscriber");
+    assert_eq!(
+        rx.max_concurrent(),
+        2,
+        "the receiver held each request 200 ms: both slots and never more were used"
+    );
+}

@@ -38,6 +38,8 @@ pub struct Behaviour {
 #[derive(Clone)]
 struct Shared {
     received: Arc<Mutex<Vec<Received>>>,
+    /// Requests being answered now, and the most ever at once.
+    concurrent: Arc<Mutex<(usize, usize)>>,
     behaviour: Arc<Mutex<Behaviour>>,
     notify: Arc<tokio::sync::Notify>,
 }
@@ -51,6 +53,7 @@ impl Receiver {
     pub async fn start() -> Receiver {
         let shared = Shared {
             received: Arc::default(),
+            concurrent: Arc::default(),
             behaviour: Arc::new(Mutex::new(Behaviour {
                 status: 204,
                 retry_after: None,
@@ -87,6 +90,11 @@ impl Receiver {
         };
     }
 
+    /// The most requests this receiver was answering at one moment.
+    pub fn max_concurrent(&self) -> usize {
+        self.shared.concurrent.lock().unwrap().1
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.shared.received.lock().unwrap().clone()
     }
@@ -119,6 +127,11 @@ impl Receiver {
 
 async fn handle(req: HttpRequest, body: web::Bytes, s: web::Data<Shared>) -> HttpResponse {
     let behaviour = s.behaviour.lock().unwrap().clone();
+    {
+        let mut c = s.concurrent.lock().unwrap();
+        c.0 += 1;
+        c.1 = c.1.max(c.0);
+    }
     s.received.lock().unwrap().push(Received {
         headers: req
             .headers()
@@ -132,6 +145,7 @@ async fn handle(req: HttpRequest, body: web::Bytes, s: web::Data<Shared>) -> Htt
     if !behaviour.delay.is_zero() {
         tokio::time::sleep(behaviour.delay).await;
     }
+    s.concurrent.lock().unwrap().0 -= 1;
     let mut res =
         HttpResponse::build(actix_web::http::StatusCode::from_u16(behaviour.status).unwrap());
     if let Some(ra) = behaviour.retry_after {
