@@ -299,7 +299,9 @@ async fn listen(
                     p.submit_wake.notify_one()
                 }
                 Ok(Some(n)) => {
-                    deliveries.notify_one();
+                    if !n.payload().ends_with(storage::events::NO_CLAIMS) {
+                        deliveries.notify_one();
+                    }
                     live.committed(n.payload());
                 }
                 Ok(None) => {

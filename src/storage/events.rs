@@ -8,8 +8,11 @@ use uuid::Uuid;
 use super::delivery_queue::Claimed;
 use crate::domain::ids;
 
-/// Channel carrying the `seq` of each committed event.
+/// Channel carrying the highest `seq` of each committed batch of events, followed by
+/// `NO_CLAIMS` when the batch left no delivery for the delivery workers to claim (its deliveries
+/// were all leased to the instance that wrote it, or it had none).
 pub const CHANNEL: &str = "fluxgate_events";
+pub const NO_CLAIMS: &str = " no-claims";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Event {
@@ -113,7 +116,10 @@ pub async fn append_many(
             INSERT INTO events (id, tenant_id, type, generation_id, payload, created_at)
             SELECT id, tenant_id, type, generation_id, payload, $6 FROM ev
             RETURNING id, seq, payload
-         ), {fan_out}, n AS (SELECT pg_notify('{CHANNEL}', max(seq)::text) FROM e)
+         ), {fan_out}, n AS (
+            SELECT pg_notify('{CHANNEL}', max(seq)::text
+                || CASE WHEN EXISTS (SELECT 1 FROM d WHERE NOT d.leased) THEN '' ELSE '{NO_CLAIMS}' END)
+            FROM e)
          SELECT e.id, e.seq, (SELECT count(*) FROM n) AS notified,
                 (SELECT count(*) FROM d WHERE NOT d.leased) AS unleased,
                 CASE WHEN l.event_id IS NOT NULL THEN e.payload::text END AS payload,
