@@ -128,6 +128,13 @@ pub struct Settlement<'a> {
     pub actual: i64,
 }
 
+impl Settlement<'_> {
+    /// Whether settling changes anything (the generation reserved budget).
+    pub fn reserves(&self) -> bool {
+        self.day.is_some() && self.reserved > 0
+    }
+}
+
 /// Turns a generation's reservation into its actual spend. A no-op for generations that
 /// reserved nothing.
 pub async fn settle(tx: &mut sqlx::PgConnection, s: Settlement<'_>) -> Result<(), sqlx::Error> {

@@ -1,7 +1,13 @@
 //! fal callbacks as received (or fetched by the reconciler), unique on fal's request id.
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{types::Json, PgExecutor};
 use uuid::Uuid;
+
+use super::{
+    events::{self, AppendedBatch, Guard, NewEvent},
+    generations::{self, FinishColumns},
+};
 
 /// A callback to record.
 #[derive(Debug)]
@@ -12,7 +18,64 @@ pub struct NewCallback<'a> {
     pub fal_status: &'a str,
     pub body: &'a Value,
     pub announced: bool,
-    pub received_at: chrono::DateTime<chrono::Utc>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Callbacks as parameter arrays for `record_sql`.
+pub struct CallbackColumns {
+    generation: Vec<Uuid>,
+    request_id: Vec<String>,
+    source: Vec<String>,
+    fal_status: Vec<String>,
+    body: Vec<Json<Value>>,
+    announced: Vec<bool>,
+    received_at: Vec<DateTime<Utc>>,
+}
+
+impl CallbackColumns {
+    pub fn of(callbacks: &[NewCallback<'_>]) -> Self {
+        CallbackColumns {
+            generation: callbacks.iter().map(|c| c.generation_id).collect(),
+            request_id: callbacks
+                .iter()
+                .map(|c| c.fal_request_id.to_owned())
+                .collect(),
+            source: callbacks.iter().map(|c| c.source.to_owned()).collect(),
+            fal_status: callbacks.iter().map(|c| c.fal_status.to_owned()).collect(),
+            body: callbacks.iter().map(|c| Json(c.body.clone())).collect(),
+            announced: callbacks.iter().map(|c| c.announced).collect(),
+            received_at: callbacks.iter().map(|c| c.received_at).collect(),
+        }
+    }
+
+    /// Binds the arrays as `$first…$first+6`, in `record_sql`'s order.
+    pub fn bind<'q, O>(
+        self,
+        q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        q.bind(self.generation)
+            .bind(self.request_id)
+            .bind(self.source)
+            .bind(self.fal_status)
+            .bind(self.body)
+            .bind(self.announced)
+            .bind(self.received_at)
+    }
+}
+
+/// The INSERT of `CallbackColumns` bound from `$first`, keeping those for which `keep` holds of
+/// `c`; request ids recorded already are skipped.
+pub fn record_sql(first: usize, keep: &str) -> String {
+    let p: Vec<String> = (first..first + 7).map(|i| format!("${i}")).collect();
+    format!(
+        "INSERT INTO fal_callbacks (generation_id, fal_request_id, source, fal_status, body, announced, received_at)
+         SELECT * FROM unnest({}::uuid[], {}::text[], {}::text[], {}::text[], {}::jsonb[], {}::bool[], {}::timestamptz[])
+             AS c(generation_id, fal_request_id, source, fal_status, body, announced, received_at)
+         WHERE {keep}
+         ON CONFLICT (fal_request_id) DO NOTHING
+         RETURNING id",
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+    )
 }
 
 /// Records a batch of callbacks in one statement; request ids recorded already are skipped.
@@ -20,26 +83,39 @@ pub async fn record_many(
     db: impl PgExecutor<'_>,
     callbacks: &[NewCallback<'_>],
 ) -> Result<(), sqlx::Error> {
-    let request_id: Vec<&str> = callbacks.iter().map(|c| c.fal_request_id).collect();
-    let source: Vec<&str> = callbacks.iter().map(|c| c.source).collect();
-    let fal_status: Vec<&str> = callbacks.iter().map(|c| c.fal_status).collect();
-    let generation: Vec<Uuid> = callbacks.iter().map(|c| c.generation_id).collect();
-    let body: Vec<Json<&Value>> = callbacks.iter().map(|c| Json(c.body)).collect();
-    let announced: Vec<bool> = callbacks.iter().map(|c| c.announced).collect();
-    let received_at: Vec<_> = callbacks.iter().map(|c| c.received_at).collect();
-    sqlx::query(
-        "INSERT INTO fal_callbacks (generation_id, fal_request_id, source, fal_status, body, announced, received_at)
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::bool[], $7::timestamptz[])
-         ON CONFLICT (fal_request_id) DO NOTHING",
-    )
-    .bind(&generation)
-    .bind(&request_id)
-    .bind(&source)
-    .bind(&fal_status)
-    .bind(&body)
-    .bind(&announced)
-    .bind(&received_at)
-    .execute(db)
-    .await?;
+    let sql = record_sql(1, "true");
+    let _: Vec<(i64,)> = CallbackColumns::of(callbacks)
+        .bind(sqlx::query_as(&sql))
+        .fetch_all(db)
+        .await?;
     Ok(())
+}
+
+/// Writes a batch of callbacks WITHOUT a transaction of its own, in one statement (one round
+/// trip, one commit): the generations they finish, if each is still the version that was read
+/// (`FinishColumns`), the callbacks (announced ones only with their generation), and the events
+/// of the generations it updated with their fan-out. A generation that moved on meanwhile is
+/// left alone, with its callback and events: its id is missing from the events returned, and
+/// the caller applies its callback again under a lock.
+pub async fn write_unlocked(
+    db: impl PgExecutor<'_>,
+    finished: FinishColumns,
+    callbacks: &[NewCallback<'_>],
+    events: &[NewEvent],
+    lease: Option<f64>,
+) -> Result<AppendedBatch, sqlx::Error> {
+    let callbacks = CallbackColumns::of(callbacks);
+    let guard = Guard {
+        ctes: format!(
+            "g AS ({}), cb AS ({}),",
+            generations::finish_sql(13, true),
+            record_sql(
+                23,
+                "NOT c.announced OR c.generation_id IN (SELECT id FROM g)"
+            )
+        ),
+        keep: "t.generation_id IN (SELECT id FROM g)",
+        bind: Box::new(move |q| callbacks.bind(finished.bind(q))),
+    };
+    events::append_guarded(db, events, lease, Some(guard)).await
 }

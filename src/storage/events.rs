@@ -46,6 +46,7 @@ pub struct NewEvent {
 pub struct Appended {
     pub id: Uuid,
     pub seq: i64,
+    pub generation_id: Option<Uuid>,
 }
 
 impl Appended {
@@ -68,7 +69,7 @@ pub async fn append(
         generation_id,
         data,
     };
-    let mut batch = append_many(tx, std::slice::from_ref(&event), None).await?;
+    let mut batch = append_many(&mut *tx, std::slice::from_ref(&event), None).await?;
     batch.events.pop().ok_or(sqlx::Error::RowNotFound)
 }
 
@@ -81,9 +82,31 @@ pub async fn append(
 /// commits — no second round trip to claim them. Should the caller die first, their leases
 /// expire and any instance's delivery worker takes them over.
 pub async fn append_many(
-    tx: &mut sqlx::PgConnection,
+    db: impl PgExecutor<'_>,
     events: &[NewEvent],
     lease: Option<f64>,
+) -> Result<AppendedBatch, sqlx::Error> {
+    append_guarded(db, events, lease, None).await
+}
+
+/// `append_many`'s statement with more written before it: `ctes` (each followed by a comma,
+/// binding parameters from $13 with `bind`), and only the events for which `keep` holds of `t`
+/// (the event) are appended — e.g. those whose generation an earlier CTE updated.
+pub struct Guard {
+    pub ctes: String,
+    pub keep: &'static str,
+    pub bind: Box<dyn for<'q> FnOnce(PgQueryAs<'q>) -> PgQueryAs<'q> + Send>,
+}
+
+pub type PgQueryAs<'q> =
+    sqlx::query::QueryAs<'q, sqlx::Postgres, AppendedRow, sqlx::postgres::PgArguments>;
+
+/// `append_many` behind a `Guard`: the events it dropped are missing from the result.
+pub async fn append_guarded(
+    db: impl PgExecutor<'_>,
+    events: &[NewEvent],
+    lease: Option<f64>,
+    guard: Option<Guard>,
 ) -> Result<AppendedBatch, sqlx::Error> {
     let now = Utc::now();
     let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -107,20 +130,25 @@ pub async fn append_many(
         cols.end_user.push(fan.end_user);
         cols.webhook_url.push(fan.webhook_url);
     }
-    let rows: Vec<AppendedRow> = sqlx::query_as(&format!(
-        "WITH ev AS (
+    let (ctes, keep, bind) = match guard {
+        Some(g) => (g.ctes, g.keep, Some(g.bind)),
+        None => (String::new(), "true", None),
+    };
+    let sql = format!(
+        "WITH {ctes} ev AS (
             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::jsonb[],
                                  $7::bool[], $8::bool[], $9::jsonb[], $10::text[], $11::text[])
                 AS t(id, tenant_id, type, generation_id, payload, fan, is_generation, metadata, end_user, webhook_url)
+            WHERE {keep}
          ), e AS (
             INSERT INTO events (id, tenant_id, type, generation_id, payload, created_at)
             SELECT id, tenant_id, type, generation_id, payload, $6 FROM ev
-            RETURNING id, seq, payload
+            RETURNING id, seq, generation_id, payload
          ), {fan_out}, n AS (
             SELECT pg_notify('{CHANNEL}', max(seq)::text
                 || CASE WHEN EXISTS (SELECT 1 FROM d WHERE NOT d.leased) THEN '' ELSE '{NO_CLAIMS}' END)
-            FROM e)
-         SELECT e.id, e.seq, (SELECT count(*) FROM n) AS notified,
+            FROM e HAVING count(*) > 0)
+         SELECT e.id, e.seq, e.generation_id, (SELECT count(*) FROM n) AS notified,
                 (SELECT count(*) FROM d WHERE NOT d.leased) AS unleased,
                 CASE WHEN l.event_id IS NOT NULL THEN e.payload::text END AS payload,
                 l.ids, l.tenants, l.subscriptions, l.targets, l.versions
@@ -132,31 +160,41 @@ pub async fn append_many(
             WHERE d.leased GROUP BY d.event_id
          ) l ON l.event_id = e.id",
         fan_out = super::deliveries::FAN_OUT
-    ))
-    .bind(&cols.id)
-    .bind(&cols.tenant)
-    .bind(&cols.kind)
-    .bind(&cols.generation)
-    .bind(&cols.payload)
-    .bind(now)
-    .bind(&cols.fan)
-    .bind(&cols.is_generation)
-    .bind(&cols.metadata)
-    .bind(&cols.end_user)
-    .bind(&cols.webhook_url)
-    .bind(lease)
-    .fetch_all(&mut *tx)
-    .await?;
+    );
+    let query = sqlx::query_as(&sql)
+        .bind(&cols.id)
+        .bind(&cols.tenant)
+        .bind(&cols.kind)
+        .bind(&cols.generation)
+        .bind(&cols.payload)
+        .bind(now)
+        .bind(&cols.fan)
+        .bind(&cols.is_generation)
+        .bind(&cols.metadata)
+        .bind(&cols.end_user)
+        .bind(&cols.webhook_url)
+        .bind(lease);
+    let query = match bind {
+        Some(bind) => bind(query),
+        None => query,
+    };
+    let rows: Vec<AppendedRow> = query.fetch_all(db).await?;
     let mut by_id: std::collections::HashMap<Uuid, AppendedRow> =
         rows.into_iter().map(|r| (r.id, r)).collect();
     let mut appended = Vec::with_capacity(events.len());
     let mut claimed = Vec::new();
     let unleased = by_id.values().next().map_or(0, |r| r.unleased);
     for (i, id) in cols.id.iter().enumerate() {
-        let row = by_id.remove(id).ok_or(sqlx::Error::RowNotFound)?;
+        let Some(row) = by_id.remove(id) else {
+            if keep == "true" {
+                return Err(sqlx::Error::RowNotFound);
+            }
+            continue; // dropped by the guard
+        };
         appended.push(Appended {
             id: row.id,
             seq: row.seq,
+            generation_id: row.generation_id,
         });
         let (Some(payload), Some(ids)) = (row.payload, row.ids) else {
             continue;
@@ -198,9 +236,10 @@ pub struct AppendedBatch {
 
 /// One appended event, with the deliveries created leased to the caller (if any).
 #[derive(FromRow)]
-struct AppendedRow {
+pub struct AppendedRow {
     id: Uuid,
     seq: i64,
+    generation_id: Option<Uuid>,
     unleased: i64,
     /// The stored body's text — the bytes leased deliveries sign and send.
     payload: Option<String>,

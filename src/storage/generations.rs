@@ -233,17 +233,20 @@ pub struct LockedForCallbacks {
     pub seen: Option<Vec<String>>,
 }
 
-/// Locks the generations (in id order, so concurrent batches never deadlock) and reads which of
-/// `fal_request_ids` are recorded already: one round trip for a whole batch of callbacks.
-pub async fn lock_for_callbacks(
+/// Reads the generations — and, with `lock`, locks them (in id order, so concurrent batches
+/// never deadlock) — and which of `fal_request_ids` are recorded already: one round trip for a
+/// whole batch of callbacks.
+pub async fn for_callbacks(
     db: impl PgExecutor<'_>,
     ids: &[Uuid],
     fal_request_ids: &[&str],
+    lock: bool,
 ) -> Result<Vec<LockedForCallbacks>, sqlx::Error> {
+    let lock = if lock { "ORDER BY id FOR UPDATE" } else { "" };
     sqlx::query_as(&format!(
         "SELECT {COLUMNS},
                 (SELECT array_agg(fal_request_id) FROM fal_callbacks WHERE fal_request_id = ANY($2)) AS seen
-         FROM generations WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+         FROM generations WHERE id = ANY($1) {lock}"
     ))
     .bind(ids)
     .bind(fal_request_ids)
@@ -408,6 +411,87 @@ pub async fn finish(
     Ok(row)
 }
 
+/// Generations finished in memory, as parameter arrays for `FINISH`.
+pub struct FinishColumns {
+    ids: Vec<Uuid>,
+    status: Vec<String>,
+    result: Vec<Option<Json<Value>>>,
+    seed: Vec<Option<i64>>,
+    cost: Vec<Option<i64>>,
+    error: Vec<Option<Json<Value>>>,
+    rid: Vec<Option<String>>,
+    at: Vec<Option<DateTime<Utc>>>,
+    submitted: Vec<Option<DateTime<Utc>>>,
+    /// `updated_at` as read (what an unlocked write must still find).
+    version: Vec<DateTime<Utc>>,
+}
+
+impl FinishColumns {
+    pub fn of(rows: &[&Generation], version: impl Fn(&Generation) -> DateTime<Utc>) -> Self {
+        let col = |f: &dyn Fn(&Generation) -> _| rows.iter().map(|g| f(g)).collect::<Vec<_>>();
+        FinishColumns {
+            ids: rows.iter().map(|g| g.id).collect(),
+            status: rows.iter().map(|g| g.status.clone()).collect(),
+            result: rows.iter().map(|g| g.result.clone()).collect(),
+            seed: rows.iter().map(|g| g.seed).collect(),
+            cost: rows.iter().map(|g| g.cost_micros).collect(),
+            error: rows.iter().map(|g| g.error.clone()).collect(),
+            rid: rows.iter().map(|g| g.fal_request_id.clone()).collect(),
+            at: col(&|g| g.finished_at),
+            submitted: col(&|g| g.submitted_at),
+            version: rows.iter().map(|g| version(g)).collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Binds the arrays as `$first…$first+9`, in `finish_sql`'s order.
+    pub fn bind<'q, O>(
+        self,
+        q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        q.bind(self.ids)
+            .bind(self.status)
+            .bind(self.result)
+            .bind(self.seed)
+            .bind(self.cost)
+            .bind(self.error)
+            .bind(self.rid)
+            .bind(self.at)
+            .bind(self.submitted)
+            .bind(self.version)
+    }
+}
+
+/// The UPDATE that stores generations finished in memory (`FinishColumns` bound from
+/// `$first`), only from a non-terminal state, and — when `versioned` — only if the row is still
+/// the version that was read. Returns the ids it updated.
+pub fn finish_sql(first: usize, versioned: bool) -> String {
+    let p: Vec<String> = (first..first + 10).map(|i| format!("${i}")).collect();
+    let version = if versioned {
+        "AND gen.updated_at = x.version"
+    } else {
+        ""
+    };
+    format!(
+        "UPDATE generations gen SET status = x.status, result = x.result, seed = x.seed, cost_micros = x.cost,
+                error = x.error, fal_request_id = x.rid, finished_at = x.at, updated_at = x.at, lease_until = NULL,
+                submitted_at = x.submitted
+         FROM unnest({}::uuid[], {}::text[], {}::jsonb[], {}::int8[], {}::int8[], {}::jsonb[], {}::text[],
+                     {}::timestamptz[], {}::timestamptz[], {}::timestamptz[])
+              AS x(id, status, result, seed, cost, error, rid, at, submitted, version)
+         WHERE gen.id = x.id AND gen.status IN ('accepted', 'queued') {version}
+         RETURNING gen.id",
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9]
+    )
+}
+
 /// Writes the terminal state of generations finished in memory (locked, still non-terminal in
 /// the database) in one statement; `finished_at` is the row's own value. The caller settles
 /// their budgets (`budgets::settle_many`).
@@ -415,36 +499,11 @@ pub async fn finish_many(
     tx: &mut sqlx::PgConnection,
     rows: &[&Generation],
 ) -> Result<(), sqlx::Error> {
-    let ids: Vec<Uuid> = rows.iter().map(|g| g.id).collect();
-    let status: Vec<&str> = rows.iter().map(|g| g.status.as_str()).collect();
-    let result: Vec<Option<&Json<Value>>> = rows.iter().map(|g| g.result.as_ref()).collect();
-    let seed: Vec<Option<i64>> = rows.iter().map(|g| g.seed).collect();
-    let cost: Vec<Option<i64>> = rows.iter().map(|g| g.cost_micros).collect();
-    let error: Vec<Option<&Json<Value>>> = rows.iter().map(|g| g.error.as_ref()).collect();
-    let rid: Vec<Option<&str>> = rows.iter().map(|g| g.fal_request_id.as_deref()).collect();
-    let at: Vec<Option<DateTime<Utc>>> = rows.iter().map(|g| g.finished_at).collect();
-    let submitted: Vec<Option<DateTime<Utc>>> = rows.iter().map(|g| g.submitted_at).collect();
-    let updated = sqlx::query(
-        "UPDATE generations g SET status = x.status, result = x.result, seed = x.seed, cost_micros = x.cost,
-                error = x.error, fal_request_id = x.rid, finished_at = x.at, updated_at = x.at, lease_until = NULL,
-                submitted_at = x.submitted
-         FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::int8[], $5::int8[], $6::jsonb[], $7::text[],
-                     $8::timestamptz[], $9::timestamptz[])
-              AS x(id, status, result, seed, cost, error, rid, at, submitted)
-         WHERE g.id = x.id AND g.status IN ('accepted', 'queued')",
-    )
-    .bind(&ids)
-    .bind(&status)
-    .bind(&result)
-    .bind(&seed)
-    .bind(&cost)
-    .bind(&error)
-    .bind(&rid)
-    .bind(&at)
-    .bind(&submitted)
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() != rows.len() as u64 {
+    let cols = FinishColumns::of(rows, |g| g.updated_at);
+    let expected = cols.len();
+    let sql = finish_sql(1, false);
+    let updated: Vec<(Uuid,)> = cols.bind(sqlx::query_as(&sql)).fetch_all(&mut *tx).await?;
+    if updated.len() != expected {
         // The rows are locked by the caller: anything else is a bug; abort the transaction.
         return Err(sqlx::Error::RowNotFound);
     }

@@ -190,3 +190,77 @@ async fn error_callbacks_and_null_payloads_fail_the_generation_with_fal_details(
     .await;
     problem(res, 400, "invalid_callback").await;
 }
+
+/// The one-statement write behind every callback batch: a generation whose row moved on since
+/// it was read (another writer, or our record of the submission) is left alone — no terminal
+/// state, no announced callback, no event — so it can be applied again under a lock.
+#[tokio::test]
+async fn an_unlocked_batch_write_leaves_a_generation_that_moved_on_alone() {
+    use fluxgate::{
+        domain::ids,
+        storage::{
+            callbacks::{write_unlocked, NewCallback},
+            events::NewEvent,
+            generations::{self, FinishColumns},
+        },
+    };
+    let app = spawn_app_with(TestOptions {
+        workers: Workers::NONE,
+        ..Default::default()
+    })
+    .await;
+    let g = app.generate(json!({"prompt": "a"})).await;
+    let public = g["id"].as_str().unwrap();
+    let id = ids::decode(ids::Kind::Generation, public).unwrap();
+    let mut row = generations::get(&app.pool, app.tenant_id, id)
+        .await
+        .unwrap()
+        .unwrap();
+    let version = row.updated_at;
+    let now = chrono::Utc::now();
+    row.status = "failed".into();
+    row.finished_at = Some(now);
+    row.fal_request_id = Some("req-moved".into());
+    let body = json!({"request_id": "req-moved", "status": "ERROR"});
+    let callback = NewCallback {
+        generation_id: id,
+        fal_request_id: "req-moved",
+        source: "webhook",
+        fal_status: "ERROR",
+        body: &body,
+        announced: true,
+        received_at: now,
+    };
+    let event = NewEvent {
+        tenant_id: app.tenant_id,
+        kind: "generation.failed",
+        generation_id: Some(id),
+        data: row.to_json(),
+    };
+    let write = |version: chrono::DateTime<chrono::Utc>| {
+        let finished = FinishColumns::of(&[&row], |_| version);
+        write_unlocked(
+            &app.pool,
+            finished,
+            std::slice::from_ref(&callback),
+            std::slice::from_ref(&event),
+            None,
+        )
+    };
+    let stale = write(version - chrono::Duration::milliseconds(1))
+        .await
+        .unwrap();
+    assert!(stale.events.is_empty());
+    assert_eq!(app.generation(public).await["status"], "accepted");
+    assert!(app.event_types(public).await.is_empty());
+    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM fal_callbacks")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(recorded, 0);
+    // At the version as read, everything lands together.
+    let current = write(version).await.unwrap();
+    assert_eq!(current.events.len(), 1);
+    assert_eq!(app.generation(public).await["status"], "failed");
+    assert_eq!(app.event_types(public).await, ["generation.failed"]);
+}

@@ -1,0 +1,230 @@
+//! Deciding what a batch of fal results does, in memory, from the generations as read: the
+//! answer to each, the callbacks to record, the generations to finish (as they will be stored)
+//! and the events that announce them. Both ways of writing a batch (`super::apply_many`) start
+//! here.
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde_json::{json, Value};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::{Answers, Applied, ApplyError, FalResult, Incoming};
+use crate::{
+    fal::{errors::has_content_policy_violation, models},
+    storage::{
+        callbacks::NewCallback,
+        events::NewEvent,
+        generations::{Generation, LockedForCallbacks},
+    },
+};
+
+pub struct Plan<'a> {
+    pub answers: Answers,
+    pub callbacks: Vec<NewCallback<'a>>,
+    /// The generations this batch finishes, in order, as they will be stored.
+    pub finished: Vec<Uuid>,
+    pub rows: HashMap<Uuid, Generation>,
+    /// Each generation's `updated_at` as read: the version an unlocked write must still find.
+    pub versions: HashMap<Uuid, DateTime<Utc>>,
+    pub events: Vec<NewEvent>,
+}
+
+impl<'a> Plan<'a> {
+    pub fn make(batch: &'a [Incoming], read: Vec<LockedForCallbacks>) -> Plan<'a> {
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut rows: HashMap<Uuid, Generation> = HashMap::with_capacity(read.len());
+        for l in read {
+            seen.extend(l.seen.unwrap_or_default());
+            rows.insert(l.generation.id, l.generation);
+        }
+        let versions = rows.values().map(|g| (g.id, g.updated_at)).collect();
+        let now = Utc::now().trunc_subsecs(6);
+        let mut plan = Plan {
+            answers: Vec::with_capacity(batch.len()),
+            callbacks: Vec::with_capacity(batch.len()),
+            finished: Vec::new(),
+            rows: HashMap::new(),
+            versions,
+            events: Vec::new(),
+        };
+        for item in batch {
+            let answer = plan.decide(item, &mut rows, &mut seen, now);
+            plan.answers.push(answer);
+        }
+        plan.rows = rows;
+        plan
+    }
+
+    fn decide(
+        &mut self,
+        item: &'a Incoming,
+        rows: &mut HashMap<Uuid, Generation>,
+        seen: &mut HashSet<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, ApplyError> {
+        let r = &item.result;
+        let g = rows
+            .get_mut(&item.generation_id)
+            .ok_or(ApplyError::UnknownGeneration)?;
+        if seen.contains(&r.request_id) {
+            return Ok(Applied::Duplicate);
+        }
+        let record = |announced| NewCallback {
+            generation_id: item.generation_id,
+            fal_request_id: &r.request_id,
+            source: item.source,
+            fal_status: &r.status,
+            body: &item.raw,
+            announced,
+            received_at: item.received_at,
+        };
+        if g.is_terminal() {
+            tracing::info!(generation = %g.public_id(), fal_request_id = %r.request_id, status = %g.status, "result for a finished generation recorded, not announced");
+            self.callbacks.push(record(false));
+            seen.insert(r.request_id.clone());
+            return Ok(Applied::RecordedOnly);
+        }
+        if let Some(stored) = g.fal_request_id.as_deref().filter(|s| *s != r.request_id) {
+            return Err(ApplyError::Contradiction {
+                stored: stored.to_owned(),
+                received: r.request_id.clone(),
+            });
+        }
+        self.callbacks.push(record(true));
+        if g.status == "accepted" {
+            // fal's result beat the stored answer to our submission: announce the queued state
+            // first, so every generation's stream reads queued → completed/failed.
+            g.status = "queued".to_owned();
+            g.fal_request_id = Some(r.request_id.clone());
+            g.submitted_at = Some(now);
+            g.updated_at = now;
+            self.events.push(NewEvent {
+                tenant_id: g.tenant_id,
+                kind: "generation.queued",
+                generation_id: Some(g.id),
+                data: g.to_json(),
+            });
+        }
+        let kind = finish(g, r, now);
+        self.events.push(NewEvent {
+            tenant_id: g.tenant_id,
+            kind,
+            generation_id: Some(g.id),
+            data: g.to_json(),
+        });
+        seen.insert(r.request_id.clone());
+        self.finished.push(g.id);
+        Ok(Applied::Finished(kind))
+    }
+
+    /// The finished generations, as they will be stored.
+    pub fn done(&self) -> Vec<&Generation> {
+        self.finished.iter().map(|id| &self.rows[id]).collect()
+    }
+}
+
+/// Finishes `g` in memory exactly as `generations::finish_sql` stores it; returns the event
+/// type that announces it.
+fn finish(g: &mut Generation, r: &FalResult, at: DateTime<Utc>) -> &'static str {
+    let o = outcome(g, r);
+    g.status = o.status.to_owned();
+    g.result = o.result.map(Json);
+    g.seed = o.seed.or(g.seed);
+    g.cost_micros = Some(o.cost_micros);
+    g.error = o.error.map(Json);
+    g.fal_request_id.get_or_insert_with(|| r.request_id.clone());
+    g.finished_at = Some(at);
+    g.updated_at = at;
+    if o.status == "completed" {
+        "generation.completed"
+    } else {
+        "generation.failed"
+    }
+}
+
+struct Outcome {
+    status: &'static str,
+    result: Option<Value>,
+    seed: Option<i64>,
+    cost_micros: i64,
+    error: Option<Value>,
+}
+
+fn outcome(g: &Generation, r: &FalResult) -> Outcome {
+    let failed = |error: Value| Outcome {
+        status: "failed",
+        result: None,
+        seed: None,
+        cost_micros: 0,
+        error: Some(error),
+    };
+    let payload = r.payload.as_ref().filter(|p| !p.is_null());
+    if r.status != "OK" {
+        let policy = payload.is_some_and(has_content_policy_violation);
+        let (code, message) = if policy {
+            ("content_policy_violation", "fal's content policy refused this request. Rephrase the prompt (or replace the source images) without the flagged content and try again.".to_owned())
+        } else {
+            (
+                "fal_error",
+                r.error
+                    .clone()
+                    .unwrap_or_else(|| "fal reported an error".into()),
+            )
+        };
+        return failed(json!({
+            "code": code,
+            "message": message,
+            "fal_error": r.error,
+            "details": payload.map(|p| p.get("detail").cloned().unwrap_or_else(|| p.clone())),
+        }));
+    }
+    let Some(payload) = payload else {
+        return failed(json!({
+            "code": "fal_payload_error",
+            "message": r.payload_error.clone().unwrap_or_else(|| "fal completed the request without a result".into()),
+        }));
+    };
+    let images = payload["images"].as_array().cloned().unwrap_or_default();
+    if images.is_empty() {
+        return failed(
+            json!({"code": "no_media_generated", "message": "fal completed the request but returned no images"}),
+        );
+    }
+    let seed = payload["seed"]
+        .as_i64()
+        .or_else(|| payload["seed"].as_u64().map(|s| s as i64));
+    let result = json!({
+        "images": images,
+        "seed": payload["seed"],
+        "has_nsfw_concepts": payload.get("has_nsfw_concepts").cloned().unwrap_or(json!([])),
+        "timings": payload.get("timings").cloned().unwrap_or(json!({})),
+        "prompt": payload.get("prompt").cloned().unwrap_or(Value::Null),
+    });
+    Outcome {
+        status: "completed",
+        cost_micros: actual_cost(g, &images),
+        result: Some(result),
+        seed,
+        error: None,
+    }
+}
+
+/// The price rule applied to what fal actually produced (real sizes), falling back to the
+/// estimate when fal did not report dimensions.
+fn actual_cost(g: &Generation, images: &[Value]) -> i64 {
+    let Some(model) = models::Model::lookup(&g.model) else {
+        return g.estimated_cost_micros;
+    };
+    let mut mp = 0u64;
+    for img in images {
+        match (img["width"].as_u64(), img["height"].as_u64()) {
+            (Some(w), Some(h)) if w > 0 && h > 0 => {
+                mp += (w * h).div_ceil(models::MEGAPIXEL).max(1)
+            }
+            _ => return g.estimated_cost_micros,
+        }
+    }
+    let sources = g.input.0["image_urls"].as_array().map_or(0, Vec::len) as u64;
+    ((mp + sources) * model.price_per_mp_micro_usd) as i64
+}
