@@ -116,7 +116,10 @@ pub async fn apply_many(
         return Ok((plan.answers, Written::default()));
     }
     let done = plan.done();
-    if done.iter().any(|g| g.settlement().reserves()) {
+    // A result for a generation still `accepted` is racing our record of its submission, which
+    // would move the row on and void the unlocked write: take the lock at once.
+    let racing = done.iter().any(|g| plan.read_accepted.contains(&g.id));
+    if racing || done.iter().any(|g| g.settlement().reserves()) {
         return apply_locked(pool, batch, lease).await;
     }
     let finished = FinishColumns::of(&done, |g| plan.versions[&g.id]);

@@ -27,6 +27,8 @@ pub struct Plan<'a> {
     pub rows: HashMap<Uuid, Generation>,
     /// Each generation's `updated_at` as read: the version an unlocked write must still find.
     pub versions: HashMap<Uuid, DateTime<Utc>>,
+    /// The generations read as `accepted` (not yet recorded as submitted).
+    pub read_accepted: HashSet<Uuid>,
     pub events: Vec<NewEvent>,
 }
 
@@ -39,6 +41,11 @@ impl<'a> Plan<'a> {
             rows.insert(l.generation.id, l.generation);
         }
         let versions = rows.values().map(|g| (g.id, g.updated_at)).collect();
+        let read_accepted = rows
+            .values()
+            .filter(|g| g.status == "accepted")
+            .map(|g| g.id)
+            .collect();
         let now = Utc::now().trunc_subsecs(6);
         let mut plan = Plan {
             answers: Vec::with_capacity(batch.len()),
@@ -46,6 +53,7 @@ impl<'a> Plan<'a> {
             finished: Vec::new(),
             rows: HashMap::new(),
             versions,
+            read_accepted,
             events: Vec::new(),
         };
         for item in batch {
