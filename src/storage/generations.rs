@@ -428,7 +428,6 @@ pub struct FinishColumns {
 
 impl FinishColumns {
     pub fn of(rows: &[&Generation], version: impl Fn(&Generation) -> DateTime<Utc>) -> Self {
-        let col = |f: &dyn Fn(&Generation) -> _| rows.iter().map(|g| f(g)).collect::<Vec<_>>();
         FinishColumns {
             ids: rows.iter().map(|g| g.id).collect(),
             status: rows.iter().map(|g| g.status.clone()).collect(),
@@ -437,8 +436,8 @@ impl FinishColumns {
             cost: rows.iter().map(|g| g.cost_micros).collect(),
             error: rows.iter().map(|g| g.error.clone()).collect(),
             rid: rows.iter().map(|g| g.fal_request_id.clone()).collect(),
-            at: col(&|g| g.finished_at),
-            submitted: col(&|g| g.submitted_at),
+            at: rows.iter().map(|g| g.finished_at).collect(),
+            submitted: rows.iter().map(|g| g.submitted_at).collect(),
             version: rows.iter().map(|g| version(g)).collect(),
         }
     }
