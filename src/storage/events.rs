@@ -130,6 +130,7 @@ pub async fn append_guarded(
         cols.end_user.push(fan.end_user);
         cols.webhook_url.push(fan.webhook_url);
     }
+    let guarded = guard.is_some();
     let (ctes, keep, bind) = match guard {
         Some(g) => (g.ctes, g.keep, Some(g.bind)),
         None => (String::new(), "true", None),
@@ -186,7 +187,7 @@ pub async fn append_guarded(
     let unleased = by_id.values().next().map_or(0, |r| r.unleased);
     for (i, id) in cols.id.iter().enumerate() {
         let Some(row) = by_id.remove(id) else {
-            if keep == "true" {
+            if !guarded {
                 return Err(sqlx::Error::RowNotFound);
             }
             continue; // dropped by the guard
