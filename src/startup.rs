@@ -150,8 +150,12 @@ impl Application {
         );
         let (handoff, handoff_inbox) =
             handoff::channel(settings.delivery_concurrency, settings.delivery_lease);
-        let (ingest, ingest_writers) =
-            Ingest::new(pipeline.pool.clone(), deliveries_wake.clone(), handoff);
+        let (ingest, ingest_writers) = Ingest::new(
+            pipeline.pool.clone(),
+            deliveries_wake.clone(),
+            handoff,
+            pipeline.submitted.clone(),
+        );
         let state = web::Data::new(AppState {
             pool,
             settings,

@@ -38,6 +38,12 @@ pub struct Turns {
     pub sweep: bool,
     /// A sweep is running (one at a time: two could both see the same free slots).
     pub sweeping: bool,
+    /// Due work may have been left behind for want of free slots: the last sweep filled every
+    /// slot it had. Until a sweep comes back short, a refill that frees slots it cannot fill
+    /// sweeps for others; once one has, nothing is waiting that a NOTIFY, a refill or the
+    /// timer would not bring (at low load, where callbacks hand their deliveries over, this
+    /// spares a sweep per settled batch).
+    pub backlog: bool,
     /// When to sweep even if nothing wakes the loop.
     pub deadline: Instant,
     /// The soonest retry recorded since the running sweep began (it may not see it yet).
@@ -57,6 +63,7 @@ impl Turns {
             targets: Targets::default(),
             sweep: true,
             sweeping: false,
+            backlog: true,
             deadline: Instant::now(),
             retry_since_sweep: None,
             stopping: false,

@@ -150,11 +150,14 @@ impl Deliverer {
             return;
         };
         let got = claimed.len() as i64;
+        if plan.sweep {
+            turns.backlog = got == plan.limit;
+        }
         // All that the global limit allowed: more may be due than this turn could take. Or a
-        // refill came back short (the backlog ran dry, or a turn beside it holds the rows it
-        // wanted): its slots are free now and only a sweep takes free slots.
+        // refill came back short while work may be waiting for slots (`Turns::backlog`): its
+        // slots are free now and only a sweep takes free slots.
         if (plan.bounded && plan.limit > 0 && got == plan.limit)
-            || (!plan.sweep && got < plan.limit)
+            || (!plan.sweep && got < plan.limit && turns.backlog)
         {
             turns.sweep = true;
         } else if plan.sweep {

@@ -13,9 +13,14 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use self::plan::Plan;
+use super::submitted::Submitted;
 use crate::{
     governance::budgets,
-    storage::{self, delivery_queue::Claimed, generations::FinishColumns},
+    storage::{
+        self,
+        delivery_queue::Claimed,
+        generations::{FinishColumns, LockedForCallbacks},
+    },
 };
 
 /// fal's webhook body (fal-api.md §3), parsed leniently: only `request_id` and `status` are
@@ -81,7 +86,7 @@ pub struct Incoming {
 
 /// Applies one result; see `apply_many`.
 pub async fn apply(pool: &sqlx::PgPool, incoming: Incoming) -> Result<Applied, ApplyError> {
-    let (mut answers, _) = apply_many(pool, std::slice::from_ref(&incoming), None).await?;
+    let (mut answers, _) = apply_many(pool, std::slice::from_ref(&incoming), None, None).await?;
     answers.pop().unwrap_or(Err(ApplyError::UnknownGeneration))
 }
 
@@ -96,33 +101,35 @@ pub struct Written {
     /// Left for the delivery workers to claim.
     pub unleased: i64,
 }
-/// Applies a batch of results, answering each in order. Usually in two round trips whatever its
-/// size: read the generations and which results are recorded already (no lock); decide
+
+/// Applies a batch of results, answering each in order. Usually in one or two round trips
+/// whatever its size: take the generations as this instance remembers submitting them
+/// (`submitted`), or read them and which results are recorded already (no lock); decide
 /// everything in memory (`plan.rs`); write it all in ONE statement that commits on its own,
-/// guarded by each generation's version as read. A generation that moved on in between (e.g.
-/// our record of its submission landed) is applied again the careful way: `apply_locked`.
-/// Batches that settle budgets always go that way. With `lease`, the deliveries come back
-/// claimed by the caller, to send once this returns (see `events::append_many`).
+/// guarded by each generation's version as read — or, for one read `accepted`, by its having
+/// only been recorded as submitted since (fal's answer and its callback race). A generation
+/// that moved on otherwise is applied again the careful way: `apply_locked`. Batches that
+/// settle budgets always go that way. With `lease`, the deliveries come back claimed by the
+/// caller, to send once this returns (see `events::append_many`).
 pub async fn apply_many(
     pool: &sqlx::PgPool,
     batch: &[Incoming],
     lease: Option<f64>,
+    submitted: Option<&Submitted>,
 ) -> Result<(Answers, Written), ApplyError> {
-    let (ids, request_ids) = keys(batch);
-    let read = storage::generations::for_callbacks(pool, &ids, &request_ids, false).await?;
+    let read = read(pool, batch, submitted).await?;
     let plan = Plan::make(batch, read);
     if plan.callbacks.is_empty() {
         // Unknown, duplicate or contradicting: all final, nothing to write.
         return Ok((plan.answers, Written::default()));
     }
     let done = plan.done();
-    // A result for a generation still `accepted` is racing our record of its submission, which
-    // would move the row on and void the unlocked write: take the lock at once.
-    let racing = done.iter().any(|g| plan.read_accepted.contains(&g.id));
-    if racing || done.iter().any(|g| g.settlement().reserves()) {
+    if done.iter().any(|g| g.settlement().reserves()) {
         return apply_locked(pool, batch, lease).await;
     }
-    let finished = FinishColumns::of(&done, |g| plan.versions[&g.id]);
+    let finished = FinishColumns::of(&done, |g| {
+        (plan.versions[&g.id], plan.read_accepted.contains(&g.id))
+    });
     let appended =
         storage::callbacks::write_unlocked(pool, finished, &plan.callbacks, &plan.events, lease)
             .await?;
@@ -185,6 +192,37 @@ async fn apply_locked(
     }
     tx.commit().await?;
     Ok((plan.answers, written))
+}
+
+/// The generations of `batch` as last written: as this instance remembers submitting them, else
+/// read (without a lock) with which of the results are recorded already. A remembered row is
+/// taken as unseen: a duplicate then fails the write's guard and is sorted out under the lock.
+async fn read(
+    pool: &sqlx::PgPool,
+    batch: &[Incoming],
+    submitted: Option<&Submitted>,
+) -> Result<Vec<LockedForCallbacks>, sqlx::Error> {
+    let (ids, request_ids) = keys(batch);
+    let remembered = submitted.map_or_else(|| vec![None; ids.len()], |s| s.take(&ids));
+    let (mut read, mut missing, mut missing_rids) = (Vec::new(), Vec::new(), Vec::new());
+    for ((row, id), rid) in remembered.into_iter().zip(ids).zip(request_ids) {
+        match row {
+            Some(generation) => read.push(LockedForCallbacks {
+                generation,
+                seen: None,
+            }),
+            None => {
+                missing.push(id);
+                missing_rids.push(rid);
+            }
+        }
+    }
+    if !missing.is_empty() {
+        read.extend(
+            storage::generations::for_callbacks(pool, &missing, &missing_rids, false).await?,
+        );
+    }
+    Ok(read)
 }
 
 fn keys(batch: &[Incoming]) -> (Vec<Uuid>, Vec<&str>) {

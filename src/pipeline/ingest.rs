@@ -9,7 +9,10 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
-use super::callbacks::{self, Applied, ApplyError, Incoming, Written};
+use super::{
+    callbacks::{self, Applied, ApplyError, Incoming, Written},
+    submitted::Submitted,
+};
 use crate::{delivery::handoff::Handoff, storage};
 
 /// Concurrent batches: one is being built and sent while another waits for its commit.
@@ -35,10 +38,17 @@ pub struct Writers {
     deliveries: Arc<Notify>,
     /// Where deliveries created leased to this instance go.
     handoff: Handoff,
+    /// The generations this instance submitted, as it last wrote them.
+    submitted: Submitted,
 }
 
 impl Ingest {
-    pub fn new(pool: sqlx::PgPool, deliveries: Arc<Notify>, handoff: Handoff) -> (Ingest, Writers) {
+    pub fn new(
+        pool: sqlx::PgPool,
+        deliveries: Arc<Notify>,
+        handoff: Handoff,
+        submitted: Submitted,
+    ) -> (Ingest, Writers) {
         let (tx, rx) = mpsc::channel(QUEUE);
         (
             Ingest { queue: tx },
@@ -47,6 +57,7 @@ impl Ingest {
                 pool,
                 deliveries,
                 handoff,
+                submitted,
             },
         )
     }
@@ -70,12 +81,14 @@ impl Writers {
             pool,
             deliveries,
             handoff,
+            submitted,
         } = self;
         let queue = Arc::new(Mutex::new(queue));
         let out = Arc::new(Out {
             pool,
             deliveries,
             handoff,
+            submitted,
         });
         let mut writers = Vec::with_capacity(WRITERS);
         for _ in 0..WRITERS {
@@ -112,6 +125,7 @@ struct Out {
     pool: sqlx::PgPool,
     deliveries: Arc<Notify>,
     handoff: Handoff,
+    submitted: Submitted,
 }
 
 impl Out {
@@ -124,7 +138,7 @@ impl Out {
             Some(_) => Some(self.handoff.lock().await),
             None => None,
         };
-        let applied = callbacks::apply_many(&self.pool, &items, lease).await;
+        let applied = callbacks::apply_many(&self.pool, &items, lease, Some(&self.submitted)).await;
         drop(leasing);
         let answers = match applied {
             Ok((answers, written)) => {

@@ -4,6 +4,7 @@
 pub mod callbacks;
 pub mod ingest;
 pub mod reconciler;
+pub mod submitted;
 pub mod submitter;
 
 use std::sync::Arc;
@@ -25,6 +26,8 @@ pub struct Pipeline {
     pub metrics: Metrics,
     /// Woken by `NOTIFY fluxgate_submit` (via the process's listener) and by local inserts.
     pub submit_wake: Arc<Notify>,
+    /// What this instance last wrote of the generations it sent to fal (for their callbacks).
+    pub submitted: submitted::Submitted,
     /// Base of the callback URLs: FLUXGATE_PUBLIC_URL, or this instance's own address.
     pub public_base: String,
 }
@@ -57,6 +60,7 @@ impl Pipeline {
             settings,
             metrics,
             submit_wake: Arc::new(Notify::new()),
+            submitted: submitted::Submitted::default(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The submission worker: claims `accepted` generations from the outbox with a lease (committed
 //! before the HTTP call), submits them to fal with the webhook URL, and records the answer —
 //! `queued`, a scheduled retry, or a terminal failure — according to fal's error class.
+use chrono::SubsecRound;
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -124,6 +125,8 @@ async fn submit_one(p: &Pipeline, g: Generation) {
     let started = Instant::now();
     let webhook = p.webhook_url(g.id);
     let input = fal_body(&g);
+    // fal may call back before its answer to the submit is recorded: remember the row as leased.
+    p.submitted.remember(g.clone());
     let result = p.fal.submit(&g.model, &input, &webhook).await;
     let elapsed = started.elapsed();
     p.metrics
@@ -148,6 +151,7 @@ async fn submit_one(p: &Pipeline, g: Generation) {
         Err(e) => record_failure(p, &g, e).await,
     };
     if let Err(e) = recorded {
+        p.submitted.forget(g.id);
         // The lease will expire and another attempt will be made; nothing is lost.
         tracing::error!(error = %e, "could not record the fal answer; the generation will be retried");
     }
@@ -170,24 +174,34 @@ async fn record_accepted(
     g: &Generation,
     sub: crate::fal::client::Submitted,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = p.pool.begin().await?;
-    let Some((row, moved)) = storage::generations::record_submitted(&mut tx, g.id, &sub).await?
-    else {
+    // The row as it reads once queued: the body of its `generation.queued` event.
+    let at = chrono::Utc::now().trunc_subsecs(6);
+    let mut queued = g.clone();
+    queued.status = "queued".to_owned();
+    queued.fal_request_id = queued
+        .fal_request_id
+        .or_else(|| Some(sub.request_id.clone()));
+    queued.submitted_at = queued.submitted_at.or(Some(at));
+    queued.updated_at = at;
+    let event = storage::events::NewEvent {
+        tenant_id: g.tenant_id,
+        kind: "generation.queued",
+        generation_id: Some(g.id),
+        data: queued.to_json(),
+    };
+    // (`queued` is remembered below only if it is what was stored.)
+    let status = storage::generations::record_submitted(&p.pool, g, &sub, at, event).await?;
+    let Some((status, moved)) = status else {
+        p.submitted.forget(g.id);
         return Ok(());
     };
     if moved {
-        storage::events::append(
-            &mut tx,
-            row.tenant_id,
-            "generation.queued",
-            Some(row.id),
-            row.to_json(),
-        )
-        .await?;
+        p.submitted.remember(queued);
+    } else {
+        p.submitted.forget(g.id);
     }
-    tx.commit().await?;
-    tracing::info!(fal_request_id = %sub.request_id, moved, "submitted to fal");
-    if row.status == "cancelled" {
+    tracing::info!(fal_request_id = %sub.request_id, status = %status, "submitted to fal");
+    if status == "cancelled" {
         // Cancelled while the submit was in flight: ask fal to drop it too.
         if let Some(url) = sub.cancel_url.as_deref() {
             let _ = p.fal.cancel(url).await;
@@ -197,6 +211,7 @@ async fn record_accepted(
 }
 
 async fn record_failure(p: &Pipeline, g: &Generation, e: FalError) -> Result<(), sqlx::Error> {
+    p.submitted.forget(g.id);
     let base = p.settings.fal_retry_base;
     match e.class {
         ErrorClass::RateLimited => {

@@ -107,14 +107,15 @@ pub async fn write_unlocked(
     let callbacks = CallbackColumns::of(callbacks);
     let guard = Guard {
         ctes: format!(
-            "g AS ({}), cb AS ({}),",
-            generations::finish_sql(13, true),
+            "{}, cb AS ({}),",
+            generations::finish_guarded_sql(13),
             record_sql(
-                23,
+                24,
                 "NOT c.announced OR c.generation_id IN (SELECT id FROM g)"
             )
         ),
-        keep: "t.generation_id IN (SELECT id FROM g)",
+        keep:
+            "t.generation_id IN (SELECT id FROM g WHERE g.queued OR t.type <> 'generation.queued')",
         bind: Box::new(move |q| callbacks.bind(finished.bind(q))),
     };
     events::append_guarded(db, events, lease, Some(guard)).await

@@ -330,35 +330,56 @@ pub async fn reschedule(
     Ok(())
 }
 
-/// Stores fal's answer to a submit, inside the caller's transaction. Moves `accepted` →
-/// `queued`; a row that already moved on (an early callback, a local cancel) keeps its status.
-/// Returns the row and whether it moved to `queued`.
+/// Records fal's answer to our submission in ONE statement that commits on its own (the row is
+/// locked only while it runs): the request id and URLs, `queued` if the generation is still
+/// `accepted` — and then, in the same statement, its `generation.queued` event (`queued_event`,
+/// the row as it will read) with its fan-out. Returns the generation's status afterwards
+/// and whether this moved it to `queued` (`None` if there is no such generation); a result that
+/// arrived first has announced queued itself.
 pub async fn record_submitted(
-    tx: &mut sqlx::PgConnection,
-    id: Uuid,
+    pool: &sqlx::PgPool,
+    g: &Generation,
     sub: &crate::fal::client::Submitted,
-) -> Result<Option<(Generation, bool)>, sqlx::Error> {
-    let Some(before) = lock(&mut *tx, id).await? else {
-        return Ok(None);
+    at: DateTime<Utc>,
+    queued_event: super::events::NewEvent,
+) -> Result<Option<(String, bool)>, sqlx::Error> {
+    let (id, rid, status_url, response_url, cancel_url) = (
+        g.id,
+        sub.request_id.clone(),
+        sub.status_url.clone(),
+        sub.response_url.clone(),
+        sub.cancel_url.clone(),
+    );
+    let guard = super::events::Guard {
+        ctes: "cur AS (SELECT id, status FROM generations WHERE id = $13 FOR UPDATE),
+            g AS (UPDATE generations gen SET
+                status = CASE WHEN cur.status = 'accepted' THEN 'queued' ELSE gen.status END,
+                fal_request_id = COALESCE(gen.fal_request_id, $14),
+                status_url = COALESCE(gen.status_url, $15), response_url = COALESCE(gen.response_url, $16),
+                cancel_url = COALESCE(gen.cancel_url, $17), submitted_at = COALESCE(gen.submitted_at, $18),
+                lease_until = NULL, updated_at = $18
+              FROM cur WHERE gen.id = cur.id
+              RETURNING gen.id, cur.status = 'accepted' AS queued),"
+            .to_owned(),
+        keep: "t.generation_id IN (SELECT id FROM g WHERE queued)",
+        bind: Box::new(move |q| {
+            q.bind(id)
+                .bind(rid)
+                .bind(status_url)
+                .bind(response_url)
+                .bind(cancel_url)
+                .bind(at)
+        }),
     };
-    let moved = before.status == "accepted";
-    let row: Generation = sqlx::query_as(&format!(
-        "UPDATE generations SET
-             status = CASE WHEN status = 'accepted' THEN 'queued' ELSE status END,
-             fal_request_id = COALESCE(fal_request_id, $2),
-             status_url = COALESCE(status_url, $3), response_url = COALESCE(response_url, $4),
-             cancel_url = COALESCE(cancel_url, $5), submitted_at = COALESCE(submitted_at, now()),
-             lease_until = NULL, updated_at = now()
-         WHERE id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(&sub.request_id)
-    .bind(&sub.status_url)
-    .bind(&sub.response_url)
-    .bind(&sub.cancel_url)
-    .fetch_one(&mut *tx)
-    .await?;
-    Ok(Some((row, moved)))
+    let appended = super::events::append_guarded(pool, &[queued_event], None, Some(guard)).await?;
+    if !appended.events.is_empty() {
+        return Ok(Some(("queued".to_owned(), true)));
+    }
+    let status: Option<String> = sqlx::query_scalar("SELECT status FROM generations WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(status.map(|s| (s, false)))
 }
 
 /// The fields a terminal state sets.
@@ -424,10 +445,14 @@ pub struct FinishColumns {
     submitted: Vec<Option<DateTime<Utc>>>,
     /// `updated_at` as read (what an unlocked write must still find).
     version: Vec<DateTime<Utc>>,
+    /// Read as `accepted`: the write may also find it `queued` by our record of the submission.
+    was_accepted: Vec<bool>,
 }
 
 impl FinishColumns {
-    pub fn of(rows: &[&Generation], version: impl Fn(&Generation) -> DateTime<Utc>) -> Self {
+    /// `read` gives each row's `updated_at` as read and whether it was read as `accepted`.
+    pub fn of(rows: &[&Generation], read: impl Fn(&Generation) -> (DateTime<Utc>, bool)) -> Self {
+        let read: Vec<_> = rows.iter().map(|g| read(g)).collect();
         FinishColumns {
             ids: rows.iter().map(|g| g.id).collect(),
             status: rows.iter().map(|g| g.status.clone()).collect(),
@@ -438,7 +463,8 @@ impl FinishColumns {
             rid: rows.iter().map(|g| g.fal_request_id.clone()).collect(),
             at: rows.iter().map(|g| g.finished_at).collect(),
             submitted: rows.iter().map(|g| g.submitted_at).collect(),
-            version: rows.iter().map(|g| version(g)).collect(),
+            version: read.iter().map(|r| r.0).collect(),
+            was_accepted: read.iter().map(|r| r.1).collect(),
         }
     }
 
@@ -450,7 +476,7 @@ impl FinishColumns {
         self.ids.is_empty()
     }
 
-    /// Binds the arrays as `$first…$first+9`, in `finish_sql`'s order.
+    /// Binds the arrays as `$first…$first+10`, in `finish_sql`'s order.
     pub fn bind<'q, O>(
         self,
         q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
@@ -465,29 +491,52 @@ impl FinishColumns {
             .bind(self.at)
             .bind(self.submitted)
             .bind(self.version)
+            .bind(self.was_accepted)
     }
 }
 
 /// The UPDATE that stores generations finished in memory (`FinishColumns` bound from
-/// `$first`), only from a non-terminal state, and — when `versioned` — only if the row is still
-/// the version that was read. Returns the ids it updated.
-pub fn finish_sql(first: usize, versioned: bool) -> String {
-    let p: Vec<String> = (first..first + 10).map(|i| format!("${i}")).collect();
-    let version = if versioned {
-        "AND gen.updated_at = x.version"
-    } else {
-        ""
-    };
+/// `$first`), only from a non-terminal state. Returns the ids it updated. For rows the caller
+/// has locked; see `finish_guarded_sql` for an unlocked write.
+pub fn finish_sql(first: usize) -> String {
+    format!(
+        "{update} WHERE gen.id = x.id AND gen.status IN ('accepted', 'queued') RETURNING gen.id",
+        update = finish_update(first)
+    )
+}
+
+/// `finish_sql` for rows read without a lock, as two CTEs, `cur` and `g`: `cur` locks the rows
+/// (in id order) as they are now, and `g` updates those that are still the version that was
+/// read — or that were read `accepted` and have since only been recorded as submitted (the
+/// usual race of fal's callback with our record of fal's answer). `g` returns each id updated
+/// and `queued`: whether it was still `accepted`, i.e. whether this write announces
+/// `generation.queued` (otherwise the record of the submission did).
+pub fn finish_guarded_sql(first: usize) -> String {
+    format!(
+        "cur AS (
+            SELECT id, status, updated_at, fal_request_id, cancel_requested_at FROM generations
+            WHERE id = ANY(${first}::uuid[]) ORDER BY id FOR UPDATE
+         ), g AS ({update} JOIN cur ON cur.id = x.id
+            WHERE gen.id = x.id AND cur.status IN ('accepted', 'queued')
+              AND (cur.updated_at = x.version
+                   OR (x.was_accepted AND cur.status = 'queued' AND cur.fal_request_id = x.rid
+                       AND cur.cancel_requested_at IS NULL))
+            RETURNING gen.id, cur.status = 'accepted' AS queued
+         )",
+        update = finish_update(first)
+    )
+}
+
+fn finish_update(first: usize) -> String {
+    let p: Vec<String> = (first..first + 11).map(|i| format!("${i}")).collect();
     format!(
         "UPDATE generations gen SET status = x.status, result = x.result, seed = x.seed, cost_micros = x.cost,
                 error = x.error, fal_request_id = x.rid, finished_at = x.at, updated_at = x.at, lease_until = NULL,
                 submitted_at = x.submitted
          FROM unnest({}::uuid[], {}::text[], {}::jsonb[], {}::int8[], {}::int8[], {}::jsonb[], {}::text[],
-                     {}::timestamptz[], {}::timestamptz[], {}::timestamptz[])
-              AS x(id, status, result, seed, cost, error, rid, at, submitted, version)
-         WHERE gen.id = x.id AND gen.status IN ('accepted', 'queued') {version}
-         RETURNING gen.id",
-        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9]
+                     {}::timestamptz[], {}::timestamptz[], {}::timestamptz[], {}::bool[])
+              AS x(id, status, result, seed, cost, error, rid, at, submitted, version, was_accepted)",
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10]
     )
 }
 
@@ -498,9 +547,9 @@ pub async fn finish_many(
     tx: &mut sqlx::PgConnection,
     rows: &[&Generation],
 ) -> Result<(), sqlx::Error> {
-    let cols = FinishColumns::of(rows, |g| g.updated_at);
+    let cols = FinishColumns::of(rows, |g| (g.updated_at, false));
     let expected = cols.len();
-    let sql = finish_sql(1, false);
+    let sql = finish_sql(1);
     let updated: Vec<(Uuid,)> = cols.bind(sqlx::query_as(&sql)).fetch_all(&mut *tx).await?;
     if updated.len() != expected {
         // The rows are locked by the caller: anything else is a bug; abort the transaction.

@@ -238,7 +238,7 @@ async fn an_unlocked_batch_write_leaves_a_generation_that_moved_on_alone() {
         data: row.to_json(),
     };
     let write = |version: chrono::DateTime<chrono::Utc>| {
-        let finished = FinishColumns::of(&[&row], |_| version);
+        let finished = FinishColumns::of(&[&row], |_| (version, false));
         write_unlocked(
             &app.pool,
             finished,
@@ -263,4 +263,110 @@ async fn an_unlocked_batch_write_leaves_a_generation_that_moved_on_alone() {
     assert_eq!(current.events.len(), 1);
     assert_eq!(app.generation(public).await["status"], "failed");
     assert_eq!(app.event_types(public).await, ["generation.failed"]);
+}
+
+/// At zero latency fal's callback arrives together with fal's answer to the submit, and the
+/// unlocked callback write races our record of that answer. Whichever lands first, the write
+/// goes through without a lock, and the generation announces `generation.queued` exactly once,
+/// before its result.
+#[tokio::test]
+async fn a_callback_racing_the_record_of_its_submission_announces_queued_once() {
+    use fluxgate::{
+        domain::ids,
+        fal::client::Submitted,
+        storage::{
+            callbacks::{write_unlocked, NewCallback},
+            events::NewEvent,
+            generations::{self, FinishColumns},
+        },
+    };
+    for callback_first in [true, false] {
+        let app = spawn_app_with(TestOptions {
+            workers: Workers::NONE,
+            ..Default::default()
+        })
+        .await;
+        let g = app.generate(json!({"prompt": "a"})).await;
+        let public = g["id"].as_str().unwrap();
+        let id = ids::decode(ids::Kind::Generation, public).unwrap();
+        let read = generations::get(&app.pool, app.tenant_id, id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.status, "accepted");
+        let now = chrono::Utc::now();
+        let rid = format!("req-race-{callback_first}");
+        let event = |kind: &'static str, status: &str| {
+            let mut row = read.clone();
+            row.status = status.into();
+            row.fal_request_id = Some(rid.clone());
+            NewEvent {
+                tenant_id: app.tenant_id,
+                kind,
+                generation_id: Some(id),
+                data: row.to_json(),
+            }
+        };
+        // The callback's plan for a row read `accepted`: queued, then its result.
+        let mut finished = read.clone();
+        finished.status = "failed".into();
+        finished.finished_at = Some(now);
+        finished.fal_request_id = Some(rid.clone());
+        let body = json!({"request_id": rid, "status": "ERROR"});
+        let callback = NewCallback {
+            generation_id: id,
+            fal_request_id: &rid,
+            source: "webhook",
+            fal_status: "ERROR",
+            body: &body,
+            announced: true,
+            received_at: now,
+        };
+        let planned = [
+            event("generation.queued", "queued"),
+            event("generation.failed", "failed"),
+        ];
+        let write = || {
+            write_unlocked(
+                &app.pool,
+                FinishColumns::of(&[&finished], |_| (read.updated_at, true)),
+                std::slice::from_ref(&callback),
+                &planned,
+                None,
+            )
+        };
+        let submitted = Submitted {
+            request_id: rid.clone(),
+            response_url: None,
+            status_url: None,
+            cancel_url: None,
+            queue_position: None,
+        };
+        let record = || {
+            generations::record_submitted(
+                &app.pool,
+                &read,
+                &submitted,
+                chrono::Utc::now(),
+                event("generation.queued", "queued"),
+            )
+        };
+        if callback_first {
+            let written = write().await.unwrap();
+            assert_eq!(written.events.len(), 2, "queued and failed, by the callback");
+            let recorded = record().await.unwrap();
+            assert_eq!(recorded, Some(("failed".to_owned(), false)));
+        } else {
+            let recorded = record().await.unwrap();
+            assert_eq!(recorded, Some(("queued".to_owned(), true)));
+            let written = write().await.unwrap();
+            assert_eq!(written.events.len(), 1, "only the result: queued was announced");
+        }
+        assert_eq!(app.generation(public).await["status"], "failed");
+        assert_eq!(
+            app.event_types(public).await,
+            ["generation.queued", "generation.failed"],
+            "callback first: {callback_first}"
+        );
+    }
 }
