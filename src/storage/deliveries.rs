@@ -47,9 +47,11 @@ pub const FAN_OUT: &str = "subs AS (
         SELECT ev.id AS event_id, ev.tenant_id, s.id AS subscription_id, s.target_url,
                CASE WHEN $12::float8 IS NULL THEN false
                     ELSE row_number() OVER (PARTITION BY s.id ORDER BY ev.id)
-                         + (SELECT count(*) FROM deliveries x
-                            WHERE x.subscription_id = s.id AND x.status = 'pending' AND x.lease_until IS NOT NULL
-                              AND x.lease_until > now()) <= s.max_in_flight END AS lease
+                         + (SELECT count(*) FROM (
+                              SELECT 1 FROM deliveries x
+                              WHERE x.subscription_id = s.id AND x.status = 'pending' AND x.lease_until IS NOT NULL
+                                AND x.lease_until > now() LIMIT s.max_in_flight) f)
+                         <= s.max_in_flight END AS lease
         FROM ev JOIN subscriptions s ON s.tenant_id = ev.tenant_id
         WHERE ev.fan AND s.status = 'active' AND s.deleted_at IS NULL
           AND EXISTS (SELECT 1 FROM unnest(s.event_types) p

@@ -76,7 +76,8 @@ const SETTLE: &str = "a AS (
         UPDATE subscriptions SET failing_since = NULL WHERE id = ANY($10) AND failing_since IS NOT NULL
      )";
 
-/// Leases held by this statement's snapshot, minus those it settles: what the cap counts.
+/// Leases held by this statement's snapshot, minus those it settles: what the cap counts (only
+/// up to the cap: `LIMIT`). See `storage::connect` for why this must be a plain index scan.
 const IN_FLIGHT: &str =
     "status = 'pending' AND lease_until IS NOT NULL AND lease_until > now() AND id <> ALL($1)";
 
@@ -131,8 +132,9 @@ fn pick(keys: &str, sweep: bool) -> String {
     format!(
         "{keys}, want AS (
             SELECT s.id, LEAST(COALESCE(k.slots, s.max_in_flight),
-                               s.max_in_flight - (SELECT count(*) FROM deliveries i
-                                                   WHERE i.subscription_id = s.id AND i.{IN_FLIGHT})) AS free
+                               s.max_in_flight - (SELECT count(*) FROM (
+                                   SELECT 1 FROM deliveries i WHERE i.subscription_id = s.id AND i.{IN_FLIGHT}
+                                   LIMIT s.max_in_flight) f)) AS free
             FROM keys k JOIN subscriptions s ON s.id = k.id
             WHERE s.status = 'active' AND s.deleted_at IS NULL
          ), pick AS (

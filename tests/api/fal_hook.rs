@@ -353,14 +353,22 @@ async fn a_callback_racing_the_record_of_its_submission_announces_queued_once() 
         };
         if callback_first {
             let written = write().await.unwrap();
-            assert_eq!(written.events.len(), 2, "queued and failed, by the callback");
+            assert_eq!(
+                written.events.len(),
+                2,
+                "queued and failed, by the callback"
+            );
             let recorded = record().await.unwrap();
             assert_eq!(recorded, Some(("failed".to_owned(), false)));
         } else {
             let recorded = record().await.unwrap();
             assert_eq!(recorded, Some(("queued".to_owned(), true)));
             let written = write().await.unwrap();
-            assert_eq!(written.events.len(), 1, "only the result: queued was announced");
+            assert_eq!(
+                written.events.len(),
+                1,
+                "only the result: queued was announced"
+            );
         }
         assert_eq!(app.generation(public).await["status"], "failed");
         assert_eq!(
