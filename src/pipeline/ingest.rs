@@ -133,6 +133,7 @@ impl Out {
     /// callback is tried on its own, so one bad callback cannot fail the others.
     async fn write(&self, jobs: Vec<(Incoming, Reply)>) {
         let (items, replies): (Vec<Incoming>, Vec<Reply>) = jobs.into_iter().unzip();
+        let ids: Vec<uuid::Uuid> = items.iter().map(|i| i.generation_id).collect();
         let lease = self.handoff.lease_for(items.len());
         let leasing = match lease {
             Some(_) => Some(self.handoff.lock().await),
@@ -156,7 +157,9 @@ impl Out {
             }
             Err(e) => vec![Err(e)],
         };
-        for (reply, answer) in replies.into_iter().zip(answers) {
+        for ((reply, answer), id) in replies.into_iter().zip(answers).zip(ids) {
+            let finished = matches!(answer, Ok(Applied::Finished(_) | Applied::RecordedOnly));
+            self.submitted.settled(id, finished);
             let _ = reply.send(answer);
         }
     }

@@ -9,6 +9,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::storage::generations::Generation;
@@ -23,36 +24,84 @@ pub struct Submitted {
 
 #[derive(Default)]
 struct Inner {
-    rows: HashMap<Uuid, Generation>,
+    entries: HashMap<Uuid, Entry>,
     /// Insertion order, for eviction; may hold ids already taken or replaced.
     order: VecDeque<Uuid>,
 }
 
+enum Entry {
+    /// The row as this instance last wrote it.
+    Row(Box<Generation>),
+    /// A callback took the row and is being applied; it tells here whether it finished the
+    /// generation (see `settled`).
+    Taken(watch::Sender<Option<bool>>),
+}
+
 impl Submitted {
-    /// Remembers `g` as it is stored now (replacing what was remembered of it).
+    /// Remembers `g` as it is stored now — unless a callback for it is being applied.
     pub fn remember(&self, g: Generation) {
         let mut inner = self.inner.lock().expect("submitted cache");
         let id = g.id;
-        if inner.rows.insert(id, g).is_none() {
-            inner.order.push_back(id);
+        match inner.entries.get_mut(&id) {
+            Some(Entry::Taken(_)) => return,
+            Some(entry) => *entry = Entry::Row(Box::new(g)),
+            None => {
+                inner.entries.insert(id, Entry::Row(Box::new(g)));
+                inner.order.push_back(id);
+            }
         }
-        while inner.rows.len() > CAPACITY || inner.order.len() > 2 * CAPACITY {
+        while inner.entries.len() > CAPACITY || inner.order.len() > 2 * CAPACITY {
             let Some(old) = inner.order.pop_front() else {
                 break;
             };
-            inner.rows.remove(&old);
+            inner.entries.remove(&old);
         }
     }
 
-    /// Forgets `id` (its stored row changed in a way not remembered here).
+    /// Forgets the row remembered for `id` (it changed in a way not remembered here).
     pub fn forget(&self, id: Uuid) {
-        self.inner.lock().expect("submitted cache").rows.remove(&id);
+        let mut inner = self.inner.lock().expect("submitted cache");
+        if let Some(Entry::Row(_)) = inner.entries.get(&id) {
+            inner.entries.remove(&id);
+        }
     }
 
-    /// Takes what is remembered of each of `ids`, in order; `None` where nothing is.
+    /// Takes the rows remembered for callbacks of `ids`, in order (`None` where there is none,
+    /// or another callback holds it); each taken row awaits `settled`.
     pub fn take(&self, ids: &[Uuid]) -> Vec<Option<Generation>> {
         let mut inner = self.inner.lock().expect("submitted cache");
-        ids.iter().map(|id| inner.rows.remove(id)).collect()
+        ids.iter()
+            .map(|id| {
+                let entry = inner.entries.get_mut(id)?;
+                if let Entry::Taken(_) = entry {
+                    return None;
+                }
+                let (tx, _) = watch::channel(None);
+                match std::mem::replace(entry, Entry::Taken(tx)) {
+                    Entry::Row(g) => Some(*g),
+                    Entry::Taken(_) => None,
+                }
+            })
+            .collect()
+    }
+
+    /// The callback that took `id`'s row is done: `finished` if it committed a terminal state.
+    pub fn settled(&self, id: Uuid, finished: bool) {
+        let mut inner = self.inner.lock().expect("submitted cache");
+        if let Some(Entry::Taken(tx)) = inner.entries.get(&id) {
+            tx.send_replace(Some(finished));
+            inner.entries.remove(&id);
+        }
+    }
+
+    /// fal has answered the submit of `id`. When fal's result for it already arrived here and
+    /// is being applied, returns where that callback will say whether it finished the
+    /// generation: then recording the answer would only wait behind it, for nothing.
+    pub fn answered(&self, id: Uuid) -> Option<watch::Receiver<Option<bool>>> {
+        match self.inner.lock().expect("submitted cache").entries.get(&id) {
+            Some(Entry::Taken(tx)) => Some(tx.subscribe()),
+            _ => None,
+        }
     }
 }
 
@@ -110,5 +159,27 @@ mod tests {
         assert!(s.take(&[ids[2]])[0].is_none(), "taken once");
         s.forget(ids[3]);
         assert!(s.take(&[ids[3]])[0].is_none());
+    }
+
+    #[tokio::test]
+    async fn a_submit_answered_while_its_callback_applies_hears_how_it_ended() {
+        let s = Submitted::default();
+        let id = Uuid::now_v7();
+        s.remember(row(id));
+        assert!(
+            s.answered(id).is_none(),
+            "no callback yet: record the answer"
+        );
+        assert!(s.take(&[id])[0].is_some());
+        assert!(
+            s.take(&[id])[0].is_none(),
+            "a second callback reads the database"
+        );
+        s.remember(row(id));
+        s.forget(id);
+        let mut rx = s.answered(id).expect("the callback holds it");
+        s.settled(id, true);
+        assert_eq!(*rx.wait_for(|v| v.is_some()).await.unwrap(), Some(true));
+        assert!(s.answered(id).is_none());
     }
 }

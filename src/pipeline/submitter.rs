@@ -147,6 +147,10 @@ async fn submit_one(p: &Pipeline, g: Generation) {
         "fal submit"
     );
     let recorded = match result {
+        Ok(sub) if result_applied(p, &g).await => {
+            tracing::info!(fal_request_id = %sub.request_id, "submitted to fal; its result arrived first and finished the generation");
+            Ok(())
+        }
         Ok(sub) => record_accepted(p, &g, sub).await,
         Err(e) => record_failure(p, &g, e).await,
     };
@@ -167,6 +171,22 @@ fn fal_body(g: &Generation) -> serde_json::Value {
         }
     }
     input
+}
+
+/// Whether fal's result for `g` reached this instance before fal's answer to the submit did,
+/// and finished the generation (waiting a moment for it): then the answer has nothing left to
+/// record — the result stored the request id, queued and finished — and writing it would only
+/// queue behind the result's lock on the row.
+async fn result_applied(p: &Pipeline, g: &Generation) -> bool {
+    let Some(mut outcome) = p.submitted.answered(g.id) else {
+        return false;
+    };
+    let waited = tokio::time::timeout(
+        Duration::from_secs(2),
+        outcome.wait_for(|finished| finished.is_some()),
+    )
+    .await;
+    matches!(waited, Ok(Ok(finished)) if *finished == Some(true))
 }
 
 async fn record_accepted(
