@@ -30,12 +30,17 @@ pub fn sim_signing_key() -> SigningKey {
 
 /// A simulator that answers at once and completes every request with zero delay.
 pub async fn start_sim() -> anyhow::Result<SimHandle> {
+    start_sim_with(Duration::ZERO).await
+}
+
+/// A simulator that answers at once and completes every request after `latency`.
+pub async fn start_sim_with(latency: Duration) -> anyhow::Result<SimHandle> {
     simulator::start(SimConfig {
         api_key: Some(SecretString::from(SIM_KEY)),
         signing_seed: Some(SIM_SEED),
         user_id: SIM_USER_ID.into(),
         queue_delay: Duration::ZERO,
-        run_delay: Duration::ZERO,
+        run_delay: latency,
         workers: 1,
         ..Default::default()
     })

@@ -70,6 +70,10 @@ pub struct BenchArgs {
     /// `max_in_flight` of each subscription (the API's default is 8).
     #[arg(long, default_value_t = 8)]
     pub max_in_flight: i32,
+    /// How long the simulated fal takes to run a request in `pipeline` (the default, 0, makes
+    /// every result race fal's answer to the submit, which real fal never does).
+    #[arg(long, default_value_t = 0)]
+    pub fal_latency_ms: u64,
     /// Log at info level (JSON, discarded) as `serve` would, to include logging's CPU cost.
     #[arg(long)]
     pub logs: bool,
@@ -100,6 +104,7 @@ pub struct Sizes {
     pub sse_rate: u32,
     pub sse_duration: Duration,
     pub max_in_flight: i32,
+    pub fal_latency: Duration,
 }
 
 impl Default for Sizes {
@@ -115,6 +120,7 @@ impl Default for Sizes {
             sse_rate: 10,
             sse_duration: Duration::from_secs(5),
             max_in_flight: 8,
+            fal_latency: Duration::ZERO,
         }
     }
 }
@@ -132,6 +138,7 @@ impl From<&BenchArgs> for Sizes {
             sse_rate: a.sse_rate.max(1),
             sse_duration: Duration::from_secs(a.sse_duration.max(1)),
             max_in_flight: a.max_in_flight.clamp(1, 256),
+            fal_latency: Duration::from_millis(a.fal_latency_ms),
         }
     }
 }
