@@ -18,6 +18,7 @@ fn tiny() -> Sizes {
         sse_rate: 20,
         sse_duration: Duration::from_secs(1),
         max_in_flight: 8,
+        fal_latency: Duration::ZERO,
     }
 }
 
