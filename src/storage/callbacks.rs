@@ -114,8 +114,9 @@ pub async fn write_unlocked(
                 "NOT c.announced OR c.generation_id IN (SELECT id FROM g)"
             )
         ),
-        keep:
-            "t.generation_id IN (SELECT id FROM g WHERE g.queued OR t.type <> 'generation.queued')",
+        // Two uncorrelated (hashed) subplans, not one evaluated per event.
+        keep: "(t.type <> 'generation.queued' AND t.generation_id IN (SELECT id FROM g))
+               OR t.generation_id IN (SELECT id FROM g WHERE g.queued)",
         bind: Box::new(move |q| callbacks.bind(finished.bind(q))),
     };
     events::append_guarded(db, events, lease, Some(guard)).await
