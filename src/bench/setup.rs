@@ -64,10 +64,15 @@ impl Server {
         })
     }
 
-    /// A new, migrated database for one scenario.
+    /// A new, migrated database for one scenario. The earlier scenarios' databases go first,
+    /// and a checkpoint writes out what they left dirty: otherwise their writes are flushed
+    /// during the next scenario's measurement and show up in its tail latencies.
     async fn fresh(&self, name: &str) -> anyhow::Result<String> {
+        self.drop_all().await;
         let name = format!("fluxgate_bench_{name}_{}", std::process::id());
         let mut admin = PgConnection::connect(&self.admin_url).await?;
+        // Needs superuser or pg_checkpoint; without them, the run goes on as before.
+        let _ = sqlx::query("CHECKPOINT").execute(&mut admin).await;
         sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .execute(&mut admin)
             .await?;
