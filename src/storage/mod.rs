@@ -40,20 +40,9 @@ fn opened_before_loss(age: Duration) -> bool {
     lost != 0 && (clock().saturating_sub(age).as_millis() as u64) < lost
 }
 
-/// Pool options shared by every pool: bounded waits, so an unreachable database turns into a
-/// clear error instead of a hang. No test-before-acquire ping (it doubles round trips on the hot
-/// path); connections older than a detected loss are dropped instead, without a round trip.
-pub fn pool_options(max_connections: u32) -> PgPoolOptions {
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
-        .test_before_acquire(false)
-        .before_acquire(|_, meta| Box::pin(async move { Ok(!opened_before_loss(meta.age)) }))
-}
-
-/// The handlers' pool (see `pool_options`). Its sessions run with `enable_seqscan` and
-/// `enable_bitmapscan` off: every query here has an index made for it, and two planner habits
-/// hurt a queue whose tables grow and churn.
+/// Set on every pooled connection (with `SET`, which session poolers pass on): `enable_seqscan`
+/// and `enable_bitmapscan` off. Every query here has an index made for it, and two planner
+/// habits hurt a queue whose tables grow and churn:
 /// - Postgres plans a prepared statement once per connection and keeps the plan; one made while
 ///   a table was small (a new deployment, a fresh database) scans the whole table on every
 ///   execution as it grows, until autovacuum happens to analyze it. `fluxgate bench pipeline`
@@ -65,16 +54,35 @@ pub fn pool_options(max_connections: u32) -> PgPoolOptions {
 ///   --deliveries 100000`: 5,600 → 9,480 deliveries/s.
 ///
 /// A query with no index to use still scans; such a scan is only never chosen over an index.
+const SESSION_SETTINGS: &str = "SET enable_seqscan = off; SET enable_bitmapscan = off";
+
+/// Pool options shared by every pool: bounded waits, so an unreachable database turns into a
+/// clear error instead of a hang. No test-before-acquire ping (it doubles round trips on the hot
+/// path); connections older than a detected loss are dropped instead, without a round trip.
+pub fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
+        .before_acquire(|_, meta| Box::pin(async move { Ok(!opened_before_loss(meta.age)) }))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                use sqlx::Executor;
+                conn.execute(SESSION_SETTINGS).await?;
+                Ok(())
+            })
+        })
+}
+
+/// The handlers' pool (see `pool_options`).
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     // One direct connection first: a wrong URL or a down server fails at once with its real
     // cause, instead of a pool timing out on retries.
-    use sqlx::{postgres::PgConnectOptions, ConnectOptions, Connection};
-    let options: PgConnectOptions = url.parse()?;
-    let options = options.options([("enable_seqscan", "off"), ("enable_bitmapscan", "off")]);
-    options.connect().await?.close().await?;
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(url).await?.close().await?;
     pool_options(max_connections)
         .min_connections(1)
-        .connect_with(options)
+        .connect(url)
         .await
 }
 

@@ -156,3 +156,30 @@ async fn metrics_are_prometheus_text_with_request_latency_by_route() {
         "{text}"
     );
 }
+
+/// Every pooled connection plans with indexes only (see `storage::pool_options`): a plan made
+/// while a queue table was small must not seq-scan it forever after.
+#[tokio::test]
+async fn pooled_connections_never_plan_a_scan_where_an_index_serves() {
+    let app = spawn_app().await;
+    for _ in 0..3 {
+        let mut conn = app.pool.acquire().await.unwrap();
+        let seq: String = sqlx::query_scalar("SHOW enable_seqscan")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        let bitmap: String = sqlx::query_scalar("SHOW enable_bitmapscan")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!((seq.as_str(), bitmap.as_str()), ("off", "off"));
+    }
+    // On an empty table, the generic plan still reads `deliveries` by its key.
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN SELECT id FROM deliveries WHERE id = ANY(ARRAY[gen_random_uuid()])",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert!(plan.iter().any(|l| l.contains("Index")), "{plan:#?}");
+}
