@@ -357,7 +357,7 @@ pub async fn record_submitted(
                 fal_request_id = COALESCE(gen.fal_request_id, $14),
                 status_url = COALESCE(gen.status_url, $15), response_url = COALESCE(gen.response_url, $16),
                 cancel_url = COALESCE(gen.cancel_url, $17), submitted_at = COALESCE(gen.submitted_at, $18),
-                lease_until = NULL, updated_at = $18
+                lease_until = NULL, updated_at = CASE WHEN cur.status = 'accepted' THEN $18 ELSE gen.updated_at END
               FROM cur WHERE gen.id = cur.id
               RETURNING gen.id, cur.status = 'accepted' AS queued),"
             .to_owned(),
