@@ -210,7 +210,7 @@ async fn record_accepted(
         data: queued.to_json(),
     };
     // (`queued` is remembered below only if it is what was stored.)
-    let status = storage::generations::record_submitted(&p.pool, g, &sub, at, event).await?;
+    let status = storage::generations::record_submitted(&p.pool, g.id, &sub, at, event).await?;
     let Some((status, moved)) = status else {
         p.submitted.forget(g.id);
         return Ok(());

@@ -214,16 +214,6 @@ pub async fn get(
     .await
 }
 
-/// Locks the row for the state change that follows (callbacks, cancels).
-pub async fn lock(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Generation>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM generations WHERE id = $1 FOR UPDATE"
-    ))
-    .bind(id)
-    .fetch_optional(db)
-    .await
-}
-
 /// A generation locked for callbacks, with which of the callbacks' fal request ids were
 /// already recorded (for any generation).
 #[derive(Debug, FromRow)]
@@ -338,13 +328,12 @@ pub async fn reschedule(
 /// arrived first has announced queued itself.
 pub async fn record_submitted(
     pool: &sqlx::PgPool,
-    g: &Generation,
+    id: Uuid,
     sub: &crate::fal::client::Submitted,
     at: DateTime<Utc>,
     queued_event: super::events::NewEvent,
 ) -> Result<Option<(String, bool)>, sqlx::Error> {
-    let (id, rid, status_url, response_url, cancel_url) = (
-        g.id,
+    let (rid, status_url, response_url, cancel_url) = (
         sub.request_id.clone(),
         sub.status_url.clone(),
         sub.response_url.clone(),

@@ -345,7 +345,7 @@ async fn a_callback_racing_the_record_of_its_submission_announces_queued_once() 
         let record = || {
             generations::record_submitted(
                 &app.pool,
-                &read,
+                read.id,
                 &submitted,
                 chrono::Utc::now(),
                 event("generation.queued", "queued"),
