@@ -319,7 +319,7 @@ async fn retry_after_is_honoured_timeouts_are_cut_and_exhaustion_is_announced() 
         json!({"target_url": rx.url, "event_types": ["generation.completed"]}),
     )
     .await;
-    subscribe(
+    let watching = subscribe(
         &app,
         json!({"target_url": watcher.url, "event_types": ["delivery.exhausted"]}),
     )
@@ -360,6 +360,11 @@ async fn retry_after_is_honoured_timeouts_are_cut_and_exhaustion_is_announced() 
     );
     let exhausted = watcher.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(exhausted[0].json()["data"]["id"], d["id"]);
+    // The watcher has it; its success is recorded just after the answer (not yet, at times).
+    wait_delivery(&app, watching["id"].as_str().unwrap(), |d| {
+        d["status"] == "succeeded"
+    })
+    .await;
     // Undelivered events are listed; a manual retry delivers it.
     let undelivered: Value = app
         .get("/v1/events?undelivered=true")
