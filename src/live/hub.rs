@@ -353,6 +353,27 @@ impl Hub {
         self.shared.wake.notified().await
     }
 
+    /// Whether no stream is open: the reader may then pass events by without their bodies.
+    pub(super) fn unwatched(&self) -> bool {
+        self.registry().unwatched()
+    }
+
+    /// Advances the horizon past an event while no stream is open, without framing it. Checked
+    /// under the lock `subscribe` takes, so a stream that opens later starts after it and reads
+    /// it from the database. The ring is emptied, since it must hold every event after its
+    /// floor. `false` if a stream is open now: the event must be read whole and published.
+    pub(super) fn pass(&self, seq: i64) -> bool {
+        let mut reg = self.registry();
+        if !reg.unwatched() {
+            return false;
+        }
+        reg.horizon = seq;
+        reg.recent.clear();
+        reg.recent_bytes = 0;
+        reg.recent_floor = seq;
+        true
+    }
+
     /// Advances the horizon to the event and offers it to every stream that wants it. A full
     /// buffer costs the stream its place (it catches up from the database), never a wait.
     pub(super) fn publish(&self, event: LiveEvent) {
@@ -402,6 +423,10 @@ impl Hub {
 }
 
 impl Registry {
+    fn unwatched(&self) -> bool {
+        self.tenants.is_empty() && self.generations.is_empty()
+    }
+
     fn remember(&mut self, event: Arc<LiveEvent>) {
         self.recent_bytes += event.frame.len();
         self.recent.push_back(event);

@@ -12,7 +12,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::hub::{Hub, LiveEvent};
-use crate::storage::events::{self, Observed};
+use crate::storage::{
+    events::{self, Observed},
+    held::Held,
+};
 
 /// Rows read per query when catching up.
 const BATCH: i64 = 500;
@@ -46,8 +49,9 @@ impl Hub {
         }
         self.start(horizon.unwrap_or_default());
         let mut gap = None;
+        let mut held = Held::new(self.pool().clone());
         loop {
-            if let Err(e) = self.catch_up(&mut gap).await {
+            if let Err(e) = self.catch_up(&mut held, &mut gap).await {
                 tracing::warn!(error = %e, "live hub could not read new events; retrying");
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -62,7 +66,7 @@ impl Hub {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = self.woken() => {}
-                _ = tokio::time::sleep(pause) => {}
+                _ = tokio::time::sleep(pause) => held.release(),
             }
         }
         self.close();
@@ -81,11 +85,15 @@ impl Hub {
         Ok(last)
     }
 
-    /// Publishes every event after the horizon up to the first hole that may still fill.
-    async fn catch_up(&self, gap: &mut Option<Gap>) -> Result<(), sqlx::Error> {
-        loop {
+    /// Publishes every event after the horizon up to the first hole that may still fill. While
+    /// no stream is open, the events are read without their bodies and only passed by.
+    async fn catch_up(&self, held: &mut Held, gap: &mut Option<Gap>) -> Result<(), sqlx::Error> {
+        'read: loop {
             let horizon = self.horizon();
-            let rows = events::observe_after(self.pool(), horizon, BATCH).await?;
+            let lean = self.unwatched();
+            let rows = events::observe_after(held.conn().await?, horizon, BATCH, !lean).await;
+            held.done(rows.is_ok());
+            let rows = rows?;
             let full = rows.len() as i64 == BATCH;
             let mut next = horizon + 1;
             for row in rows {
@@ -96,7 +104,11 @@ impl Hub {
                 if gap.as_ref().is_some_and(|g| g.start <= row.event.seq) {
                     *gap = None;
                 }
-                self.publish(LiveEvent::from_row(&row.event));
+                if !lean {
+                    self.publish(LiveEvent::from_row(&row.event));
+                } else if !self.pass(row.event.seq) {
+                    continue 'read; // a stream opened: read the rest with their bodies
+                }
             }
             if !full {
                 return Ok(());

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use self::plan::Plan;
@@ -86,7 +87,12 @@ pub struct Incoming {
 
 /// Applies one result; see `apply_many`.
 pub async fn apply(pool: &sqlx::PgPool, incoming: Incoming) -> Result<Applied, ApplyError> {
-    let (mut answers, _) = apply_many(pool, std::slice::from_ref(&incoming), None, None).await?;
+    apply_on(&mut *pool.acquire().await?, incoming).await
+}
+
+/// `apply` on a connection the caller holds.
+pub async fn apply_on(conn: &mut PgConnection, incoming: Incoming) -> Result<Applied, ApplyError> {
+    let (mut answers, _) = apply_many(conn, std::slice::from_ref(&incoming), None, None).await?;
     answers.pop().unwrap_or(Err(ApplyError::UnknownGeneration))
 }
 
@@ -112,12 +118,12 @@ pub struct Written {
 /// settle budgets always go that way. With `lease`, the deliveries come back claimed by the
 /// caller, to send once this returns (see `events::append_many`).
 pub async fn apply_many(
-    pool: &sqlx::PgPool,
+    conn: &mut PgConnection,
     batch: &[Incoming],
     lease: Option<f64>,
     submitted: Option<&Submitted>,
 ) -> Result<(Answers, Written), ApplyError> {
-    let read = read(pool, batch, submitted).await?;
+    let read = read(conn, batch, submitted).await?;
     let plan = Plan::make(batch, read);
     if plan.callbacks.is_empty() {
         // Unknown, duplicate or contradicting: all final, nothing to write.
@@ -125,14 +131,19 @@ pub async fn apply_many(
     }
     let done = plan.done();
     if done.iter().any(|g| g.settlement().reserves()) {
-        return apply_locked(pool, batch, lease).await;
+        return apply_locked(conn, batch, lease).await;
     }
     let finished = FinishColumns::of(&done, |g| {
         (plan.versions[&g.id], plan.read_accepted.contains(&g.id))
     });
-    let appended =
-        storage::callbacks::write_unlocked(pool, finished, &plan.callbacks, &plan.events, lease)
-            .await?;
+    let appended = storage::callbacks::write_unlocked(
+        &mut *conn,
+        finished,
+        &plan.callbacks,
+        &plan.events,
+        lease,
+    )
+    .await?;
     let applied: HashSet<Uuid> = appended
         .events
         .iter()
@@ -151,7 +162,7 @@ pub async fn apply_many(
         .collect();
     if !missed.is_empty() {
         let again: Vec<Incoming> = missed.iter().map(|&i| batch[i].clone()).collect();
-        let (retried, more) = apply_locked(pool, &again, lease).await?;
+        let (retried, more) = apply_locked(conn, &again, lease).await?;
         for (i, answer) in missed.into_iter().zip(retried) {
             answers[i] = answer;
         }
@@ -165,12 +176,12 @@ pub async fn apply_many(
 /// results are recorded already; decide in memory; write the terminal states, the callbacks,
 /// the budget settlements and the events with their fan-out, one statement each.
 async fn apply_locked(
-    pool: &sqlx::PgPool,
+    conn: &mut PgConnection,
     batch: &[Incoming],
     lease: Option<f64>,
 ) -> Result<(Answers, Written), ApplyError> {
     let (ids, request_ids) = keys(batch);
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     let locked = storage::generations::for_callbacks(&mut *tx, &ids, &request_ids, true).await?;
     let plan = Plan::make(batch, locked);
     let done = plan.done();
@@ -198,7 +209,7 @@ async fn apply_locked(
 /// read (without a lock) with which of the results are recorded already. A remembered row is
 /// taken as unseen: a duplicate then fails the write's guard and is sorted out under the lock.
 async fn read(
-    pool: &sqlx::PgPool,
+    conn: &mut PgConnection,
     batch: &[Incoming],
     submitted: Option<&Submitted>,
 ) -> Result<Vec<LockedForCallbacks>, sqlx::Error> {
@@ -219,7 +230,7 @@ async fn read(
     }
     if !missing.is_empty() {
         read.extend(
-            storage::generations::for_callbacks(pool, &missing, &missing_rids, false).await?,
+            storage::generations::for_callbacks(conn, &missing, &missing_rids, false).await?,
         );
     }
     Ok(read)

@@ -13,7 +13,13 @@ use super::{
     callbacks::{self, Applied, ApplyError, Incoming, Written},
     submitted::Submitted,
 };
-use crate::{delivery::handoff::Handoff, storage};
+use crate::{
+    delivery::handoff::Handoff,
+    storage::{
+        self,
+        held::{self, Held},
+    },
+};
 
 /// Concurrent batches: one is being built and sent while another waits for its commit.
 const WRITERS: usize = 2;
@@ -95,12 +101,13 @@ impl Writers {
             let (queue, out, stop) = (queue.clone(), out.clone(), stop.clone());
             writers.push(tokio::spawn(async move {
                 let mut jobs = Vec::with_capacity(MAX_BATCH);
+                let mut held = Held::new(out.pool.clone());
                 loop {
                     {
                         let mut q = queue.lock().await;
                         // Once closed, `recv_many` drains the queue, then returns 0: the end.
                         let got = tokio::select! {
-                            n = q.recv_many(&mut jobs, MAX_BATCH) => n,
+                            n = next(&mut q, &mut jobs, &mut held) => n,
                             _ = stop.cancelled() => {
                                 q.close();
                                 q.recv_many(&mut jobs, MAX_BATCH).await
@@ -110,7 +117,7 @@ impl Writers {
                             return;
                         }
                     }
-                    out.write(std::mem::take(&mut jobs)).await;
+                    out.write(&mut held, std::mem::take(&mut jobs)).await;
                 }
             }));
         }
@@ -118,6 +125,19 @@ impl Writers {
             let _ = w.await;
         }
     }
+}
+
+/// The next callbacks to write; a writer idle for `held::IDLE` gives its connection back.
+async fn next(
+    q: &mut mpsc::Receiver<(Incoming, Reply)>,
+    jobs: &mut Vec<(Incoming, Reply)>,
+    held: &mut Held,
+) -> usize {
+    if let Ok(n) = tokio::time::timeout(held::IDLE, q.recv_many(jobs, MAX_BATCH)).await {
+        return n;
+    }
+    held.release();
+    q.recv_many(jobs, MAX_BATCH).await
 }
 
 /// Where a written batch's consequences go.
@@ -131,7 +151,7 @@ struct Out {
 impl Out {
     /// Applies one batch and answers every handler. When the batch's transaction fails, each
     /// callback is tried on its own, so one bad callback cannot fail the others.
-    async fn write(&self, jobs: Vec<(Incoming, Reply)>) {
+    async fn write(&self, held: &mut Held, jobs: Vec<(Incoming, Reply)>) {
         let (items, replies): (Vec<Incoming>, Vec<Reply>) = jobs.into_iter().unzip();
         let ids: Vec<uuid::Uuid> = items.iter().map(|i| i.generation_id).collect();
         let lease = self.handoff.lease_for(items.len());
@@ -139,7 +159,11 @@ impl Out {
             Some(_) => Some(self.handoff.lock().await),
             None => None,
         };
-        let applied = callbacks::apply_many(&self.pool, &items, lease, Some(&self.submitted)).await;
+        let applied = match held.conn().await {
+            Ok(conn) => callbacks::apply_many(conn, &items, lease, Some(&self.submitted)).await,
+            Err(e) => Err(e.into()),
+        };
+        held.done(applied.is_ok());
         drop(leasing);
         let answers = match applied {
             Ok((answers, written)) => {
@@ -150,7 +174,12 @@ impl Out {
                 tracing::warn!(error = %e, count = items.len(), "a batch of callbacks failed; applying them one by one");
                 let mut answers = Vec::with_capacity(items.len());
                 for item in items {
-                    answers.push(callbacks::apply(&self.pool, item).await);
+                    let answer = match held.conn().await {
+                        Ok(conn) => callbacks::apply_on(conn, item).await,
+                        Err(e) => Err(e.into()),
+                    };
+                    held.done(!matches!(answer, Err(callbacks::ApplyError::Db(_))));
+                    answers.push(answer);
                 }
                 self.deliveries.notify_one();
                 answers

@@ -305,20 +305,24 @@ pub struct Observed {
 
 const STREAM_COLUMNS: &str = "seq, id, tenant_id, type, generation_id, payload::text AS payload";
 
-/// Every tenant's events after `after`, in `seq` order, read in one snapshot.
+/// Every tenant's events after `after`, in `seq` order, read in one snapshot; with empty
+/// payloads unless `payloads`.
 pub async fn observe_after(
     db: impl PgExecutor<'_>,
     after: i64,
     limit: i64,
+    payloads: bool,
 ) -> Result<Vec<Observed>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {STREAM_COLUMNS},
+    sqlx::query_as(
+        "SELECT seq, id, tenant_id, type, generation_id,
+                CASE WHEN $3 THEN payload::text ELSE '' END AS payload,
                 pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS snap_xmin,
                 pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS snap_xmax
-         FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
-    ))
+         FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
+    )
     .bind(after)
     .bind(limit)
+    .bind(payloads)
     .fetch_all(db)
     .await
 }

@@ -5,6 +5,7 @@ pub mod deliveries;
 pub mod delivery_queue;
 pub mod events;
 pub mod generations;
+pub mod held;
 pub mod keys;
 pub mod subscriptions;
 pub mod tenants;
