@@ -77,8 +77,8 @@ pub enum ApplyError {
 pub struct Incoming {
     pub generation_id: Uuid,
     pub result: FalResult,
-    /// The body as received: recorded verbatim.
-    pub raw: Value,
+    /// The body as received (JSON): recorded verbatim.
+    pub raw: String,
     /// `webhook` or `reconciler`.
     pub source: &'static str,
     /// When the request reached us (or the reconciler fetched the result).

@@ -123,7 +123,7 @@ async fn check(p: &Pipeline, g: &Generation) {
         callbacks::Incoming {
             generation_id: g.id,
             result,
-            raw: body,
+            raw: body.to_string(),
             source: "reconciler",
             received_at: chrono::Utc::now(),
         },

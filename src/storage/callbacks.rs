@@ -1,7 +1,6 @@
 //! fal callbacks as received (or fetched by the reconciler), unique on fal's request id.
 use chrono::{DateTime, Utc};
-use serde_json::Value;
-use sqlx::{types::Json, PgExecutor};
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::{
@@ -16,7 +15,8 @@ pub struct NewCallback<'a> {
     pub fal_request_id: &'a str,
     pub source: &'a str,
     pub fal_status: &'a str,
-    pub body: &'a Value,
+    /// JSON text.
+    pub body: &'a str,
     pub announced: bool,
     pub received_at: DateTime<Utc>,
 }
@@ -27,7 +27,7 @@ pub struct CallbackColumns {
     request_id: Vec<String>,
     source: Vec<String>,
     fal_status: Vec<String>,
-    body: Vec<Json<Value>>,
+    body: Vec<String>,
     announced: Vec<bool>,
     received_at: Vec<DateTime<Utc>>,
 }
@@ -42,7 +42,7 @@ impl CallbackColumns {
                 .collect(),
             source: callbacks.iter().map(|c| c.source.to_owned()).collect(),
             fal_status: callbacks.iter().map(|c| c.fal_status.to_owned()).collect(),
-            body: callbacks.iter().map(|c| Json(c.body.clone())).collect(),
+            body: callbacks.iter().map(|c| c.body.to_owned()).collect(),
             announced: callbacks.iter().map(|c| c.announced).collect(),
             received_at: callbacks.iter().map(|c| c.received_at).collect(),
         }
@@ -69,7 +69,8 @@ pub fn record_sql(first: usize, keep: &str) -> String {
     let p: Vec<String> = (first..first + 7).map(|i| format!("${i}")).collect();
     format!(
         "INSERT INTO fal_callbacks (generation_id, fal_request_id, source, fal_status, body, announced, received_at)
-         SELECT * FROM unnest({}::uuid[], {}::text[], {}::text[], {}::text[], {}::jsonb[], {}::bool[], {}::timestamptz[])
+         SELECT c.generation_id, c.fal_request_id, c.source, c.fal_status, c.body::jsonb, c.announced, c.received_at
+         FROM unnest({}::uuid[], {}::text[], {}::text[], {}::text[], {}::text[], {}::bool[], {}::timestamptz[])
              AS c(generation_id, fal_request_id, source, fal_status, body, announced, received_at)
          WHERE {keep}
          ON CONFLICT (fal_request_id) DO NOTHING

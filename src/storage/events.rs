@@ -1,7 +1,7 @@
 //! The event log: appended in the same transaction as the state change it announces, with a
 //! `NOTIFY` that Postgres delivers only on commit.
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::{types::Json, FromRow, PgExecutor};
 use uuid::Uuid;
 
@@ -114,12 +114,15 @@ pub async fn append_guarded(
     for e in events {
         let id = ids::new_uuid();
         let fan = super::deliveries::FanOut::of(e.kind, &e.data);
-        cols.payload.push(Json(json!({
-            "id": ids::encode(ids::Kind::Event, id),
-            "type": e.kind,
-            "timestamp": stamp,
-            "data": e.data,
-        })));
+        cols.payload.push(
+            serde_json::to_string(&Body {
+                id: &ids::encode(ids::Kind::Event, id),
+                kind: e.kind,
+                timestamp: &stamp,
+                data: &e.data,
+            })
+            .map_err(|e| sqlx::Error::Encode(e.into()))?,
+        );
         cols.id.push(id);
         cols.tenant.push(e.tenant_id);
         cols.kind.push(e.kind);
@@ -137,13 +140,13 @@ pub async fn append_guarded(
     };
     let sql = format!(
         "WITH {ctes} ev AS (
-            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::jsonb[],
+            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[],
                                  $7::bool[], $8::bool[], $9::jsonb[], $10::text[], $11::text[])
                 AS t(id, tenant_id, type, generation_id, payload, fan, is_generation, metadata, end_user, webhook_url)
             WHERE {keep}
          ), e AS (
             INSERT INTO events (id, tenant_id, type, generation_id, payload, created_at)
-            SELECT id, tenant_id, type, generation_id, payload, $6 FROM ev
+            SELECT id, tenant_id, type, generation_id, payload::jsonb, $6 FROM ev
             RETURNING id, seq, generation_id, payload
          ), {fan_out}, n AS (
             SELECT pg_notify('{CHANNEL}', max(seq)::text
@@ -251,6 +254,16 @@ pub struct AppendedRow {
     versions: Option<Vec<Option<DateTime<Utc>>>>,
 }
 
+/// An event's body as subscribers receive it, serialized straight from borrowed parts.
+#[derive(serde::Serialize)]
+struct Body<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    timestamp: &'a str,
+    data: &'a Value,
+}
+
 /// `append_many`'s parameters, one array per column.
 #[derive(Default)]
 struct Columns {
@@ -258,7 +271,8 @@ struct Columns {
     tenant: Vec<Uuid>,
     kind: Vec<&'static str>,
     generation: Vec<Option<Uuid>>,
-    payload: Vec<Json<Value>>,
+    /// JSON text (`Body`).
+    payload: Vec<String>,
     fan: Vec<bool>,
     is_generation: Vec<bool>,
     metadata: Vec<Option<Json<Value>>>,

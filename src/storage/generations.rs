@@ -421,14 +421,20 @@ pub async fn finish(
     Ok(row)
 }
 
+/// A JSON column's value as text, the way the batch writers bind it (no copy of the tree).
+fn json_text(v: &Option<Json<Value>>) -> Option<String> {
+    v.as_ref().map(|v| v.0.to_string())
+}
+
 /// Generations finished in memory, as parameter arrays for `FINISH`.
 pub struct FinishColumns {
     ids: Vec<Uuid>,
     status: Vec<String>,
-    result: Vec<Option<Json<Value>>>,
+    /// JSON text, as `error`.
+    result: Vec<Option<String>>,
     seed: Vec<Option<i64>>,
     cost: Vec<Option<i64>>,
-    error: Vec<Option<Json<Value>>>,
+    error: Vec<Option<String>>,
     rid: Vec<Option<String>>,
     at: Vec<Option<DateTime<Utc>>>,
     submitted: Vec<Option<DateTime<Utc>>>,
@@ -445,10 +451,10 @@ impl FinishColumns {
         FinishColumns {
             ids: rows.iter().map(|g| g.id).collect(),
             status: rows.iter().map(|g| g.status.clone()).collect(),
-            result: rows.iter().map(|g| g.result.clone()).collect(),
+            result: rows.iter().map(|g| json_text(&g.result)).collect(),
             seed: rows.iter().map(|g| g.seed).collect(),
             cost: rows.iter().map(|g| g.cost_micros).collect(),
-            error: rows.iter().map(|g| g.error.clone()).collect(),
+            error: rows.iter().map(|g| json_text(&g.error)).collect(),
             rid: rows.iter().map(|g| g.fal_request_id.clone()).collect(),
             at: rows.iter().map(|g| g.finished_at).collect(),
             submitted: rows.iter().map(|g| g.submitted_at).collect(),
@@ -519,10 +525,10 @@ pub fn finish_guarded_sql(first: usize) -> String {
 fn finish_update(first: usize) -> String {
     let p: Vec<String> = (first..first + 11).map(|i| format!("${i}")).collect();
     format!(
-        "UPDATE generations gen SET status = x.status, result = x.result, seed = x.seed, cost_micros = x.cost,
-                error = x.error, fal_request_id = x.rid, finished_at = x.at, updated_at = x.at, lease_until = NULL,
+        "UPDATE generations gen SET status = x.status, result = x.result::jsonb, seed = x.seed, cost_micros = x.cost,
+                error = x.error::jsonb, fal_request_id = x.rid, finished_at = x.at, updated_at = x.at, lease_until = NULL,
                 submitted_at = x.submitted
-         FROM unnest({}::uuid[], {}::text[], {}::jsonb[], {}::int8[], {}::int8[], {}::jsonb[], {}::text[],
+         FROM unnest({}::uuid[], {}::text[], {}::text[], {}::int8[], {}::int8[], {}::text[], {}::text[],
                      {}::timestamptz[], {}::timestamptz[], {}::timestamptz[], {}::bool[])
               AS x(id, status, result, seed, cost, error, rid, at, submitted, version, was_accepted)",
         p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10]

@@ -221,7 +221,7 @@ async fn an_unlocked_batch_write_leaves_a_generation_that_moved_on_alone() {
     row.status = "failed".into();
     row.finished_at = Some(now);
     row.fal_request_id = Some("req-moved".into());
-    let body = json!({"request_id": "req-moved", "status": "ERROR"});
+    let body = json!({"request_id": "req-moved", "status": "ERROR"}).to_string();
     let callback = NewCallback {
         generation_id: id,
         fal_request_id: "req-moved",
@@ -312,7 +312,7 @@ async fn a_callback_racing_the_record_of_its_submission_announces_queued_once() 
         finished.status = "failed".into();
         finished.finished_at = Some(now);
         finished.fal_request_id = Some(rid.clone());
-        let body = json!({"request_id": rid, "status": "ERROR"});
+        let body = json!({"request_id": rid, "status": "ERROR"}).to_string();
         let callback = NewCallback {
             generation_id: id,
             fal_request_id: &rid,
