@@ -55,21 +55,25 @@ pub async fn receive(
         .inc();
     let generation_id = ids::decode(ids::Kind::Generation, &path)
         .ok_or_else(|| ApiError::not_found(format!("no generation {}", path.as_str())))?;
-    // One parse: JSON that is well-formed but not shaped like fal's webhook is told apart by
-    // the error's category. A body that parses is valid UTF-8, so it is kept as text.
+    // One parse on the way in; only a body that fails it is parsed again, to tell JSON that
+    // is not fal's webhook from text that is not JSON. A body that parses is valid UTF-8, so
+    // it is kept as text.
     let not_json = |e: &dyn std::fmt::Display| {
         ApiError::bad_request(
             "invalid_json",
             format!("the callback body is not valid JSON: {e}"),
         )
     };
-    let result: FalResult = serde_json::from_slice(&raw).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::bad_request(
-            "invalid_callback",
-            format!("the callback body is not a fal webhook: {e}"),
-        ),
-        _ => not_json(&e),
-    })?;
+    let result: FalResult =
+        serde_json::from_slice(&raw).map_err(|e| {
+            match serde_json::from_slice::<serde::de::IgnoredAny>(&raw) {
+                Ok(_) => ApiError::bad_request(
+                    "invalid_callback",
+                    format!("the callback body is not a fal webhook: {e}"),
+                ),
+                Err(e) => not_json(&e),
+            }
+        })?;
     let body = std::str::from_utf8(&raw).map_err(|e| not_json(&e))?;
     let span = tracing::info_span!("fal_callback", generation = %path.as_str(), fal_request_id = %result.request_id, fal_status = %result.status);
     let incoming = Incoming {

@@ -189,6 +189,32 @@ async fn error_callbacks_and_null_payloads_fail_the_generation_with_fal_details(
     )
     .await;
     problem(res, 400, "invalid_callback").await;
+    // Correctly signed but not JSON (cut short, or with trailing bytes): 400 invalid_json.
+    for raw in [&b"{\"request_id\": \"x\""[..], b"{\"request_id\": \"x\"} x"] {
+        let ts = chrono::Utc::now().timestamp().to_string();
+        let sig = sign_hex(&key, "x", "user-1", &ts, raw);
+        let res = app
+            .client
+            .post(app.url(&format!("/hooks/fal/{}", g["id"].as_str().unwrap())))
+            .header("x-fal-webhook-request-id", "x")
+            .header("x-fal-webhook-user-id", "user-1")
+            .header("x-fal-webhook-timestamp", ts)
+            .header("x-fal-webhook-signature", sig)
+            .body(raw.to_vec())
+            .send()
+            .await
+            .unwrap();
+        problem(res, 400, "invalid_json").await;
+    }
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM fal_callbacks WHERE fal_request_id = 'x'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        stored, 0,
+        "nothing is stored for a body that is not a webhook"
+    );
 }
 
 /// The one-statement write behind every callback batch: a generation whose row moved on since
