@@ -122,7 +122,7 @@ impl Application {
         let worker_pool = storage::pool_options((settings.db_pool_size / 2).max(4))
             .connect_lazy_with((*pool.connect_options()).clone());
         let live = Hub::new(worker_pool.clone(), live::STREAM_BUFFER, metrics.registry());
-        let pipeline = Pipeline::new(
+        let mut pipeline = Pipeline::new(
             worker_pool.clone(),
             settings.clone(),
             metrics.clone(),
@@ -148,14 +148,14 @@ impl Application {
             settings.shutdown_drain,
             settings.delivery_lease,
         );
-        let (handoff, handoff_inbox) =
-            handoff::channel(settings.delivery_concurrency, settings.delivery_lease);
-        let (ingest, ingest_writers) = Ingest::new(
-            pipeline.pool.clone(),
+        let (handoff, handoff_inbox) = handoff::channel(
+            settings.delivery_concurrency,
+            settings.delivery_lease,
             deliveries_wake.clone(),
-            handoff,
-            pipeline.submitted.clone(),
         );
+        pipeline.handoff = Some(handoff.clone());
+        let (ingest, ingest_writers) =
+            Ingest::new(pipeline.pool.clone(), handoff, pipeline.submitted.clone());
         let state = web::Data::new(AppState {
             pool,
             settings,

@@ -11,9 +11,9 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
-use crate::storage::delivery_queue::Claimed;
+use crate::storage::{self, delivery_queue::Claimed};
 
 /// Callbacks in one batch above which the loop's ordinary claims are the better path: a burst
 /// fills the loop anyway, and leasing would only move the claim into the callback's statement.
@@ -31,6 +31,8 @@ pub struct Handoff {
     /// — a leasing callback batch until it commits, or the loop's sweep — so neither fills
     /// slots the other has taken but not yet committed.
     lease_lock: LeaseLock,
+    /// Wakes this instance's delivery loop to claim what was not leased to it.
+    wake: Arc<Notify>,
 }
 
 /// See `Handoff::lease_lock`.
@@ -43,7 +45,7 @@ pub struct Inbox {
     pub lease_lock: LeaseLock,
 }
 
-pub fn channel(concurrency: usize, lease: Duration) -> (Handoff, Inbox) {
+pub fn channel(concurrency: usize, lease: Duration, wake: Arc<Notify>) -> (Handoff, Inbox) {
     let (tx, rx) = mpsc::unbounded_channel();
     let busy = Arc::new(AtomicUsize::new(0));
     let lease_lock = LeaseLock::default();
@@ -54,6 +56,7 @@ pub fn channel(concurrency: usize, lease: Duration) -> (Handoff, Inbox) {
             concurrency,
             lease,
             lease_lock: lease_lock.clone(),
+            wake,
         },
         Inbox {
             rx,
@@ -78,6 +81,26 @@ impl Handoff {
     }
 
     /// Gives committed, leased deliveries to the loop; hands them back if it has stopped.
+    /// After a commit: sends what was leased to this instance to its loop (releasing it should
+    /// the loop be gone), and wakes the loop if `unleased` deliveries are left to claim.
+    pub async fn dispatch(&self, pool: &sqlx::PgPool, leased: Vec<Claimed>, unleased: i64) {
+        if let Err(unsent) = self.send(leased) {
+            let ids: Vec<uuid::Uuid> = unsent.iter().map(|c| c.id).collect();
+            if let Err(e) = storage::delivery_queue::release(pool, &ids, 0.0).await {
+                tracing::warn!(error = %e, "releasing leased deliveries failed; their leases will expire");
+            }
+            self.wake.notify_one();
+        }
+        if unleased > 0 {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Wakes this instance's delivery loop.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
     pub fn send(&self, claimed: Vec<Claimed>) -> Result<(), Vec<Claimed>> {
         if claimed.is_empty() {
             return Ok(());

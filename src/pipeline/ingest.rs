@@ -6,19 +6,16 @@
 //! only after the callback is durable.
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, Mutex, Notify};
+use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    callbacks::{self, Applied, ApplyError, Incoming, Written},
+    callbacks::{self, Applied, ApplyError, Incoming},
     submitted::Submitted,
 };
 use crate::{
     delivery::handoff::Handoff,
-    storage::{
-        self,
-        held::{self, Held},
-    },
+    storage::held::{self, Held},
 };
 
 /// Concurrent batches: one is being built and sent while another waits for its commit.
@@ -39,9 +36,6 @@ pub struct Ingest {
 pub struct Writers {
     queue: mpsc::Receiver<(Incoming, Reply)>,
     pool: sqlx::PgPool,
-    /// Woken after a batch left deliveries to claim: this instance's delivery worker starts at
-    /// once (the NOTIFY in the batch wakes the other instances').
-    deliveries: Arc<Notify>,
     /// Where deliveries created leased to this instance go.
     handoff: Handoff,
     /// The generations this instance submitted, as it last wrote them.
@@ -49,19 +43,13 @@ pub struct Writers {
 }
 
 impl Ingest {
-    pub fn new(
-        pool: sqlx::PgPool,
-        deliveries: Arc<Notify>,
-        handoff: Handoff,
-        submitted: Submitted,
-    ) -> (Ingest, Writers) {
+    pub fn new(pool: sqlx::PgPool, handoff: Handoff, submitted: Submitted) -> (Ingest, Writers) {
         let (tx, rx) = mpsc::channel(QUEUE);
         (
             Ingest { queue: tx },
             Writers {
                 queue: rx,
                 pool,
-                deliveries,
                 handoff,
                 submitted,
             },
@@ -85,14 +73,12 @@ impl Writers {
         let Writers {
             queue,
             pool,
-            deliveries,
             handoff,
             submitted,
         } = self;
         let queue = Arc::new(Mutex::new(queue));
         let out = Arc::new(Out {
             pool,
-            deliveries,
             handoff,
             submitted,
         });
@@ -143,7 +129,6 @@ async fn next(
 /// Where a written batch's consequences go.
 struct Out {
     pool: sqlx::PgPool,
-    deliveries: Arc<Notify>,
     handoff: Handoff,
     submitted: Submitted,
 }
@@ -167,7 +152,9 @@ impl Out {
         drop(leasing);
         let answers = match applied {
             Ok((answers, written)) => {
-                self.dispatch(written).await;
+                self.handoff
+                    .dispatch(&self.pool, written.leased, written.unleased)
+                    .await;
                 answers
             }
             Err(e) if items.len() > 1 => {
@@ -181,7 +168,7 @@ impl Out {
                     held.done(!matches!(answer, Err(callbacks::ApplyError::Db(_))));
                     answers.push(answer);
                 }
-                self.deliveries.notify_one();
+                self.handoff.wake();
                 answers
             }
             Err(e) => vec![Err(e)],
@@ -190,20 +177,6 @@ impl Out {
             let finished = matches!(answer, Ok(Applied::Finished(_) | Applied::RecordedOnly));
             self.submitted.settled(id, finished);
             let _ = reply.send(answer);
-        }
-    }
-
-    /// Sends what was leased to us; wakes the delivery worker for the rest.
-    async fn dispatch(&self, written: Written) {
-        if let Err(unsent) = self.handoff.send(written.leased) {
-            let ids: Vec<uuid::Uuid> = unsent.iter().map(|c| c.id).collect();
-            if let Err(e) = storage::delivery_queue::release(&self.pool, &ids, 0.0).await {
-                tracing::warn!(error = %e, "releasing leased deliveries failed; their leases will expire");
-            }
-            self.deliveries.notify_one();
-        }
-        if written.unleased > 0 {
-            self.deliveries.notify_one();
         }
     }
 }

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
-use crate::{config::Settings, fal::client::FalClient, metrics::Metrics};
+use crate::{
+    config::Settings, delivery::handoff::Handoff, fal::client::FalClient, metrics::Metrics,
+};
 
 /// Channel woken when a generation is accepted (payload: nothing; workers re-read the outbox).
 pub const SUBMIT_CHANNEL: &str = "fluxgate_submit";
@@ -30,6 +32,9 @@ pub struct Pipeline {
     pub submitted: submitted::Submitted,
     /// Base of the callback URLs: FLUXGATE_PUBLIC_URL, or this instance's own address.
     pub public_base: String,
+    /// This instance's delivery loop, for the deliveries of the `generation.queued` events the
+    /// submitter writes (`None`: leave them to the loops' claims).
+    pub handoff: Option<Handoff>,
 }
 
 impl Pipeline {
@@ -61,6 +66,7 @@ impl Pipeline {
             metrics,
             submit_wake: Arc::new(Notify::new()),
             submitted: submitted::Submitted::default(),
+            handoff: None,
         }
     }
 

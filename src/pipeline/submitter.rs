@@ -210,11 +210,29 @@ async fn record_accepted(
         data: queued.to_json(),
     };
     // (`queued` is remembered below only if it is what was stored.)
-    let status = storage::generations::record_submitted(&p.pool, g.id, &sub, at, event).await?;
-    let Some((status, moved)) = status else {
+    // Its deliveries go straight to this instance's loop when it has room, as a callback's do
+    // (under the same lock: see `Handoff::lease_for`).
+    let lease = p.handoff.as_ref().and_then(|h| h.lease_for(1));
+    let leasing = match (&p.handoff, lease) {
+        (Some(h), Some(_)) => Some(h.lock().await),
+        _ => None,
+    };
+    let recorded =
+        storage::generations::record_submitted(&p.pool, g.id, &sub, at, event, lease).await;
+    drop(leasing);
+    let Some(recorded) = recorded? else {
         p.submitted.forget(g.id);
         return Ok(());
     };
+    let storage::generations::Recorded {
+        status,
+        moved,
+        leased,
+        unleased,
+    } = recorded;
+    if let Some(h) = &p.handoff {
+        h.dispatch(&p.pool, leased, unleased).await;
+    }
     if moved {
         p.submitted.remember(queued);
     } else {

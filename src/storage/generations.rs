@@ -323,16 +323,17 @@ pub async fn reschedule(
 /// Records fal's answer to our submission in ONE statement that commits on its own (the row is
 /// locked only while it runs): the request id and URLs, `queued` if the generation is still
 /// `accepted` — and then, in the same statement, its `generation.queued` event (`queued_event`,
-/// the row as it will read) with its fan-out. Returns the generation's status afterwards
-/// and whether this moved it to `queued` (`None` if there is no such generation); a result that
-/// arrived first has announced queued itself.
+/// the row as it will read) with its fan-out, leased to the caller with `lease` (as
+/// `events::append_many`). `None` if there is no such generation; a result that arrived first
+/// has announced queued itself.
 pub async fn record_submitted(
     pool: &sqlx::PgPool,
     id: Uuid,
     sub: &crate::fal::client::Submitted,
     at: DateTime<Utc>,
     queued_event: super::events::NewEvent,
-) -> Result<Option<(String, bool)>, sqlx::Error> {
+    lease: Option<f64>,
+) -> Result<Option<Recorded>, sqlx::Error> {
     let (rid, status_url, response_url, cancel_url) = (
         sub.request_id.clone(),
         sub.status_url.clone(),
@@ -360,15 +361,38 @@ pub async fn record_submitted(
                 .bind(at)
         }),
     };
-    let appended = super::events::append_guarded(pool, &[queued_event], None, Some(guard)).await?;
+    let appended = super::events::append_guarded(pool, &[queued_event], lease, Some(guard)).await?;
     if !appended.events.is_empty() {
-        return Ok(Some(("queued".to_owned(), true)));
+        return Ok(Some(Recorded {
+            status: "queued".to_owned(),
+            moved: true,
+            leased: appended.leased,
+            unleased: appended.unleased,
+        }));
     }
     let status: Option<String> = sqlx::query_scalar("SELECT status FROM generations WHERE id = $1")
         .bind(id)
         .fetch_optional(pool)
         .await?;
-    Ok(status.map(|s| (s, false)))
+    Ok(status.map(|status| Recorded {
+        status,
+        moved: false,
+        leased: Vec::new(),
+        unleased: 0,
+    }))
+}
+
+/// What `record_submitted` did.
+#[derive(Debug)]
+pub struct Recorded {
+    /// The generation's status afterwards.
+    pub status: String,
+    /// Whether this moved it to `queued` (and announced it).
+    pub moved: bool,
+    /// The `generation.queued` deliveries created leased to the caller: to send now.
+    pub leased: Vec<super::delivery_queue::Claimed>,
+    /// Those left for the delivery loops to claim.
+    pub unleased: i64,
 }
 
 /// The fields a terminal state sets.
