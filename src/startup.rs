@@ -29,6 +29,10 @@ use crate::{
     storage, telemetry,
 };
 
+/// `application_name` of the workers' pool sessions (ingest writers, delivery loop, submitter,
+/// live hub, reconciler).
+pub const WORKERS_APPLICATION_NAME: &str = "fluxgate-workers";
+
 /// Shared by every handler.
 pub struct AppState {
     pub pool: PgPool,
@@ -119,8 +123,15 @@ impl Application {
         // Background work gets its own pool. A connection is bound to the runtime that opened
         // it, and actix runs handlers on per-thread runtimes that end when the server stops:
         // connections opened by handlers must never serve the workers that drain after it.
+        // Named, so operators can tell the workers' sessions from the handlers' in
+        // `pg_stat_activity` (unless the URL names them already).
+        let worker_options = (*pool.connect_options()).clone();
+        let worker_options = match worker_options.get_application_name() {
+            Some(_) => worker_options,
+            None => worker_options.application_name(WORKERS_APPLICATION_NAME),
+        };
         let worker_pool = storage::pool_options((settings.db_pool_size / 2).max(4))
-            .connect_lazy_with((*pool.connect_options()).clone());
+            .connect_lazy_with(worker_options);
         let live = Hub::new(worker_pool.clone(), live::STREAM_BUFFER, metrics.registry());
         let mut pipeline = Pipeline::new(
             worker_pool.clone(),

@@ -134,8 +134,8 @@ struct Out {
 }
 
 impl Out {
-    /// Applies one batch and answers every handler. When the batch's transaction fails, each
-    /// callback is tried on its own, so one bad callback cannot fail the others.
+    /// Applies one batch and answers every handler. When the batch's statement fails, each
+    /// callback is tried again on its own.
     async fn write(&self, held: &mut Held, jobs: Vec<(Incoming, Reply)>) {
         let (items, replies): (Vec<Incoming>, Vec<Reply>) = jobs.into_iter().unzip();
         let ids: Vec<uuid::Uuid> = items.iter().map(|i| i.generation_id).collect();
@@ -157,7 +157,11 @@ impl Out {
                     .await;
                 answers
             }
-            Err(e) if items.len() > 1 => {
+            // One by one, each on a sound connection: one bad callback cannot fail the others,
+            // and a connection that broke under the batch (a Postgres restart, a killed
+            // backend) costs a retry, not an error answer. A write that did commit before its
+            // connection broke is found recorded: the retry answers it as a duplicate.
+            Err(e) if items.len() > 1 || matches!(e, callbacks::ApplyError::Db(_)) => {
                 tracing::warn!(error = %e, count = items.len(), "a batch of callbacks failed; applying them one by one");
                 let mut answers = Vec::with_capacity(items.len());
                 for item in items {

@@ -406,3 +406,40 @@ async fn a_callback_racing_the_record_of_its_submission_announces_queued_once() 
         );
     }
 }
+
+/// The ingest writers keep their connection between batches. One that breaks under a batch (a
+/// killed backend, a Postgres restart) costs a retry on a fresh connection, not an error answer
+/// that fal would have to retry.
+#[tokio::test]
+async fn a_callback_goes_through_when_the_writers_connection_was_killed() {
+    let app = spawn_app_with(TestOptions {
+        workers: Workers::NONE,
+        ..Default::default()
+    })
+    .await;
+    let key = SigningKey::from_bytes(&SIM_SEED);
+    for round in 0..3 {
+        let g = app.generate(json!({"prompt": "a"})).await;
+        let id = g["id"].as_str().unwrap();
+        let res = post_signed(&app, id, &ok_body(&format!("req-kill-{round}")), &key, None).await;
+        assert_eq!(res.status(), 200, "round {round}");
+        assert_eq!(app.generation(id).await["status"], "completed");
+        // Every session of the workers' pool is killed (the writers' held ones among them);
+        // the next round is served by a writer whose connection is dead.
+        let killed: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = $1) k",
+        )
+        .bind(fluxgate::startup::WORKERS_APPLICATION_NAME)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        assert!(killed >= 1, "round {round}: no writer session to kill");
+    }
+    let announced: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE type = 'generation.completed'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(announced, 3);
+}

@@ -568,3 +568,36 @@ async fn a_client_that_stops_reading_is_cut_loose_without_delaying_others_and_ca
     let expected: Vec<_> = expected.into_iter().map(|e| e.id).collect();
     assert_eq!(caught_up, expected);
 }
+
+/// While no stream is open the hub passes committed events by without reading their bodies
+/// (and keeps none in memory). A stream that then resumes from before them still gets each one
+/// whole, once, in order — from the database — and then the live ones.
+#[tokio::test]
+async fn events_passed_by_while_no_stream_was_open_reach_a_stream_resuming_from_before_them() {
+    let app = spawn_app().await;
+    let tenant = app.tenant_id;
+    let append = |n: i64| {
+        let pool = app.pool.clone();
+        async move {
+            let mut tx = pool.begin().await.unwrap();
+            storage::events::append(&mut tx, tenant, "test.ping", None, json!({"n": n}))
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    for n in 0..=20 {
+        append(n).await;
+    }
+    // No stream has been open: the hub passes these by as they commit.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = stored(&app, tenant).await;
+    assert_eq!(before.len(), 21);
+    let from = before[0].id.clone().unwrap();
+    let mut stream = Sse::tenant(&app, "", Some(&from)).await;
+    let mut got = vec![before[0].clone()];
+    got.extend(stream.events(20).await);
+    append(21).await;
+    got.extend(stream.events(1).await);
+    assert_eq!(got, stored(&app, tenant).await);
+}
