@@ -80,7 +80,6 @@ impl Handoff {
         self.lease_lock.lock().await
     }
 
-    /// Gives committed, leased deliveries to the loop; hands them back if it has stopped.
     /// After a commit: sends what was leased to this instance to its loop (releasing it should
     /// the loop be gone), and wakes the loop if `unleased` deliveries are left to claim.
     pub async fn dispatch(&self, pool: &sqlx::PgPool, leased: Vec<Claimed>, unleased: i64) {
@@ -101,6 +100,7 @@ impl Handoff {
         self.wake.notify_one();
     }
 
+    /// Gives committed, leased deliveries to the loop; hands them back if it has stopped.
     pub fn send(&self, claimed: Vec<Claimed>) -> Result<(), Vec<Claimed>> {
         if claimed.is_empty() {
             return Ok(());

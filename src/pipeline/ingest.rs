@@ -90,7 +90,15 @@ impl Writers {
                 let mut held = Held::new(out.pool.clone());
                 loop {
                     {
-                        let mut q = queue.lock().await;
+                        // The other writer waits for callbacks with the queue locked: one that
+                        // waits here as long is idle too, and gives its connection back.
+                        let mut q = match tokio::time::timeout(held::IDLE, queue.lock()).await {
+                            Ok(q) => q,
+                            Err(_) => {
+                                held.release();
+                                queue.lock().await
+                            }
+                        };
                         // Once closed, `recv_many` drains the queue, then returns 0: the end.
                         let got = tokio::select! {
                             n = next(&mut q, &mut jobs, &mut held) => n,

@@ -34,10 +34,6 @@ impl Held {
         }
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     /// The held connection, acquired from the pool if none is held.
     pub async fn conn(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
         let conn = match self.conn.take() {
