@@ -483,3 +483,47 @@ async fn a_subscription_never_has_more_deliveries_in_flight_than_its_max_in_flig
         "the receiver held each request 200 ms: both slots and never more were used"
     );
 }
+
+/// The submitter's `generation.queued` deliveries are created already leased to its own loop
+/// and handed over after commit, as a callback's are: its NOTIFY tells every instance's loop
+/// that there is nothing to claim (no sweep per submission).
+#[tokio::test]
+async fn the_submitters_queued_deliveries_go_straight_to_its_own_loop() {
+    let app = spawn_app().await;
+    let rx = Receiver::start().await;
+    let sub = subscribe(
+        &app,
+        json!({"target_url": rx.url, "event_types": ["generation.queued"]}),
+    )
+    .await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&app.pool)
+        .await
+        .unwrap();
+    listener
+        .listen(fluxgate::storage::events::CHANNEL)
+        .await
+        .unwrap();
+    // fal takes a while, so the result never races our record of the submission.
+    app.generate(json!({"prompt": "[sim:delay=500] a"})).await;
+    wait_delivery(&app, sub["id"].as_str().unwrap(), |d| {
+        d["status"] == "succeeded"
+    })
+    .await;
+    let seq: i64 = sqlx::query_scalar("SELECT seq FROM events WHERE type = 'generation.queued'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let payload = loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+            .await
+            .expect("the queued event's NOTIFY")
+            .unwrap();
+        if n.payload().split(' ').next() == Some(seq.to_string().as_str()) {
+            break n.payload().to_owned();
+        }
+    };
+    assert_eq!(
+        payload,
+        format!("{seq}{}", fluxgate::storage::events::NO_CLAIMS)
+    );
+}
