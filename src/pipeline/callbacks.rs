@@ -14,13 +14,12 @@ use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use self::plan::Plan;
-use super::submitted::Submitted;
 use crate::{
     governance::budgets,
     storage::{
         self,
         delivery_queue::Claimed,
-        generations::{FinishColumns, LockedForCallbacks},
+        generations::{FinishColumns, Generation, LockedForCallbacks},
     },
 };
 
@@ -92,7 +91,8 @@ pub async fn apply(pool: &sqlx::PgPool, incoming: Incoming) -> Result<Applied, A
 
 /// `apply` on a connection the caller holds.
 pub async fn apply_on(conn: &mut PgConnection, incoming: Incoming) -> Result<Applied, ApplyError> {
-    let (mut answers, _) = apply_many(conn, std::slice::from_ref(&incoming), None, None).await?;
+    let (mut answers, _) =
+        apply_many(conn, std::slice::from_ref(&incoming), None, Vec::new()).await?;
     answers.pop().unwrap_or(Err(ApplyError::UnknownGeneration))
 }
 
@@ -110,20 +110,21 @@ pub struct Written {
 
 /// Applies a batch of results, answering each in order. Usually in one or two round trips
 /// whatever its size: take the generations as this instance remembers submitting them
-/// (`submitted`), or read them and which results are recorded already (no lock); decide
-/// everything in memory (`plan.rs`); write it all in ONE statement that commits on its own,
-/// guarded by each generation's version as read — or, for one read `accepted`, by its having
-/// only been recorded as submitted since (fal's answer and its callback race). A generation
-/// that moved on otherwise is applied again the careful way: `apply_locked`. Batches that
-/// settle budgets always go that way. With `lease`, the deliveries come back claimed by the
-/// caller, to send once this returns (see `events::append_many`).
+/// (`remembered`, in the batch's order, or empty), or read them and which results are
+/// recorded already (no lock); decide everything in memory (`plan.rs`); write it all in ONE
+/// statement that commits on its own, guarded by each generation's version as read — or, for
+/// one read `accepted`, by its having only been recorded as submitted since (fal's answer and
+/// its callback race). A generation that moved on otherwise is applied again the careful way:
+/// `apply_locked`. Batches that settle budgets always go that way. With `lease`, the
+/// deliveries come back claimed by the caller, to send once this returns (see
+/// `events::append_many`).
 pub async fn apply_many(
     conn: &mut PgConnection,
     batch: &[Incoming],
     lease: Option<f64>,
-    submitted: Option<&Submitted>,
+    remembered: Vec<Option<Generation>>,
 ) -> Result<(Answers, Written), ApplyError> {
-    let read = read(conn, batch, submitted).await?;
+    let read = read(conn, batch, remembered).await?;
     let plan = Plan::make(batch, read);
     if plan.callbacks.is_empty() {
         // Unknown, duplicate or contradicting: all final, nothing to write.
@@ -211,10 +212,10 @@ async fn apply_locked(
 async fn read(
     conn: &mut PgConnection,
     batch: &[Incoming],
-    submitted: Option<&Submitted>,
+    mut remembered: Vec<Option<Generation>>,
 ) -> Result<Vec<LockedForCallbacks>, sqlx::Error> {
     let (ids, request_ids) = keys(batch);
-    let remembered = submitted.map_or_else(|| vec![None; ids.len()], |s| s.take(&ids));
+    remembered.resize(ids.len(), None);
     let (mut read, mut missing, mut missing_rids) = (Vec::new(), Vec::new(), Vec::new());
     for ((row, id), rid) in remembered.into_iter().zip(ids).zip(request_ids) {
         match row {

@@ -15,7 +15,10 @@ use super::{
 };
 use crate::{
     delivery::handoff::Handoff,
-    storage::held::{self, Held},
+    storage::{
+        generations::Generation,
+        held::{self, Held},
+    },
 };
 
 /// Concurrent batches: one is being built and sent while another waits for its commit.
@@ -26,15 +29,24 @@ const QUEUE: usize = 4096;
 
 type Reply = oneshot::Sender<Result<Applied, ApplyError>>;
 
+/// A verified callback waiting for a writer.
+struct Job {
+    incoming: Incoming,
+    /// Its generation as this instance remembers submitting it, taken when it was queued.
+    remembered: Option<Generation>,
+    reply: Reply,
+}
+
 /// The handlers' side: cheap to clone.
 #[derive(Clone)]
 pub struct Ingest {
-    queue: mpsc::Sender<(Incoming, Reply)>,
+    queue: mpsc::Sender<Job>,
+    submitted: Submitted,
 }
 
 /// The writers' side, started by `Application::run_until_stopped`.
 pub struct Writers {
-    queue: mpsc::Receiver<(Incoming, Reply)>,
+    queue: mpsc::Receiver<Job>,
     pool: sqlx::PgPool,
     /// Where deliveries created leased to this instance go.
     handoff: Handoff,
@@ -46,7 +58,10 @@ impl Ingest {
     pub fn new(pool: sqlx::PgPool, handoff: Handoff, submitted: Submitted) -> (Ingest, Writers) {
         let (tx, rx) = mpsc::channel(QUEUE);
         (
-            Ingest { queue: tx },
+            Ingest {
+                queue: tx,
+                submitted: submitted.clone(),
+            },
             Writers {
                 queue: rx,
                 pool,
@@ -57,12 +72,24 @@ impl Ingest {
     }
 
     /// Applies one callback with whatever else is queued; answers once it is committed.
+    ///
+    /// Its generation's remembered row is taken as soon as the callback has a place in the
+    /// queue: from then on, fal's answer to the submit, should it still be on its way, waits
+    /// for this callback instead of writing first and making the callback wait behind it
+    /// (`Submitted::answered`). Nothing can cancel this between the place and the take.
     pub async fn apply(&self, incoming: Incoming) -> Result<Applied, ApplyError> {
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .send((incoming, reply))
+        let place = self
+            .queue
+            .reserve()
             .await
             .map_err(|_| ApplyError::Unavailable)?;
+        let remembered = self.submitted.take(incoming.generation_id);
+        place.send(Job {
+            incoming,
+            remembered,
+            reply,
+        });
         answer.await.unwrap_or(Err(ApplyError::Unavailable))
     }
 }
@@ -122,11 +149,7 @@ impl Writers {
 }
 
 /// The next callbacks to write; a writer idle for `held::IDLE` gives its connection back.
-async fn next(
-    q: &mut mpsc::Receiver<(Incoming, Reply)>,
-    jobs: &mut Vec<(Incoming, Reply)>,
-    held: &mut Held,
-) -> usize {
+async fn next(q: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, held: &mut Held) -> usize {
     if let Ok(n) = tokio::time::timeout(held::IDLE, q.recv_many(jobs, MAX_BATCH)).await {
         return n;
     }
@@ -144,8 +167,17 @@ struct Out {
 impl Out {
     /// Applies one batch and answers every handler. When the batch's statement fails, each
     /// callback is tried again on its own.
-    async fn write(&self, held: &mut Held, jobs: Vec<(Incoming, Reply)>) {
-        let (items, replies): (Vec<Incoming>, Vec<Reply>) = jobs.into_iter().unzip();
+    async fn write(&self, held: &mut Held, jobs: Vec<Job>) {
+        let (mut items, mut remembered, mut replies) = (
+            Vec::with_capacity(jobs.len()),
+            Vec::with_capacity(jobs.len()),
+            Vec::with_capacity(jobs.len()),
+        );
+        for job in jobs {
+            items.push(job.incoming);
+            remembered.push(job.remembered);
+            replies.push(job.reply);
+        }
         let ids: Vec<uuid::Uuid> = items.iter().map(|i| i.generation_id).collect();
         let lease = self.handoff.lease_for(items.len());
         let leasing = match lease {
@@ -153,7 +185,7 @@ impl Out {
             None => None,
         };
         let applied = match held.conn().await {
-            Ok(conn) => callbacks::apply_many(conn, &items, lease, Some(&self.submitted)).await,
+            Ok(conn) => callbacks::apply_many(conn, &items, lease, remembered).await,
             Err(e) => Err(e.into()),
         };
         held.done(applied.is_ok());

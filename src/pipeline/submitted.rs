@@ -66,23 +66,19 @@ impl Submitted {
         }
     }
 
-    /// Takes the rows remembered for callbacks of `ids`, in order (`None` where there is none,
-    /// or another callback holds it); each taken row awaits `settled`.
-    pub fn take(&self, ids: &[Uuid]) -> Vec<Option<Generation>> {
+    /// Takes the row remembered for a callback of `id` (`None` when there is none, or another
+    /// callback holds it); a taken row awaits `settled`.
+    pub fn take(&self, id: Uuid) -> Option<Generation> {
         let mut inner = self.inner.lock().expect("submitted cache");
-        ids.iter()
-            .map(|id| {
-                let entry = inner.entries.get_mut(id)?;
-                if let Entry::Taken(_) = entry {
-                    return None;
-                }
-                let (tx, _) = watch::channel(None);
-                match std::mem::replace(entry, Entry::Taken(tx)) {
-                    Entry::Row(g) => Some(*g),
-                    Entry::Taken(_) => None,
-                }
-            })
-            .collect()
+        let entry = inner.entries.get_mut(&id)?;
+        if let Entry::Taken(_) = entry {
+            return None;
+        }
+        let (tx, _) = watch::channel(None);
+        match std::mem::replace(entry, Entry::Taken(tx)) {
+            Entry::Row(g) => Some(*g),
+            Entry::Taken(_) => None,
+        }
     }
 
     /// The callback that took `id`'s row is done: `finished` if it committed a terminal state.
@@ -149,16 +145,19 @@ mod tests {
         for id in &ids {
             s.remember(row(*id));
         }
-        let taken = s.take(&[ids[0], ids[1], ids[2], ids[CAPACITY + 1]]);
+        let taken: Vec<_> = [ids[0], ids[1], ids[2], ids[CAPACITY + 1]]
+            .into_iter()
+            .map(|id| s.take(id))
+            .collect();
         assert!(
             taken[0].is_none() && taken[1].is_none(),
             "the oldest were evicted"
         );
         assert_eq!(taken[2].as_ref().map(|g| g.id), Some(ids[2]));
         assert_eq!(taken[3].as_ref().map(|g| g.id), Some(ids[CAPACITY + 1]));
-        assert!(s.take(&[ids[2]])[0].is_none(), "taken once");
+        assert!(s.take(ids[2]).is_none(), "taken once");
         s.forget(ids[3]);
-        assert!(s.take(&[ids[3]])[0].is_none());
+        assert!(s.take(ids[3]).is_none());
     }
 
     #[tokio::test]
@@ -170,11 +169,8 @@ mod tests {
             s.answered(id).is_none(),
             "no callback yet: record the answer"
         );
-        assert!(s.take(&[id])[0].is_some());
-        assert!(
-            s.take(&[id])[0].is_none(),
-            "a second callback reads the database"
-        );
+        assert!(s.take(id).is_some());
+        assert!(s.take(id).is_none(), "a second callback reads the database");
         s.remember(row(id));
         s.forget(id);
         let mut rx = s.answered(id).expect("the callback holds it");
