@@ -69,7 +69,7 @@ pub fn record_sql(first: usize, keep: &str) -> String {
     let p: Vec<String> = (first..first + 7).map(|i| format!("${i}")).collect();
     format!(
         "INSERT INTO fal_callbacks (generation_id, fal_request_id, source, fal_status, body, announced, received_at)
-         SELECT c.generation_id, c.fal_request_id, c.source, c.fal_status, c.body::jsonb, c.announced, c.received_at
+         SELECT c.generation_id, c.fal_request_id, c.source, c.fal_status, c.body::json, c.announced, c.received_at
          FROM unnest({}::uuid[], {}::text[], {}::text[], {}::text[], {}::text[], {}::bool[], {}::timestamptz[])
              AS c(generation_id, fal_request_id, source, fal_status, body, announced, received_at)
          WHERE {keep}

@@ -146,7 +146,7 @@ pub async fn append_guarded(
             WHERE {keep}
          ), e AS (
             INSERT INTO events (id, tenant_id, type, generation_id, payload, created_at)
-            SELECT id, tenant_id, type, generation_id, payload::jsonb, $6 FROM ev
+            SELECT id, tenant_id, type, generation_id, payload::json, $6 FROM ev
             RETURNING id, seq, generation_id, payload
          ), {fan_out}, n AS (
             SELECT pg_notify('{CHANNEL}', max(seq)::text
@@ -254,7 +254,8 @@ pub struct AppendedRow {
     versions: Option<Vec<Option<DateTime<Utc>>>>,
 }
 
-/// An event's body as subscribers receive it, serialized straight from borrowed parts.
+/// An event's body as subscribers receive it, serialized straight from borrowed parts — and
+/// stored as these very bytes (`events.payload` is `json`, kept as written).
 #[derive(serde::Serialize)]
 struct Body<'a> {
     id: &'a str,
@@ -293,8 +294,9 @@ pub async fn notify(
     Ok(())
 }
 
-/// An event as SSE streams send it: the payload stays JSON text (one line: jsonb's text form
-/// escapes every control character), so it is framed once and never re-parsed.
+/// An event as SSE streams send it: the payload stays JSON text, stored as written (`json`):
+/// one line, as `Body` is serialized compactly and JSON escapes every control character in
+/// strings — so it is framed once and never re-parsed.
 #[derive(Debug, Clone, FromRow)]
 pub struct StreamEvent {
     pub seq: i64,

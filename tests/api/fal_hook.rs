@@ -91,6 +91,13 @@ async fn signed_callbacks_are_applied_once_and_forgeries_change_nothing() {
         ),
         (Some("completed"), Some(42), Some(8000))
     );
+    // Recorded verbatim: the very bytes fal signed.
+    let stored: String =
+        sqlx::query_scalar("SELECT body::text FROM fal_callbacks WHERE fal_request_id = 'req-1'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, serde_json::to_string(&ok_body("req-1")).unwrap());
     // Replayed: 200, nothing changes.
     let res = post_signed(&app, id, &ok_body("req-1"), &sim_key, None).await;
     assert_eq!(res.json::<Value>().await.unwrap()["outcome"], "duplicate");
