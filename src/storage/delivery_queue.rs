@@ -227,15 +227,15 @@ pub async fn settle_and_claim(
 }
 
 /// The next moment a delivery may become claimable: a scheduled attempt or a lease expiring,
-/// in the future (due rows held back by an in-flight cap wait for a settle instead). Three
-/// index lookups, not a scan of the pending rows.
+/// in the future (due rows held back by an in-flight cap wait for a settle instead). Two index
+/// lookups, not a scan of the pending rows: a delivery due in the future was scheduled later
+/// than it was created, and only those are in `deliveries_scheduled`.
 pub async fn next_due(db: impl PgExecutor<'_>) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT LEAST(
-            (SELECT next_attempt_at FROM deliveries WHERE status = 'pending' AND attempts = 0 AND next_attempt_at > now()
-             ORDER BY next_attempt_at LIMIT 1),
-            (SELECT next_attempt_at FROM deliveries WHERE status = 'pending' AND attempts > 0 AND next_attempt_at > now()
-             ORDER BY next_attempt_at LIMIT 1),
+            (SELECT next_attempt_at FROM deliveries
+              WHERE status = 'pending' AND next_attempt_at > created_at AND next_attempt_at > now()
+              ORDER BY next_attempt_at LIMIT 1),
             (SELECT min(lease_until) FROM deliveries WHERE status = 'pending' AND lease_until IS NOT NULL AND lease_until > now()))",
     )
     .fetch_one(db)

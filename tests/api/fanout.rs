@@ -527,3 +527,58 @@ async fn the_submitters_queued_deliveries_go_straight_to_its_own_loop() {
         format!("{seq}{}", fluxgate::storage::events::NO_CLAIMS)
     );
 }
+
+#[tokio::test]
+async fn the_loop_sleeps_until_the_next_delivery_scheduled_for_later() {
+    use fluxgate::storage::{delivery_queue, events};
+    let app = spawn_app_with(TestOptions {
+        workers: fluxgate::startup::Workers::NONE,
+        ..Default::default()
+    })
+    .await;
+    let rx = Receiver::start().await;
+    subscribe(&app, json!({"target_url": rx.url, "event_types": ["*"]})).await;
+    let tenant: uuid::Uuid = sqlx::query_scalar("SELECT tenant_id FROM subscriptions")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let mut tx = app.pool.begin().await.unwrap();
+    for _ in 0..3 {
+        events::append(&mut tx, tenant, "generation.completed", None, json!({}))
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM deliveries ORDER BY id")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 3);
+    let next = || async { delivery_queue::next_due(&app.pool).await.unwrap() };
+    assert_eq!(
+        next().await,
+        None,
+        "fresh deliveries are due now, not later"
+    );
+
+    // One held back for 30 s (a rate limit), one retry set for 60 s after a failed attempt.
+    delivery_queue::release(&app.pool, &ids[..1], 30.0)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE deliveries SET attempts = 1, next_attempt_at = now() + interval '60 seconds' WHERE id = $1",
+    )
+    .bind(ids[1])
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let in_secs = |at: Option<chrono::DateTime<chrono::Utc>>| {
+        (at.expect("something is scheduled") - chrono::Utc::now()).num_seconds()
+    };
+    assert!((28..=30).contains(&in_secs(next().await)));
+    // The held one is due again at once: the retry is next.
+    delivery_queue::release(&app.pool, &ids[..1], 0.0)
+        .await
+        .unwrap();
+    assert!((58..=60).contains(&in_secs(next().await)));
+}
