@@ -224,3 +224,54 @@ impl Out {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use super::*;
+    use crate::pipeline::callbacks::FalResult;
+
+    /// The take happens when the callback is queued, not when a writer gets to it: fal's answer
+    /// to the submit, arriving in between, learns that a callback holds the row.
+    #[tokio::test]
+    async fn a_queued_callback_holds_its_generation_before_any_writer_runs() {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap();
+        let (handoff, _inbox) = crate::delivery::handoff::channel(
+            8,
+            Duration::from_secs(30),
+            Arc::new(tokio::sync::Notify::new()),
+        );
+        let submitted = Submitted::default();
+        let id = uuid::Uuid::now_v7();
+        submitted.remember(crate::pipeline::submitted::tests::row(id));
+        // No writer is started: the callback stays queued.
+        let (ingest, _writers) = Ingest::new(pool, handoff, submitted.clone());
+        let incoming = Incoming {
+            generation_id: id,
+            result: FalResult {
+                request_id: "req-1".into(),
+                gateway_request_id: None,
+                status: "OK".into(),
+                error: None,
+                payload: None,
+                payload_error: None,
+            },
+            raw: "{}".into(),
+            source: "webhook",
+            received_at: chrono::Utc::now(),
+        };
+        let waiting = tokio::spawn(async move { ingest.apply(incoming).await });
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while submitted.answered(id).is_none() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the queued callback took the remembered row");
+        assert!(!waiting.is_finished(), "nothing was written");
+        waiting.abort();
+    }
+}

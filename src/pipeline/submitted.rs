@@ -102,10 +102,10 @@ impl Submitted {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn row(id: Uuid) -> Generation {
+    pub(crate) fn row(id: Uuid) -> Generation {
         let now = chrono::Utc::now();
         Generation {
             id,
