@@ -76,7 +76,7 @@ impl Ingest {
     /// Its generation's remembered row is taken as soon as the callback has a place in the
     /// queue: from then on, fal's answer to the submit, should it still be on its way, waits
     /// for this callback instead of writing first and making the callback wait behind it
-    /// (`Submitted::answered`). Nothing can cancel this between the place and the take.
+    /// (`Submitted::remember`'s `Callback`). Nothing can cancel this between the place and the take.
     pub async fn apply(&self, incoming: Incoming) -> Result<Applied, ApplyError> {
         let (reply, answer) = oneshot::channel();
         let place = self
@@ -246,7 +246,7 @@ mod tests {
         );
         let submitted = Submitted::default();
         let id = uuid::Uuid::now_v7();
-        submitted.remember(crate::pipeline::submitted::tests::row(id));
+        let _ = submitted.remember(crate::pipeline::submitted::tests::row(id));
         // No writer is started: the callback stays queued.
         let (ingest, _writers) = Ingest::new(pool, handoff, submitted.clone());
         let incoming = Incoming {
@@ -265,7 +265,7 @@ mod tests {
         };
         let waiting = tokio::spawn(async move { ingest.apply(incoming).await });
         tokio::time::timeout(Duration::from_secs(5), async {
-            while submitted.answered(id).is_none() {
+            while !submitted.applying(id) {
                 tokio::task::yield_now().await;
             }
         })

@@ -4,6 +4,9 @@
 //! (`generations::finish_guarded_sql`), and anything that changed the row meanwhile sends the
 //! callback the careful way. A miss (another instance submitted it, a restart, the bound below)
 //! only costs that read. Bounded: the oldest entries go first.
+//!
+//! It is also where a submitter hears of its generation's callback (`Callback`): fal's answer
+//! to the submit need not be recorded when the result already finished the generation.
 use std::{
     collections::{HashMap, VecDeque},
     sync::{Arc, Mutex},
@@ -29,39 +32,56 @@ struct Inner {
     order: VecDeque<Uuid>,
 }
 
+/// Where fal's result for a remembered generation is, as its submitter sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Callback {
+    /// Not arrived (at this instance).
+    Awaited,
+    /// Arrived; it took the row and is being applied.
+    Applying,
+    /// Applied: `finished` if it committed a terminal state.
+    Settled { finished: bool },
+}
+
 enum Entry {
     /// The row as this instance last wrote it.
-    Row(Box<Generation>),
-    /// A callback took the row and is being applied; it tells here whether it finished the
-    /// generation (see `settled`).
-    Taken(watch::Sender<Option<bool>>),
+    Row(Box<Generation>, watch::Sender<Callback>),
+    /// A callback took the row and is being applied; it tells here how that ended (`settled`).
+    Taken(watch::Sender<Callback>),
 }
 
 impl Submitted {
-    /// Remembers `g` as it is stored now — unless a callback for it is being applied.
-    pub fn remember(&self, g: Generation) {
+    /// Remembers `g` as it is stored now — unless a callback for it is being applied. Returns
+    /// where the submitter hears of its callback.
+    pub fn remember(&self, g: Generation) -> watch::Receiver<Callback> {
         let mut inner = self.inner.lock().expect("submitted cache");
         let id = g.id;
-        match inner.entries.get_mut(&id) {
-            Some(Entry::Taken(_)) => return,
-            Some(entry) => *entry = Entry::Row(Box::new(g)),
-            None => {
-                inner.entries.insert(id, Entry::Row(Box::new(g)));
-                inner.order.push_back(id);
+        let heard = match inner.entries.get_mut(&id) {
+            Some(Entry::Taken(tx)) => return tx.subscribe(),
+            Some(Entry::Row(row, tx)) => {
+                *row = Box::new(g);
+                tx.subscribe()
             }
-        }
+            None => {
+                let (tx, rx) = watch::channel(Callback::Awaited);
+                inner.entries.insert(id, Entry::Row(Box::new(g), tx));
+                inner.order.push_back(id);
+                rx
+            }
+        };
         while inner.entries.len() > CAPACITY || inner.order.len() > 2 * CAPACITY {
             let Some(old) = inner.order.pop_front() else {
                 break;
             };
             inner.entries.remove(&old);
         }
+        heard
     }
 
     /// Forgets the row remembered for `id` (it changed in a way not remembered here).
     pub fn forget(&self, id: Uuid) {
         let mut inner = self.inner.lock().expect("submitted cache");
-        if let Some(Entry::Row(_)) = inner.entries.get(&id) {
+        if let Some(Entry::Row(..)) = inner.entries.get(&id) {
             inner.entries.remove(&id);
         }
     }
@@ -70,34 +90,32 @@ impl Submitted {
     /// callback holds it); a taken row awaits `settled`.
     pub fn take(&self, id: Uuid) -> Option<Generation> {
         let mut inner = self.inner.lock().expect("submitted cache");
-        let entry = inner.entries.get_mut(&id)?;
-        if let Entry::Taken(_) = entry {
+        if !matches!(inner.entries.get(&id), Some(Entry::Row(..))) {
             return None;
         }
-        let (tx, _) = watch::channel(None);
-        match std::mem::replace(entry, Entry::Taken(tx)) {
-            Entry::Row(g) => Some(*g),
-            Entry::Taken(_) => None,
-        }
+        let Some(Entry::Row(g, tx)) = inner.entries.remove(&id) else {
+            unreachable!("checked above, under the same lock");
+        };
+        tx.send_replace(Callback::Applying);
+        inner.entries.insert(id, Entry::Taken(tx));
+        Some(*g)
     }
 
     /// The callback that took `id`'s row is done: `finished` if it committed a terminal state.
     pub fn settled(&self, id: Uuid, finished: bool) {
         let mut inner = self.inner.lock().expect("submitted cache");
         if let Some(Entry::Taken(tx)) = inner.entries.get(&id) {
-            tx.send_replace(Some(finished));
+            tx.send_replace(Callback::Settled { finished });
             inner.entries.remove(&id);
         }
     }
 
-    /// fal has answered the submit of `id`. When fal's result for it already arrived here and
-    /// is being applied, returns where that callback will say whether it finished the
-    /// generation: then recording the answer would only wait behind it, for nothing.
-    pub fn answered(&self, id: Uuid) -> Option<watch::Receiver<Option<bool>>> {
-        match self.inner.lock().expect("submitted cache").entries.get(&id) {
-            Some(Entry::Taken(tx)) => Some(tx.subscribe()),
-            _ => None,
-        }
+    /// Whether a callback holds `id`'s row: it arrived and is being applied.
+    pub fn applying(&self, id: Uuid) -> bool {
+        matches!(
+            self.inner.lock().expect("submitted cache").entries.get(&id),
+            Some(Entry::Taken(_))
+        )
     }
 }
 
@@ -143,7 +161,7 @@ pub(crate) mod tests {
         let s = Submitted::default();
         let ids: Vec<Uuid> = (0..CAPACITY + 2).map(|_| Uuid::now_v7()).collect();
         for id in &ids {
-            s.remember(row(*id));
+            let _ = s.remember(row(*id));
         }
         let taken: Vec<_> = [ids[0], ids[1], ids[2], ids[CAPACITY + 1]]
             .into_iter()
@@ -161,21 +179,32 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
-    async fn a_submit_answered_while_its_callback_applies_hears_how_it_ended() {
+    async fn a_submitter_hears_when_its_callback_arrives_and_how_it_ended() {
         let s = Submitted::default();
         let id = Uuid::now_v7();
-        s.remember(row(id));
-        assert!(
-            s.answered(id).is_none(),
-            "no callback yet: record the answer"
-        );
+        let mut heard = s.remember(row(id));
+        assert_eq!(*heard.borrow(), Callback::Awaited);
+        assert!(!s.applying(id), "no callback yet: record the answer");
+        // Remembering the row again (as queued) keeps the same channel.
+        let _ = s.remember(row(id));
         assert!(s.take(id).is_some());
+        assert_eq!(*heard.borrow_and_update(), Callback::Applying);
         assert!(s.take(id).is_none(), "a second callback reads the database");
-        s.remember(row(id));
+        let _ = s.remember(row(id));
         s.forget(id);
-        let mut rx = s.answered(id).expect("the callback holds it");
+        assert!(s.applying(id), "the callback still holds it");
         s.settled(id, true);
-        assert_eq!(*rx.wait_for(|v| v.is_some()).await.unwrap(), Some(true));
-        assert!(s.answered(id).is_none());
+        let ended = *heard.wait_for(|c| *c != Callback::Applying).await.unwrap();
+        assert_eq!(ended, Callback::Settled { finished: true });
+        assert!(!s.applying(id));
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_row_tells_its_submitter_nothing_is_coming() {
+        let s = Submitted::default();
+        let id = Uuid::now_v7();
+        let mut heard = s.remember(row(id));
+        s.forget(id);
+        assert!(heard.wait_for(|c| *c != Callback::Awaited).await.is_err());
     }
 }

@@ -8,11 +8,11 @@ use std::{
 };
 
 use serde_json::json;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
-use super::Pipeline;
+use super::{submitted::Callback, Pipeline};
 use crate::{
     fal::errors::{ErrorClass, FalError},
     storage::{
@@ -64,9 +64,8 @@ pub async fn run(p: Pipeline, stop: CancellationToken) {
             in_flight.lock().expect("lock").insert(generation.id);
             tracker.spawn(async move {
                 let id = generation.id;
-                submit_one(&p, generation).await;
+                submit_one(&p, generation, Some(permit)).await;
                 in_flight.lock().expect("lock").remove(&id);
-                drop(permit);
             });
         }
         if full {
@@ -116,18 +115,20 @@ async fn next_wait(p: &Pipeline) -> Duration {
 pub async fn drain_once(p: &Pipeline) -> Result<usize, sqlx::Error> {
     let rows = storage::generations::claim_submissions(&p.pool, 64, lease_secs(p)).await?;
     let n = rows.len();
-    futures_util::future::join_all(rows.into_iter().map(|g| submit_one(p, g))).await;
+    futures_util::future::join_all(rows.into_iter().map(|g| submit_one(p, g, None))).await;
     Ok(n)
 }
 
 #[tracing::instrument(skip_all, fields(generation = %g.public_id(), model = %g.model, attempt = g.submit_attempts))]
-async fn submit_one(p: &Pipeline, g: Generation) {
+async fn submit_one(p: &Pipeline, g: Generation, permit: Option<OwnedSemaphorePermit>) {
     let started = Instant::now();
     let webhook = p.webhook_url(g.id);
     let input = fal_body(&g);
     // fal may call back before its answer to the submit is recorded: remember the row as leased.
-    p.submitted.remember(g.clone());
+    let callback = p.submitted.remember(g.clone());
     let result = p.fal.submit(&g.model, &input, &webhook).await;
+    // The permit bounds the calls to fal, not the bookkeeping after them.
+    drop(permit);
     let elapsed = started.elapsed();
     p.metrics
         .fal_duration
@@ -147,7 +148,7 @@ async fn submit_one(p: &Pipeline, g: Generation) {
         "fal submit"
     );
     let recorded = match result {
-        Ok(sub) if result_applied(p, &g).await => {
+        Ok(sub) if result_applied(callback).await => {
             tracing::info!(fal_request_id = %sub.request_id, "submitted to fal; its result arrived first and finished the generation");
             Ok(())
         }
@@ -173,20 +174,34 @@ fn fal_body(g: &Generation) -> serde_json::Value {
     input
 }
 
-/// Whether fal's result for `g` reached this instance before fal's answer to the submit did,
-/// and finished the generation (waiting a moment for it): then the answer has nothing left to
+/// How long fal's answer to a submit waits for fal's result before it is recorded on its own.
+/// A result that arrives meanwhile is written with it, in one commit (`callbacks::plan` then
+/// announces `generation.queued` before the outcome); otherwise the result's write would queue
+/// behind the answer's — two commits in a row on the result's path. Real fal takes seconds, so
+/// there this only delays `generation.queued` by as much; fast fals (the simulator, cached
+/// results) are spared a commit.
+pub const RESULT_WINDOW: Duration = Duration::from_millis(3);
+
+/// Whether fal's result reached this instance within `RESULT_WINDOW` of fal's answer to the
+/// submit (or before it) and finished the generation: then the answer has nothing left to
 /// record — the result stored the request id, queued and finished — and writing it would only
 /// queue behind the result's lock on the row.
-async fn result_applied(p: &Pipeline, g: &Generation) -> bool {
-    let Some(mut outcome) = p.submitted.answered(g.id) else {
+async fn result_applied(mut callback: watch::Receiver<Callback>) -> bool {
+    let arrived = tokio::time::timeout(
+        RESULT_WINDOW,
+        callback.wait_for(|c| *c != Callback::Awaited),
+    )
+    .await
+    .is_ok_and(|heard| heard.is_ok());
+    if !arrived {
         return false;
-    };
-    let waited = tokio::time::timeout(
+    }
+    let settled = tokio::time::timeout(
         Duration::from_secs(2),
-        outcome.wait_for(|finished| finished.is_some()),
+        callback.wait_for(|c| matches!(c, Callback::Settled { .. })),
     )
     .await;
-    matches!(waited, Ok(Ok(finished)) if *finished == Some(true))
+    matches!(settled, Ok(Ok(c)) if *c == Callback::Settled { finished: true })
 }
 
 async fn record_accepted(
@@ -234,7 +249,7 @@ async fn record_accepted(
         h.dispatch(&p.pool, leased, unleased).await;
     }
     if moved {
-        p.submitted.remember(queued);
+        let _ = p.submitted.remember(queued);
     } else {
         p.submitted.forget(g.id);
     }
@@ -348,4 +363,57 @@ async fn fail(
     tx.commit().await?;
     tracing::warn!(code, "generation failed at submission");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::submitted::{tests::row, Submitted};
+
+    /// fal's answer waits for a result that arrives just after it, and records nothing when
+    /// that result finished the generation.
+    #[tokio::test(start_paused = true)]
+    async fn a_result_arriving_within_the_window_spares_the_answer_its_write() {
+        let s = Submitted::default();
+        let id = Uuid::now_v7();
+        let heard = s.remember(row(id));
+        let waiting = tokio::spawn(result_applied(heard));
+        // The answer is waiting before the result arrives.
+        tokio::task::yield_now().await;
+        tokio::time::sleep(RESULT_WINDOW / 3).await;
+        assert!(s.take(id).is_some(), "the result takes the row");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the answer waits for the result's write"
+        );
+        s.settled(id, true);
+        assert!(waiting.await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_answer_is_recorded_when_no_result_comes_in_the_window_or_it_did_not_finish() {
+        let s = Submitted::default();
+        let (late, unfinished) = (Uuid::now_v7(), Uuid::now_v7());
+        let started = tokio::time::Instant::now();
+        assert!(!result_applied(s.remember(row(late))).await);
+        assert_eq!(
+            started.elapsed(),
+            RESULT_WINDOW,
+            "it waited the window, no more"
+        );
+        assert!(
+            s.take(late).is_some(),
+            "a result after the window still takes the row"
+        );
+
+        let heard = s.remember(row(unfinished));
+        let waiting = tokio::spawn(result_applied(heard));
+        assert!(s.take(unfinished).is_some());
+        s.settled(unfinished, false);
+        assert!(
+            !waiting.await.unwrap(),
+            "a result that did not finish leaves the answer to record"
+        );
+    }
 }
