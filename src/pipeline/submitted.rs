@@ -59,7 +59,7 @@ impl Submitted {
         let heard = match inner.entries.get_mut(&id) {
             Some(Entry::Taken(tx)) => return tx.subscribe(),
             Some(Entry::Row(row, tx)) => {
-                *row = Box::new(g);
+                **row = g;
                 tx.subscribe()
             }
             None => {
