@@ -7,6 +7,7 @@ pub mod fal_hook;
 pub mod generations;
 pub mod health;
 pub mod me;
+pub mod openapi;
 pub mod streams;
 pub mod subscriptions;
 pub mod usage;
@@ -23,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/metrics").route(web::get().to(health::metrics)))
         .service(resource("/hooks/fal/{generation_id}").route(web::post().to(fal_hook::receive)))
         .service(resource("/.well-known/jwks.json").route(web::get().to(health::jwks)))
+        .service(resource("/openapi.json").route(web::get().to(openapi::serve)))
         .service(
             web::scope("/v1")
                 .wrap(actix_web::middleware::from_fn(auth::require_api_key))

@@ -57,6 +57,30 @@ async fn vet_target(
     }
 }
 
+/// The fields each body may carry; any other is refused by name (and `/openapi.json` documents
+/// exactly these).
+pub const CREATE_FIELDS: &[&str] = &[
+    "target_url",
+    "event_types",
+    "filter",
+    "description",
+    "headers",
+    "max_in_flight",
+    "rate_limit_per_sec",
+];
+pub const PATCH_FIELDS: &[&str] = &[
+    "target_url",
+    "event_types",
+    "filter",
+    "description",
+    "headers",
+    "status",
+    "max_in_flight",
+    "rate_limit_per_sec",
+];
+pub const ROTATE_FIELDS: &[&str] = &["grace_period_secs"];
+pub const RECOVER_FIELDS: &[&str] = &["since", "until"];
+
 /// The SSRF guard at creation time: the literal address, or every address the name resolves to
 /// now, must be allowed (it is checked again, and pinned, at every send).
 pub async fn vet_addresses(state: &AppState, url: &url::Url) -> Result<(), String> {
@@ -132,19 +156,7 @@ pub async fn create(
         &body::read_limited(&req, payload, state.settings.max_body_bytes).await?,
     )?;
     let mut errors = Vec::new();
-    known_fields(
-        &obj,
-        &[
-            "target_url",
-            "event_types",
-            "filter",
-            "description",
-            "headers",
-            "max_in_flight",
-            "rate_limit_per_sec",
-        ],
-        &mut errors,
-    );
+    known_fields(&obj, CREATE_FIELDS, &mut errors);
     let target = match obj.get("target_url") {
         Some(v) => vet_target(&state, v, "target_url", &mut errors).await,
         None => {
@@ -298,20 +310,7 @@ pub async fn patch(
         &body::read_limited(&req, payload, state.settings.max_body_bytes).await?,
     )?;
     let mut errors = Vec::new();
-    known_fields(
-        &obj,
-        &[
-            "target_url",
-            "event_types",
-            "filter",
-            "description",
-            "headers",
-            "status",
-            "max_in_flight",
-            "rate_limit_per_sec",
-        ],
-        &mut errors,
-    );
+    known_fields(&obj, PATCH_FIELDS, &mut errors);
     let mut p = Patch::default();
     if let Some(v) = obj.get("target_url") {
         p.target_url = vet_target(&state, v, "target_url", &mut errors).await;
@@ -386,7 +385,7 @@ pub async fn rotate_secret(
     } else {
         let obj = body::parse_json_object(&bytes)?;
         let mut errors = Vec::new();
-        known_fields(&obj, &["grace_period_secs"], &mut errors);
+        known_fields(&obj, ROTATE_FIELDS, &mut errors);
         let grace = match obj.get("grace_period_secs") {
             None | Some(Value::Null) => 86_400,
             Some(v) => v
@@ -477,7 +476,7 @@ pub async fn recover(
         &body::read_limited(&req, payload, state.settings.max_body_bytes).await?,
     )?;
     let mut errors = Vec::new();
-    known_fields(&obj, &["since", "until"], &mut errors);
+    known_fields(&obj, RECOVER_FIELDS, &mut errors);
     let since = parse_time(obj.get("since"), "since", &mut errors);
     if since.is_none() && !errors.iter().any(|e| e.field == "since") {
         errors.push(FieldError::new("since", "is required"));

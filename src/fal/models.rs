@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 mod tests;
 mod validate;
 
-pub use validate::{validate, FieldError};
+pub use validate::{known_fields, validate, FieldError};
 
 /// The model used when a caller names none.
 pub const DEFAULT_MODEL: &str = "fal-ai/flux-2/turbo";

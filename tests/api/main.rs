@@ -11,6 +11,7 @@ mod foundation;
 mod generations;
 mod governance;
 mod helpers;
+mod openapi;
 mod receiver;
 mod scale;
 mod simulator;

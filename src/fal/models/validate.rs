@@ -85,7 +85,7 @@ pub fn validate(model: &Model, body: &Value) -> Result<NormalizedInput, Vec<Fiel
 }
 
 /// Fields each schema knows; anything else is `extra_forbidden`.
-fn known_fields(model: &Model) -> impl Iterator<Item = &'static str> {
+pub fn known_fields(model: &Model) -> impl Iterator<Item = &'static str> {
     const COMMON: [&str; 9] = [
         "prompt",
         "image_size",
