@@ -1,0 +1,200 @@
+//! The document's `components`: request and answer schemas, error answers, the key scheme.
+use serde_json::{json, Map, Value};
+
+use super::schema_ref;
+use crate::{
+    domain::subscription::EVENT_TYPES,
+    fal::models::{Acceleration, ImagePreset, OutputFormat, MODELS},
+};
+
+/// The error answers: every one is a problem document.
+fn error_responses() -> Value {
+    let mut m = Map::new();
+    for (status, description) in [
+        (
+            "401",
+            "Missing, malformed, unknown or revoked API key (or a bad fal signature)",
+        ),
+        ("402", "A budget would be exceeded (`code` says which)"),
+        ("404", "No such object for this tenant"),
+        ("409", "The object's state does not allow this"),
+        ("413", "The body is too large"),
+        ("422", "Invalid input: `errors` names every bad field"),
+        ("429", "A rate limit was hit; see Retry-After"),
+        ("503", "Not ready, or a dependency is unavailable; retry"),
+    ] {
+        m.insert(
+            format!("E{status}"),
+            json!({"description": description, "content": {"application/problem+json": {"schema": schema_ref("Problem")}}}),
+        );
+    }
+    Value::Object(m)
+}
+
+pub(super) fn components() -> Value {
+    let models_t2i: Vec<&str> = MODELS.iter().filter(|m| !m.is_edit).map(|m| m.id).collect();
+    // On /v1/edits a family's name means its edit endpoint.
+    let models_edit: Vec<&str> = MODELS.iter().map(|m| m.id).collect();
+    let presets: Vec<&str> = ImagePreset::ALL.iter().map(|p| p.as_str()).collect();
+    let formats: Vec<&str> = OutputFormat::ALL.iter().map(|f| f.as_str()).collect();
+    let accelerations: Vec<&str> = Acceleration::ALL.iter().map(|a| a.as_str()).collect();
+    let input = |edit: bool| {
+        let models: &Vec<&str> = if edit { &models_edit } else { &models_t2i };
+        let mut props = json!({
+            "prompt": {"type": "string", "minLength": 1, "example": "a lighthouse at dusk, oil painting"},
+            "image_size": {
+                "description": "a preset name, or the canvas in pixels",
+                "oneOf": [
+                    {"type": "string", "enum": presets},
+                    {"type": "object", "additionalProperties": false, "required": ["width", "height"],
+                     "properties": {"width": {"type": "integer", "minimum": 512, "maximum": 2048},
+                                    "height": {"type": "integer", "minimum": 512, "maximum": 2048}}},
+                ],
+                "example": "landscape_4_3",
+            },
+            "guidance_scale": {"type": "number", "minimum": 0, "maximum": 20, "default": 2.5, "example": 3.5},
+            "num_images": {"type": "integer", "minimum": 1, "maximum": 4, "default": 1, "example": 2},
+            "seed": {"type": "integer", "minimum": 0, "example": 42, "description": "with a seed, an identical request is answered from the cache"},
+            "output_format": {"type": "string", "enum": formats, "default": "png", "example": "webp"},
+            "enable_safety_checker": {"type": "boolean", "default": true, "example": true},
+            "enable_prompt_expansion": {"type": "boolean", "default": false, "example": false},
+            "sync_mode": {"type": "boolean", "default": false, "example": false},
+            "acceleration": {"type": "string", "enum": accelerations, "default": "regular", "example": "high",
+                             "description": "fal-ai/flux-2 ([dev]) only"},
+            "num_inference_steps": {"type": "integer", "minimum": 4, "maximum": 50, "default": 28, "example": 20,
+                                    "description": "fal-ai/flux-2 ([dev]) only"},
+            "model": {"type": "string", "enum": models, "default": crate::fal::models::DEFAULT_MODEL},
+            "webhook_url": {"type": "string", "format": "uri", "example": "https://hooks.example.com/fluxgate",
+                            "description": "a one-off signed callback for this generation's events"},
+            "metadata": {"type": "object", "description": "any JSON object of at most 4 KiB, echoed in every event", "example": {"order": "A-17"}},
+            "end_user": {"type": "string", "maxLength": 255, "description": "your own user id, for per-user limits and usage", "example": "user-42"},
+            "seed_from": {"type": "string", "pattern": "^gen_", "description": "reuse the seed of an earlier generation (not accepted by /v1/estimates, which ignores it)"},
+            "cache": {"type": "boolean", "default": true, "description": "false skips the seed cache", "example": false},
+        });
+        if edit {
+            props["image_urls"] = json!({"type": "array", "minItems": 1, "maxItems": 4,
+                "items": {"type": "string", "description": "https URL or data URI"},
+                "example": ["https://images.example.com/source.png"]});
+        }
+        json!({"type": "object", "additionalProperties": false, "required": if edit { json!(["prompt", "image_urls"]) } else { json!(["prompt"]) }, "properties": props})
+    };
+    let list = |item: &str| {
+        json!({"type": "object", "properties": {
+            "object": {"const": "list"}, "data": {"type": "array", "items": schema_ref(item)},
+            "has_more": {"type": "boolean"}, "next_cursor": {"type": ["string", "null"]},
+        }})
+    };
+    let subscription_body = |patch: bool| {
+        let mut props = json!({
+            "target_url": {"type": "string", "format": "uri", "example": "https://hooks.example.com/fluxgate"},
+            "event_types": {"type": "array", "minItems": 1, "items": {"type": "string"},
+                            "description": "exact types, or `prefix.*` wildcards", "example": ["generation.*"]},
+            "filter": {"type": ["object", "null"], "description": "exact values to match: `metadata` (an object) and `end_user`",
+                       "example": {"end_user": "user-42"}},
+            "description": {"type": ["string", "null"], "example": "orders pipeline"},
+            "headers": {"type": "object", "additionalProperties": {"type": "string"},
+                        "description": "extra headers sent with every delivery (not the signed ones)", "example": {"X-Team": "imaging"}},
+            "max_in_flight": {"type": "integer", "minimum": 1, "default": 8, "example": 4},
+            "rate_limit_per_sec": {"type": ["integer", "null"], "minimum": 1, "maximum": 10000, "example": 50},
+        });
+        if patch {
+            props["status"] =
+                json!({"type": "string", "enum": ["active", "disabled"], "example": "active"});
+        }
+        let required = if patch {
+            json!([])
+        } else {
+            json!(["target_url", "event_types"])
+        };
+        json!({"type": "object", "additionalProperties": false, "required": required, "properties": props})
+    };
+    json!({
+        "securitySchemes": {
+            "apiKey": {"type": "http", "scheme": "bearer", "description": "an API key (`fg_…`) from `fluxgate keys create`"},
+        },
+        "responses": error_responses(),
+        "schemas": {
+            "Object": {"type": "object"},
+            "Problem": {"type": "object", "required": ["type", "title", "status", "code"], "properties": {
+                "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                "detail": {"type": "string"}, "code": {"type": "string", "description": "stable and machine-readable"},
+                "errors": {"type": "array", "items": {"type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
+            }},
+            "GenerationStatus": {"type": "string", "enum": ["accepted", "queued", "completed", "failed", "cancelled"]},
+            "EventType": {"type": "string", "enum": EVENT_TYPES},
+            "GenerationRequest": input(false),
+            "EditRequest": input(true),
+            "Generation": {"type": "object", "properties": {
+                "id": {"type": "string", "pattern": "^gen_"}, "object": {"const": "generation"},
+                "status": schema_ref("GenerationStatus"), "model": {"type": "string"},
+                "input": {"type": "object", "description": "the normalised input: defaults filled in, a preset resolved to pixels"},
+                "metadata": {"type": ["object", "null"]}, "end_user": {"type": ["string", "null"]},
+                "webhook_url": {"type": ["string", "null"]},
+                "estimated_cost_usd": {"type": "number"}, "estimated_cost_micros": {"type": "integer"},
+                "cost_usd": {"type": ["number", "null"]}, "cost_micros": {"type": ["integer", "null"]},
+                "fal_request_id": {"type": ["string", "null"]}, "seed": {"type": ["integer", "null"]},
+                "images": {"type": ["array", "null"], "items": {"type": "object", "properties": {
+                    "url": {"type": "string"}, "width": {"type": "integer"}, "height": {"type": "integer"}, "content_type": {"type": "string"}}}},
+                "has_nsfw_concepts": {"type": ["array", "null"], "items": {"type": "boolean"}},
+                "timings": {"type": ["object", "null"]},
+                "error": {"type": ["object", "null"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
+                "cached": {"type": "boolean"},
+                "created_at": {"type": "string", "format": "date-time"},
+                "submitted_at": {"type": ["string", "null"], "format": "date-time"},
+                "completed_at": {"type": ["string", "null"], "format": "date-time"},
+                "links": {"type": "object"},
+            }},
+            "GenerationList": list("Generation"),
+            "Estimate": {"type": "object", "properties": {
+                "object": {"const": "estimate"}, "model": {"type": "string"}, "input": {"type": "object"},
+                "megapixels": {"type": "integer"}, "price_per_megapixel_usd": {"type": "number"},
+                "estimated_cost_usd": {"type": "number"}, "estimated_cost_micros": {"type": "integer"},
+                "note": {"type": ["string", "null"]},
+            }},
+            "Event": {"type": "object", "description": "what webhooks deliver, signed per Standard Webhooks", "properties": {
+                "id": {"type": "string", "pattern": "^evt_"}, "type": schema_ref("EventType"),
+                "timestamp": {"type": "string", "format": "date-time"}, "data": {"type": "object"},
+            }},
+            "EventList": list("Event"),
+            "SubscriptionRequest": subscription_body(false),
+            "SubscriptionPatch": subscription_body(true),
+            "RotateRequest": {"type": "object", "additionalProperties": false, "properties": {
+                "grace_period_secs": {"type": "integer", "minimum": 0, "default": 86400, "example": 3600},
+            }},
+            "RecoverRequest": {"type": "object", "additionalProperties": false, "required": ["since"], "properties": {
+                "since": {"type": "string", "format": "date-time", "example": "2026-11-24T00:00:00Z"},
+                "until": {"type": "string", "format": "date-time", "example": "2026-11-24T12:00:00Z"},
+            }},
+            "Recovered": {"type": "object"},
+            "Subscription": {"type": "object", "properties": {
+                "id": {"type": "string", "pattern": "^sub_"}, "object": {"const": "subscription"},
+                "target_url": {"type": "string"}, "event_types": {"type": "array", "items": {"type": "string"}},
+                "filter": {"type": ["object", "null"]}, "description": {"type": ["string", "null"]},
+                "headers": {"type": "object"}, "status": {"type": "string", "enum": ["active", "disabled"]},
+                "disabled_reason": {"type": ["string", "null"]},
+                "failing_since": {"type": ["string", "null"], "format": "date-time"},
+                "max_in_flight": {"type": "integer"}, "rate_limit_per_sec": {"type": ["integer", "null"]},
+                "previous_secret_expires_at": {"type": ["string", "null"], "format": "date-time"},
+                "secret": {"type": "string", "pattern": "^whsec_", "description": "only when created or rotated"},
+                "created_at": {"type": "string", "format": "date-time"}, "updated_at": {"type": "string", "format": "date-time"},
+            }},
+            "SubscriptionList": list("Subscription"),
+            "Delivery": {"type": "object", "properties": {
+                "id": {"type": "string", "pattern": "^dlv_"}, "object": {"const": "delivery"},
+                "event_id": {"type": "string"}, "event_type": {"type": "string"},
+                "subscription_id": {"type": ["string", "null"]}, "target_url": {"type": "string"},
+                "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
+                "attempts": {"description": "a count in lists; every attempt (time, duration, status code, error class, response excerpt) on GET /v1/deliveries/{id}"},
+                "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+                "last_status_code": {"type": ["integer", "null"]}, "last_error_class": {"type": ["string", "null"]},
+                "created_at": {"type": "string", "format": "date-time"},
+                "finished_at": {"type": ["string", "null"], "format": "date-time"},
+            }},
+            "DeliveryList": list("Delivery"),
+            "Usage": {"type": "object", "properties": {
+                "object": {"const": "usage"}, "from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"},
+                "end_user": {"type": ["string", "null"]}, "totals": {"type": "object"}, "days": {"type": "array", "items": {"type": "object"}},
+            }},
+        },
+    })
+}
