@@ -247,10 +247,10 @@ impl Settings {
                     .collect()
             },
         );
-        let storage = match raw.storage.as_deref().map(str::trim) {
-            Some(s) if !s.is_empty() => Some(s.to_owned()),
-            _ => None,
-        };
+        let storage = p.parse("FLUXGATE_STORAGE", &raw.storage, None, |v| match v {
+            "off" => Ok(v.to_owned()),
+            _ => crate::assets::directory(v).map(|_| v.to_owned()),
+        });
         let log_format = p.parse(
             "FLUXGATE_LOG_FORMAT",
             &raw.log_format,
@@ -632,6 +632,7 @@ mod tests {
                 "FLUXGATE_ALLOWED_TARGET_CIDRS" => r.allowed_target_cidrs = v,
                 "FLUXGATE_ALERT_FAL_ERROR_RATIO" => r.alert_fal_error_ratio = v,
                 "FLUXGATE_ALERT_MIN_VOLUME" => r.alert_min_volume = v,
+                "FLUXGATE_STORAGE" => r.storage = v,
                 _ => panic!("unknown {k}"),
             }
         }
@@ -712,6 +713,24 @@ mod tests {
             (0.35, 0.5)
         );
         assert_eq!(s.alert_min_volume, 20);
+    }
+
+    #[test]
+    fn the_image_store_is_a_directory_or_off() {
+        let err = Settings::from_raw(
+            &raw(&[("FLUXGATE_STORAGE", "s3://bucket/images")]),
+            Mode::Serve,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("FLUXGATE_STORAGE") && err.contains("s3:// stores are not supported yet"),
+            "{err}"
+        );
+        for ok in ["file:///srv/images", "/srv/images", "off"] {
+            let s = Settings::from_raw(&raw(&[("FLUXGATE_STORAGE", ok)]), Mode::Dev).unwrap();
+            assert_eq!(s.storage.as_deref(), Some(ok));
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! queue with a webhook; fal's signed callbacks are verified and persisted in Postgres; results
 //! fan out to subscribers. See README.md for the tour and SPEC.md for the contract.
 pub mod api;
+pub mod assets;
 pub mod bench;
 pub mod cli;
 pub mod config;

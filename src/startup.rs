@@ -5,6 +5,8 @@ use std::{net::TcpListener, sync::Arc, time::Duration};
 
 use actix_web::{dev::ServerHandle, middleware::from_fn, web, App, HttpServer};
 use anyhow::Context;
+
+use crate::assets::Assets;
 use sqlx::{postgres::PgListener, PgPool};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -137,9 +139,15 @@ impl Application {
             worker_pool.clone(),
             settings.clone(),
             metrics.clone(),
-            http,
+            http.clone(),
             port,
         );
+        pipeline.assets = match settings.storage.as_deref() {
+            None | Some("off") => None,
+            Some(spec) => Some(Arc::new(
+                Assets::open(spec, &pipeline.public_base, http).map_err(anyhow::Error::msg)?,
+            )),
+        };
         let deliveries_wake = Arc::new(tokio::sync::Notify::new());
         let timeouts = Timeouts {
             attempt: settings.webhook_timeout,

@@ -76,13 +76,25 @@ pub async fn receive(
         })?;
     let body = std::str::from_utf8(&raw).map_err(|e| not_json(&e))?;
     let span = tracing::info_span!("fal_callback", generation = %path.as_str(), fal_request_id = %result.request_id, fal_status = %result.status);
-    let incoming = Incoming {
+    let mut incoming = Incoming {
         generation_id,
         result,
         raw: body.to_owned(),
         source: "webhook",
         received_at,
     };
+    // Copied before anything is recorded: a result is announced with its copies or not yet.
+    if let Err(e) = incoming.keep_images(state.pipeline.assets.as_deref()).await {
+        span.in_scope(
+            || tracing::warn!(error = %e, "copying the result's images failed; fal will redeliver"),
+        );
+        return Err(ApiError::unavailable(
+            "image_copy_failed",
+            format!(
+                "could not copy the result's images ({e}); fal will deliver this callback again"
+            ),
+        ));
+    }
     match state.ingest.apply(incoming).await {
         Ok(applied) => {
             metrics

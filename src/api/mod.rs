@@ -6,6 +6,7 @@ pub mod events;
 pub mod fal_hook;
 pub mod generations;
 pub mod health;
+pub mod images;
 pub mod me;
 pub mod openapi;
 pub mod streams;
@@ -25,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/hooks/fal/{generation_id}").route(web::post().to(fal_hook::receive)))
         .service(resource("/.well-known/jwks.json").route(web::get().to(health::jwks)))
         .service(resource("/openapi.json").route(web::get().to(openapi::serve)))
+        .service(resource("/assets/{generation_id}/{file}").route(web::get().to(images::serve)))
         .service(
             web::scope("/v1")
                 .wrap(actix_web::middleware::from_fn(auth::require_api_key))

@@ -32,6 +32,10 @@ pub struct DevArgs {
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut settings = Settings::from_raw(&args.settings, Mode::Dev)?;
+    // `dev` keeps image copies beside its database unless told otherwise (`off` turns them off).
+    if settings.storage.is_none() {
+        settings.storage = Some(args.dir.join("assets").to_string_lossy().into_owned());
+    }
     telemetry::init(settings.log_format);
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;

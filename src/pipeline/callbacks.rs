@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use self::plan::Plan;
 use crate::{
+    assets::{Assets, CopyError},
     governance::budgets,
     storage::{
         self,
@@ -82,6 +83,19 @@ pub struct Incoming {
     pub source: &'static str,
     /// When the request reached us (or the reconciler fetched the result).
     pub received_at: DateTime<Utc>,
+}
+
+impl Incoming {
+    /// With a store, copies a successful result's images into it first and rewrites the
+    /// payload to point at the copies (`assets`); the raw body stays as fal sent it.
+    pub async fn keep_images(&mut self, assets: Option<&Assets>) -> Result<usize, CopyError> {
+        match (assets, self.result.payload.as_mut()) {
+            (Some(assets), Some(payload)) if self.result.status == "OK" => {
+                assets.copy(self.generation_id, payload).await
+            }
+            _ => Ok(0),
+        }
+    }
 }
 
 /// Applies one result; see `apply_many`.

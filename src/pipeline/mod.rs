@@ -13,7 +13,8 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use crate::{
-    config::Settings, delivery::handoff::Handoff, fal::client::FalClient, metrics::Metrics,
+    assets::Assets, config::Settings, delivery::handoff::Handoff, fal::client::FalClient,
+    metrics::Metrics,
 };
 
 /// Channel woken when a generation is accepted (payload: nothing; workers re-read the outbox).
@@ -35,6 +36,8 @@ pub struct Pipeline {
     /// This instance's delivery loop, for the deliveries of the `generation.queued` events the
     /// submitter writes (`None`: leave them to the loops' claims).
     pub handoff: Option<Handoff>,
+    /// Where results' images are copied before they are recorded (`None`: not copied).
+    pub assets: Option<Arc<Assets>>,
 }
 
 impl Pipeline {
@@ -67,6 +70,7 @@ impl Pipeline {
             submit_wake: Arc::new(Notify::new()),
             submitted: submitted::Submitted::default(),
             handoff: None,
+            assets: None,
         }
     }
 

@@ -118,18 +118,18 @@ async fn check(p: &Pipeline, g: &Generation) {
             return;
         }
     };
-    match callbacks::apply(
-        &p.pool,
-        callbacks::Incoming {
-            generation_id: g.id,
-            result,
-            raw: body.to_string(),
-            source: "reconciler",
-            received_at: chrono::Utc::now(),
-        },
-    )
-    .await
-    {
+    let mut incoming = callbacks::Incoming {
+        generation_id: g.id,
+        result,
+        raw: body.to_string(),
+        source: "reconciler",
+        received_at: chrono::Utc::now(),
+    };
+    if let Err(e) = incoming.keep_images(p.assets.as_deref()).await {
+        tracing::warn!(error = %e, "copying the recovered result's images failed; will check again later");
+        return;
+    }
+    match callbacks::apply(&p.pool, incoming).await {
         Ok(applied) => {
             p.metrics
                 .callbacks

@@ -1,5 +1,6 @@
 //! The one integration-test binary: each feature has its own module.
 mod alerts;
+mod assets;
 mod bench;
 mod cli;
 mod crash;

@@ -194,6 +194,16 @@ pub(super) fn paths() -> Value {
             "get": op("operations", "Prometheus metrics", "metrics").public()
                 .text("200", "Prometheus text exposition format").done(),
         },
+        "/assets/{generation_id}/{file}": {
+            "get": op("generations", "A copy of a result's image, when fluxgate keeps copies (FLUXGATE_STORAGE); its URL is in the result's `images[].url`", "getImage")
+                .public()
+                .params(json!([
+                    {"name": "generation_id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^gen_"}},
+                    {"name": "file", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[0-9]+\\.(png|jpg|webp|bin)$"}},
+                ]))
+                .image()
+                .errors(&["404"]).done(),
+        },
         "/openapi.json": {
             "get": op("operations", "This document", "openapi").public()
                 .answer("200", "OpenAPI 3.1", "Object").done(),
@@ -248,6 +258,16 @@ impl Op {
     }
     fn text(mut self, status: &str, description: &str) -> Self {
         self.responses().insert(status.into(), json!({"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}));
+        self
+    }
+    fn image(mut self) -> Self {
+        self.responses().insert(
+            "200".into(),
+            json!({
+                "description": "The image, cacheable for good",
+                "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+            }),
+        );
         self
     }
     fn stream(mut self) -> Self {
