@@ -3,10 +3,15 @@
 //! every image of a successful result is copied before the result is recorded, so before
 //! `generation.completed` is announced: the result then carries fluxgate's `url` and fal's
 //! `source_url` (null for an inline image), and no event carries image bytes. A copy that fails
-//! fails the callback with a 503, so fal redelivers it later: nothing is announced half-copied.
+//! for a reason that may pass (a network error, a 5xx, a full disk) fails the callback with a
+//! 503, so fal redelivers it later: nothing is announced half-copied. One that can never succeed
+//! (a 404 from fal's CDN, a malformed data URI) leaves that image as fal sent it, with
+//! `copy_error` saying why, rather than holding the result back for good.
 //!
 //! The store is a directory (`file:///path`, or a plain path); fluxgate serves it at
-//! `GET /assets/{generation}/{n}.{ext}` under its public URL. Object stores are not built yet.
+//! `GET /assets/{generation}/{n}-{hash}.{ext}` under its public URL. The name carries a hash of
+//! the bytes, so a second fal run's result (recorded, never announced) cannot overwrite the
+//! images of the first. Object stores are not built yet.
 use std::{
     path::{Path, PathBuf},
     time::Duration,
@@ -14,6 +19,7 @@ use std::{
 
 use base64::Engine;
 use serde_json::Value;
+use sha2::Digest;
 use uuid::Uuid;
 
 use crate::domain::ids::{self, Kind};
@@ -37,13 +43,41 @@ impl std::fmt::Debug for Assets {
     }
 }
 
-/// Why a result's images could not be copied.
+/// Why a result's images could not be copied now; trying again later may succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
     #[error("image {index}: {reason}")]
     Image { index: usize, reason: String },
     #[error("copying took longer than {}s", COPY_TIMEOUT.as_secs())]
     Timeout,
+}
+
+/// Why one image was not copied: `permanent` when trying again cannot help.
+struct Failure {
+    permanent: bool,
+    reason: String,
+}
+
+fn permanent(reason: impl Into<String>) -> Failure {
+    Failure {
+        permanent: true,
+        reason: reason.into(),
+    }
+}
+
+fn transient(reason: impl Into<String>) -> Failure {
+    Failure {
+        permanent: false,
+        reason: reason.into(),
+    }
+}
+
+/// What became of one image.
+enum Copied {
+    /// Copied to this URL, from this source.
+    To(String, String),
+    /// Cannot ever be copied, for this reason.
+    Never(String),
 }
 
 /// The directory a `FLUXGATE_STORAGE` value names: `file:///path` or a plain path.
@@ -75,9 +109,10 @@ impl Assets {
     }
 
     /// Copies every image of a successful result's `payload` into the store and rewrites it in
-    /// place: `url` becomes the copy's, `source_url` keeps fal's (null for a data URI).
-    /// Idempotent: a redelivered result overwrites the same files with the same bytes. Returns
-    /// how many images were copied.
+    /// place: `url` becomes the copy's, `source_url` keeps fal's (null for a data URI); an image
+    /// that can never be copied keeps fal's `url` and gets a `copy_error`. Idempotent: a
+    /// redelivered result writes the same files with the same bytes. Returns how many images
+    /// were copied.
     pub async fn copy(&self, generation_id: Uuid, payload: &mut Value) -> Result<usize, CopyError> {
         let Some(images) = payload.get_mut("images").and_then(Value::as_array_mut) else {
             return Ok(0);
@@ -88,23 +123,44 @@ impl Assets {
             let declared = image["content_type"].as_str().map(str::to_owned);
             let folder = folder.clone();
             async move {
-                let fail = |reason: String| CopyError::Image { index, reason };
-                let (bytes, content_type) = self.fetch(&source, declared).await.map_err(fail)?;
-                let name = format!("{index}.{}", extension(&content_type));
+                let (bytes, content_type) = match self.fetch(&source, declared).await {
+                    Ok(fetched) => fetched,
+                    Err(f) if f.permanent => return Ok(Copied::Never(f.reason)),
+                    Err(f) => {
+                        return Err(CopyError::Image {
+                            index,
+                            reason: f.reason,
+                        })
+                    }
+                };
+                let hash = hex::encode(&sha2::Sha256::digest(&bytes)[..8]);
+                let name = format!("{index}-{hash}.{}", extension(&content_type));
                 self.write(&folder, &name, &bytes)
                     .await
-                    .map_err(|e| fail(format!("cannot write the copy: {e}")))?;
-                Ok::<_, CopyError>((format!("{}/{folder}/{name}", self.base), source))
+                    .map_err(|e| CopyError::Image {
+                        index,
+                        reason: format!("cannot write the copy: {e}"),
+                    })?;
+                Ok(Copied::To(format!("{}/{folder}/{name}", self.base), source))
             }
         });
         let copied = tokio::time::timeout(COPY_TIMEOUT, futures_util::future::try_join_all(copies))
             .await
             .map_err(|_| CopyError::Timeout)??;
-        let n = copied.len();
-        for (image, (url, source)) in images.iter_mut().zip(copied) {
-            let source = (!source.starts_with("data:")).then_some(source);
-            image["url"] = Value::String(url);
-            image["source_url"] = source.map_or(Value::Null, Value::String);
+        let mut n = 0;
+        for (image, copied) in images.iter_mut().zip(copied) {
+            match copied {
+                Copied::To(url, source) => {
+                    let source = (!source.starts_with("data:")).then_some(source);
+                    image["url"] = Value::String(url);
+                    image["source_url"] = source.map_or(Value::Null, Value::String);
+                    n += 1;
+                }
+                Copied::Never(reason) => {
+                    tracing::warn!(%generation_id, reason, "an image cannot be copied; it keeps fal's URL");
+                    image["copy_error"] = Value::String(reason);
+                }
+            }
         }
         Ok(n)
     }
@@ -114,17 +170,19 @@ impl Assets {
         &self,
         source: &str,
         declared: Option<String>,
-    ) -> Result<(Vec<u8>, String), String> {
+    ) -> Result<(Vec<u8>, String), Failure> {
         if let Some(data) = source.strip_prefix("data:") {
-            let (meta, encoded) = data.split_once(',').ok_or("a data URI without a comma")?;
+            let (meta, encoded) = data
+                .split_once(',')
+                .ok_or_else(|| permanent("a data URI without a comma"))?;
             let mime = meta
                 .strip_suffix(";base64")
-                .ok_or("a data URI that is not base64")?;
+                .ok_or_else(|| permanent("a data URI that is not base64"))?;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(encoded)
-                .map_err(|e| format!("a data URI that does not decode: {e}"))?;
+                .map_err(|e| permanent(format!("a data URI that does not decode: {e}")))?;
             if bytes.len() > MAX_IMAGE_BYTES {
-                return Err(format!("larger than {MAX_IMAGE_BYTES} bytes"));
+                return Err(permanent(format!("larger than {MAX_IMAGE_BYTES} bytes")));
             }
             let mime = if mime.is_empty() {
                 declared.unwrap_or_default()
@@ -133,18 +191,27 @@ impl Assets {
             };
             return Ok((bytes, mime));
         }
-        let url = url::Url::parse(source).map_err(|e| format!("{source:?} is not a URL: {e}"))?;
+        let url = url::Url::parse(source)
+            .map_err(|e| permanent(format!("{source:?} is not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("{source:?} is neither http(s) nor a data URI"));
+            return Err(permanent(format!(
+                "{source:?} is neither http(s) nor a data URI"
+            )));
         }
-        let res = self
+        let mut res = self
             .http
             .get(url)
             .send()
             .await
-            .map_err(|e| format!("downloading {source}: {e}"))?;
-        if !res.status().is_success() {
-            return Err(format!("downloading {source}: HTTP {}", res.status()));
+            .map_err(|e| transient(format!("downloading {source}: {e}")))?;
+        let status = res.status();
+        if !status.is_success() {
+            // A 4xx other than a timeout or a throttle will not change on a retry.
+            let lasting = status.is_client_error() && !matches!(status.as_u16(), 408 | 429);
+            return Err(Failure {
+                permanent: lasting,
+                reason: format!("downloading {source}: HTTP {status}"),
+            });
         }
         let served = res
             .headers()
@@ -152,14 +219,15 @@ impl Assets {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
         let mut bytes = Vec::new();
-        let mut res = res;
         while let Some(chunk) = res
             .chunk()
             .await
-            .map_err(|e| format!("downloading {source}: {e}"))?
+            .map_err(|e| transient(format!("downloading {source}: {e}")))?
         {
             if bytes.len() + chunk.len() > MAX_IMAGE_BYTES {
-                return Err(format!("{source} is larger than {MAX_IMAGE_BYTES} bytes"));
+                return Err(permanent(format!(
+                    "{source} is larger than {MAX_IMAGE_BYTES} bytes"
+                )));
             }
             bytes.extend_from_slice(&chunk);
         }
@@ -179,8 +247,12 @@ impl Assets {
     /// writes (nothing else under the directory is reachable).
     pub fn file(&self, generation: &str, file: &str) -> Option<(PathBuf, &'static str)> {
         ids::decode(Kind::Generation, generation)?;
-        let (index, ext) = file.split_once('.')?;
-        if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+        let (stem, ext) = file.split_once('.')?;
+        let (index, hash) = stem.split_once('-')?;
+        let index_ok = !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit());
+        let hash_ok =
+            hash.len() == 16 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !index_ok || !hash_ok {
             return None;
         }
         let content_type = CONTENT_TYPES.iter().find(|(e, _)| *e == ext)?.1;
@@ -242,14 +314,25 @@ mod tests {
         )
         .unwrap();
         let gen = ids::encode(Kind::Generation, Uuid::now_v7());
-        let (path, ct) = assets.file(&gen, "0.png").unwrap();
-        assert_eq!(path, dir.path().join(&gen).join("0.png"));
+        let name = "0-0123456789abcdef.png";
+        let (path, ct) = assets.file(&gen, name).unwrap();
+        assert_eq!(path, dir.path().join(&gen).join(name));
         assert_eq!(ct, "image/png");
-        for bad in ["../0.png", "0.exe", ".0.png", "a.png", "0", "0.png/..", ""] {
+        for bad in [
+            "../0-0123456789abcdef.png",
+            "0-0123456789abcdef.exe",
+            ".0-0123456789abcdef.png",
+            "a-0123456789abcdef.png",
+            "0-0123456789ABCDEF.png",
+            "0-0123.png",
+            "0.png",
+            "0",
+            "",
+        ] {
             assert!(assets.file(&gen, bad).is_none(), "{bad}");
         }
-        assert!(assets.file("..", "0.png").is_none());
-        assert!(assets.file("sub_x", "0.png").is_none());
+        assert!(assets.file("..", name).is_none());
+        assert!(assets.file("sub_x", name).is_none());
     }
 
     #[tokio::test]
@@ -271,19 +354,22 @@ mod tests {
             serde_json::json!({"images": [{"url": data, "content_type": "image/png"}], "seed": 7});
         assert_eq!(assets.copy(id, &mut payload).await.unwrap(), 1);
         let gen = ids::encode(Kind::Generation, id);
-        assert_eq!(
-            payload["images"][0]["url"],
-            format!("http://gw.example/assets/{gen}/0.png")
-        );
+        let name = format!("0-{}.png", hex::encode(&sha2::Sha256::digest(&png)[..8]));
+        let url = format!("http://gw.example/assets/{gen}/{name}");
+        assert_eq!(payload["images"][0]["url"], url);
         assert!(payload["images"][0]["source_url"].is_null());
         assert_eq!(payload["seed"], 7);
         assert_eq!(
-            std::fs::read(dir.path().join(&gen).join("0.png")).unwrap(),
+            std::fs::read(dir.path().join(&gen).join(name)).unwrap(),
             png
         );
 
-        let mut broken = serde_json::json!({"images": [{"url": "data:image/png;base64,@@@"}]});
-        let e = assets.copy(id, &mut broken).await.unwrap_err();
-        assert!(e.to_string().starts_with("image 0:"), "{e}");
+        // A data URI that can never decode is left as it came, with the reason.
+        let bad = "data:image/png;base64,@@@";
+        let mut broken = serde_json::json!({"images": [{"url": bad}]});
+        assert_eq!(assets.copy(id, &mut broken).await.unwrap(), 0);
+        assert_eq!(broken["images"][0]["url"], bad);
+        let why = broken["images"][0]["copy_error"].as_str().unwrap();
+        assert!(why.contains("does not decode"), "{why}");
     }
 }

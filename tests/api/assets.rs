@@ -56,7 +56,13 @@ async fn results_are_announced_with_copies_of_their_images() {
     assert_eq!(images.len(), 2);
     for (i, image) in images.iter().enumerate() {
         let url = image["url"].as_str().unwrap();
-        assert_eq!(url, app.url(&format!("/assets/{id}/{i}.png")));
+        let file = url
+            .strip_prefix(&app.url(&format!("/assets/{id}/")))
+            .unwrap_or_else(|| panic!("{url} is a copy's"));
+        assert!(
+            file.starts_with(&format!("{i}-")) && file.ends_with(".png"),
+            "{file}"
+        );
         let source = image["source_url"].as_str().expect("fal's URL is kept");
         assert!(
             source.starts_with(app.sim.base_url().trim_end_matches('/')),
@@ -66,15 +72,12 @@ async fn results_are_announced_with_copies_of_their_images() {
         assert_eq!(ct, "image/png");
         assert!(copy.starts_with(b"\x89PNG\r\n\x1a\n"), "a real PNG");
         assert_eq!(copy, fetch(&app, source).await.1, "the copy is fal's image");
-        assert_eq!(
-            std::fs::read(dir.path().join(id).join(format!("{i}.png"))).unwrap(),
-            copy
-        );
+        assert_eq!(std::fs::read(dir.path().join(id).join(file)).unwrap(), copy);
     }
     // Nothing outside what the store writes is served.
     let res = app
         .client
-        .get(app.url(&format!("/assets/{id}/9.png")))
+        .get(app.url(&format!("/assets/{id}/9-0123456789abcdef.png")))
         .send()
         .await
         .unwrap();
@@ -104,7 +107,11 @@ async fn inline_images_are_stored_and_never_reach_subscribers() {
         "no image bytes in the event"
     );
     let image = &event["data"]["images"][0];
-    assert_eq!(image["url"], app.url(&format!("/assets/{id}/0.webp")));
+    let url = image["url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&app.url(&format!("/assets/{id}/0-"))) && url.ends_with(".webp"),
+        "{url}"
+    );
     assert!(image["source_url"].is_null());
     let (ct, copy) = fetch(&app, image["url"].as_str().unwrap()).await;
     assert_eq!(ct, "image/webp");
@@ -164,17 +171,32 @@ async fn a_copy_that_fails_records_nothing_and_fal_redelivers() {
     assert_eq!(stored, 0, "nothing recorded");
     assert_eq!(app.generation(id).await["status"], "accepted");
 
-    // fal's redelivery, once the image can be fetched, goes through.
+    // fal's redelivery, once the image can be fetched, goes through. An image that can never
+    // be fetched (fal's CDN says 404) does not hold the result back: it keeps fal's URL.
     let data = format!(
         "data:image/png;base64,{}",
         base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\nredelivered")
     );
-    let res = post_signed(&app, id, &callback(&data)).await;
+    let gone = format!(
+        "{}/files/never-was.png",
+        app.sim.base_url().trim_end_matches('/')
+    );
+    let mut body = callback(&data);
+    body["payload"]["images"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"url": gone, "content_type": "image/png"}));
+    let res = post_signed(&app, id, &body).await;
     assert_eq!(res.status(), 200, "{:?}", res.text().await);
     let done = app.generation(id).await;
     assert_eq!(done["status"], "completed");
-    assert_eq!(
-        done["images"][0]["url"],
-        app.url(&format!("/assets/{id}/0.png"))
+    let copied = done["images"][0]["url"].as_str().unwrap();
+    assert!(
+        copied.starts_with(&app.url(&format!("/assets/{id}/0-"))),
+        "{copied}"
     );
+    assert_eq!(fetch(&app, copied).await.1, b"\x89PNG\r\n\x1a\nredelivered");
+    assert_eq!(done["images"][1]["url"], gone);
+    let why = done["images"][1]["copy_error"].as_str().unwrap();
+    assert!(why.contains("404"), "{why}");
 }

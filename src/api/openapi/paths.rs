@@ -199,7 +199,7 @@ pub(super) fn paths() -> Value {
                 .public()
                 .params(json!([
                     {"name": "generation_id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^gen_"}},
-                    {"name": "file", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[0-9]+\\.(png|jpg|webp|bin)$"}},
+                    {"name": "file", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[0-9]+-[0-9a-f]{16}\\.(png|jpg|webp|bin)$"}},
                 ]))
                 .image()
                 .errors(&["404"]).done(),
