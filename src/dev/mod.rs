@@ -221,6 +221,10 @@ fn print_banner(
         ),
         None => "DATABASE_URL (yours)".to_owned(),
     };
+    let images_line = match settings.storage.as_deref() {
+        None | Some("off") => "not copied (FLUXGATE_STORAGE=off)".to_owned(),
+        Some(dir) => format!("copied into {dir}, served at {base}/assets/…"),
+    };
     let fal_line = match sim {
         Some(s) => format!("simulator at {} (JWKS {})", s.base_url(), s.jwks_url()),
         None => format!("{} (FAL_KEY set)", settings.fal_queue_url),
@@ -234,6 +238,7 @@ fluxgate dev is running — Ctrl-C stops it (and its Postgres).
   Postgres          {db_line}
   fal               {fal_line}
   demo subscriber   {demo_url}  (subscribed to every event)
+  images            {images_line}
 
 Try it (the demo subscriber above prints each event, its signature checked):
   export FLUXGATE_KEY={key}
@@ -241,6 +246,7 @@ Try it (the demo subscriber above prints each event, its signature checked):
     -H 'Content-Type: application/json' -d '{{"prompt": "a lighthouse at dawn", "image_size": "square_hd"}}'
   curl -s {base}/v1/generations -H "Authorization: Bearer $FLUXGATE_KEY"
   curl -s {base}/v1/events -H "Authorization: Bearer $FLUXGATE_KEY"
+  curl -s {base}/openapi.json                                                   # the whole API
   curl -N {base}/v1/events/stream -H "Authorization: Bearer $FLUXGATE_KEY"      # live, Ctrl-C to leave
   curl -s {base}/v1/subscriptions -H "Authorization: Bearer $FLUXGATE_KEY" \
     -H 'Content-Type: application/json' -d '{{"target_url": "http://127.0.0.1:9999/hook", "event_types": ["generation.*"]}}'
