@@ -11,6 +11,16 @@ use crate::{
 };
 
 pub const MAX_METADATA_BYTES: usize = 4096;
+/// fluxgate's own fields of a generation request, beside fal's input (`parse` takes these out
+/// before fal's schema sees the rest).
+pub const FLUXGATE_FIELDS: &[&str] = &[
+    "model",
+    "webhook_url",
+    "metadata",
+    "end_user",
+    "seed_from",
+    "cache",
+];
 pub const MAX_END_USER_LEN: usize = 255;
 
 #[derive(Debug, Clone)]
@@ -256,14 +266,7 @@ mod tests {
             json!({"prompt": "", "model": 3, "webhook_url": "ftp://x", "metadata": [1], "end_user": "a\u{7}b", "seed_from": "sub_1", "cache": "yes"}),
             Endpoint::TextToImage,
         ));
-        for name in [
-            "model",
-            "webhook_url",
-            "metadata",
-            "end_user",
-            "seed_from",
-            "cache",
-        ] {
+        for name in FLUXGATE_FIELDS {
             assert!(f.contains(&name.to_string()), "{name} in {f:?}");
         }
         let f = fields(parse(

@@ -2,10 +2,12 @@
 //! inline images never reach subscribers, and a copy that fails records nothing.
 use base64::Engine;
 use ed25519_dalek::SigningKey;
-use fluxgate::{fal::signature::sign_hex, startup::Workers};
+use fluxgate::startup::Workers;
 use serde_json::{json, Value};
 
-use crate::helpers::{problem, spawn_app_with, test_settings, TestApp, TestOptions, SIM_SEED};
+use crate::helpers::{
+    post_fal_callback, problem, spawn_app_with, test_settings, TestApp, TestOptions, SIM_SEED,
+};
 
 fn with_store(dir: &tempfile::TempDir, workers: Workers) -> TestOptions {
     let mut settings = test_settings();
@@ -133,20 +135,7 @@ async fn inline_images_are_stored_and_never_reach_subscribers() {
 }
 
 async fn post_signed(app: &TestApp, gen_id: &str, body: &Value) -> reqwest::Response {
-    let raw = serde_json::to_vec(body).unwrap();
-    let ts = chrono::Utc::now().timestamp().to_string();
-    let rid = body["request_id"].as_str().unwrap();
-    let sig = sign_hex(&SigningKey::from_bytes(&SIM_SEED), rid, "user-1", &ts, &raw);
-    app.client
-        .post(app.url(&format!("/hooks/fal/{gen_id}")))
-        .header("x-fal-webhook-request-id", rid)
-        .header("x-fal-webhook-user-id", "user-1")
-        .header("x-fal-webhook-timestamp", ts)
-        .header("x-fal-webhook-signature", sig)
-        .body(raw)
-        .send()
-        .await
-        .unwrap()
+    post_fal_callback(app, gen_id, body, &SigningKey::from_bytes(&SIM_SEED), None).await
 }
 
 #[tokio::test]

@@ -3,35 +3,10 @@ use ed25519_dalek::SigningKey;
 use fluxgate::fal::signature::sign_hex;
 use serde_json::{json, Value};
 
-use crate::helpers::{problem, spawn_app_with, TestApp, TestOptions, SIM_SEED};
+use crate::helpers::{
+    post_fal_callback as post_signed, problem, spawn_app_with, TestOptions, SIM_SEED,
+};
 use fluxgate::startup::Workers;
-
-async fn post_signed(
-    app: &TestApp,
-    gen_id: &str,
-    body: &Value,
-    key: &SigningKey,
-    tamper: Option<&str>,
-) -> reqwest::Response {
-    let raw = serde_json::to_vec(body).unwrap();
-    let ts = chrono::Utc::now().timestamp().to_string();
-    let rid = body["request_id"].as_str().unwrap();
-    let sig = sign_hex(key, rid, "user-1", &ts, &raw);
-    let mut send_raw = raw.clone();
-    if tamper == Some("body") {
-        send_raw[5] ^= 1;
-    }
-    app.client
-        .post(app.url(&format!("/hooks/fal/{gen_id}")))
-        .header("x-fal-webhook-request-id", rid)
-        .header("x-fal-webhook-user-id", "user-1")
-        .header("x-fal-webhook-timestamp", ts)
-        .header("x-fal-webhook-signature", sig)
-        .body(send_raw)
-        .send()
-        .await
-        .unwrap()
-}
 
 fn ok_body(request_id: &str) -> Value {
     json!({"request_id": request_id, "gateway_request_id": request_id, "status": "OK", "payload": {

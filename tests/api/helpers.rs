@@ -8,6 +8,8 @@ use std::sync::{
 
 use std::time::Duration;
 
+use ed25519_dalek::SigningKey;
+use fluxgate::fal::signature::sign_hex;
 use fluxgate::{
     config::Settings,
     devdb::{DevDb, DevDbOptions},
@@ -349,4 +351,33 @@ pub async fn problem(res: reqwest::Response, status: u16, code: &str) -> serde_j
         "{body}"
     );
     body
+}
+
+/// POSTs `body` to fal's callback route for `gen_id`, signed fal-style with `key`; `tamper:
+/// Some("body")` flips a bit of the body after signing.
+pub async fn post_fal_callback(
+    app: &TestApp,
+    gen_id: &str,
+    body: &serde_json::Value,
+    key: &SigningKey,
+    tamper: Option<&str>,
+) -> reqwest::Response {
+    let raw = serde_json::to_vec(body).unwrap();
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let rid = body["request_id"].as_str().unwrap();
+    let sig = sign_hex(key, rid, "user-1", &ts, &raw);
+    let mut send_raw = raw.clone();
+    if tamper == Some("body") {
+        send_raw[5] ^= 1;
+    }
+    app.client
+        .post(app.url(&format!("/hooks/fal/{gen_id}")))
+        .header("x-fal-webhook-request-id", rid)
+        .header("x-fal-webhook-user-id", "user-1")
+        .header("x-fal-webhook-timestamp", ts)
+        .header("x-fal-webhook-signature", sig)
+        .body(send_raw)
+        .send()
+        .await
+        .unwrap()
 }

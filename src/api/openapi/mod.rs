@@ -11,16 +11,6 @@ use serde_json::{json, Value};
 mod paths;
 mod schemas;
 
-/// fluxgate's own fields of a generation request, beside fal's input.
-pub const FLUXGATE_FIELDS: &[&str] = &[
-    "model",
-    "webhook_url",
-    "metadata",
-    "end_user",
-    "seed_from",
-    "cache",
-];
-
 pub async fn serve() -> HttpResponse {
     static DOC: OnceLock<String> = OnceLock::new();
     let body = DOC.get_or_init(|| document().to_string());
@@ -61,6 +51,7 @@ mod tests {
     use super::*;
     use crate::{
         api::subscriptions,
+        domain::generation::FLUXGATE_FIELDS,
         fal::models::{known_fields, MODELS},
     };
 
