@@ -76,7 +76,8 @@ impl Ingest {
     /// Its generation's remembered row is taken as soon as the callback has a place in the
     /// queue: from then on, fal's answer to the submit, should it still be on its way, waits
     /// for this callback instead of writing first and making the callback wait behind it
-    /// (`Submitted::remember`'s `Callback`). Nothing can cancel this between the place and the take.
+    /// (`Submitted::remember`'s `Callback`). Nothing can cancel this between the place and the
+    /// take.
     pub async fn apply(&self, incoming: Incoming) -> Result<Applied, ApplyError> {
         let (reply, answer) = oneshot::channel();
         let place = self
