@@ -149,16 +149,21 @@ impl Assets {
             .map_err(|_| CopyError::Timeout)??;
         let mut n = 0;
         for (image, copied) in images.iter_mut().zip(copied) {
+            // An entry that is not an object has no `url` either: it was left alone.
+            let Some(image) = image.as_object_mut() else {
+                continue;
+            };
             match copied {
                 Copied::To(url, source) => {
                     let source = (!source.starts_with("data:")).then_some(source);
-                    image["url"] = Value::String(url);
-                    image["source_url"] = source.map_or(Value::Null, Value::String);
+                    image.insert("url".into(), Value::String(url));
+                    let source = source.map_or(Value::Null, Value::String);
+                    image.insert("source_url".into(), source);
                     n += 1;
                 }
                 Copied::Never(reason) => {
                     tracing::warn!(%generation_id, reason, "an image cannot be copied; it keeps fal's URL");
-                    image["copy_error"] = Value::String(reason);
+                    image.insert("copy_error".into(), Value::String(reason));
                 }
             }
         }
@@ -363,6 +368,11 @@ mod tests {
             std::fs::read(dir.path().join(&gen).join(name)).unwrap(),
             png
         );
+
+        // Entries that are not images are left alone.
+        let mut odd = serde_json::json!({"images": ["not an image", 3]});
+        assert_eq!(assets.copy(id, &mut odd).await.unwrap(), 0);
+        assert_eq!(odd, serde_json::json!({"images": ["not an image", 3]}));
 
         // A data URI that can never decode is left as it came, with the reason.
         let bad = "data:image/png;base64,@@@";
