@@ -74,7 +74,7 @@ pub fn record_sql(first: usize, keep: &str) -> String {
              AS c(generation_id, fal_request_id, source, fal_status, body, announced, received_at)
          WHERE {keep}
          ON CONFLICT (fal_request_id) DO NOTHING
-         RETURNING id",
+         RETURNING fal_request_id",
         p[0], p[1], p[2], p[3], p[4], p[5], p[6]
     )
 }
@@ -85,7 +85,7 @@ pub async fn record_many(
     callbacks: &[NewCallback<'_>],
 ) -> Result<(), sqlx::Error> {
     let sql = record_sql(1, "true");
-    let _: Vec<(i64,)> = CallbackColumns::of(callbacks)
+    let _: Vec<(String,)> = CallbackColumns::of(callbacks)
         .bind(sqlx::query_as(&sql))
         .fetch_all(db)
         .await?;

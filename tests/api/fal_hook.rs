@@ -88,7 +88,7 @@ async fn signed_callbacks_are_applied_once_and_forgeries_change_nothing() {
         ["generation.queued", "generation.completed"]
     );
     let announced: Vec<bool> =
-        sqlx::query_scalar("SELECT announced FROM fal_callbacks ORDER BY id")
+        sqlx::query_scalar("SELECT announced FROM fal_callbacks ORDER BY received_at")
             .fetch_all(&app.pool)
             .await
             .unwrap();
