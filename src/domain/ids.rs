@@ -30,6 +30,17 @@ pub fn new_uuid() -> Uuid {
     Uuid::now_v7()
 }
 
+/// The smallest UUIDv7 of the first millisecond of `day` (UTC): every id `new_uuid` makes from
+/// that moment on sorts at or after it, every earlier one before it.
+pub fn v7_floor(day: chrono::NaiveDate) -> Uuid {
+    let ms = day
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc()
+        .timestamp_millis()
+        .max(0) as u128;
+    Uuid::from_u128(ms << 80)
+}
+
 pub fn encode(kind: Kind, id: Uuid) -> String {
     format!("{}_{}", kind.prefix(), id.simple())
 }
@@ -46,6 +57,21 @@ pub fn decode(kind: Kind, s: &str) -> Option<Uuid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_days_ids_sort_between_its_floor_and_the_next_days() {
+        let at = |secs: i64, ms: u32| {
+            let ts = uuid::Timestamp::from_unix(uuid::NoContext, secs as u64, ms * 1_000_000);
+            Uuid::new_v7(ts)
+        };
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
+        let midnight = day.and_time(chrono::NaiveTime::MIN).and_utc().timestamp();
+        let (floor, next) = (v7_floor(day), v7_floor(day.succ_opt().unwrap()));
+        assert!(at(midnight, 0) >= floor);
+        assert!(at(midnight + 86_399, 999) < next);
+        assert!(at(midnight - 1, 999) < floor);
+        assert!(at(midnight + 86_400, 0) >= next);
+    }
 
     #[test]
     fn ids_round_trip_and_refuse_other_prefixes() {

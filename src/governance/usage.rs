@@ -6,6 +6,8 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
+use crate::domain::ids;
+
 #[derive(Debug, Clone, Default, Serialize, sqlx::FromRow)]
 pub struct Day {
     pub date: NaiveDate,
@@ -29,6 +31,13 @@ pub async fn by_day(
     to: NaiveDate,
     end_user: Option<&str>,
 ) -> Result<Vec<Day>, sqlx::Error> {
+    // Generation ids are UUIDv7, so a tenant's generations of a period are a range of
+    // `generations_tenant_recent`. The range is a day wider on each side than the dates: ids
+    // come from fluxgate's clock and `created_at` from Postgres's, which need not agree.
+    let (lo, hi) = (
+        ids::v7_floor(from - chrono::Days::new(1)),
+        ids::v7_floor(to + chrono::Days::new(2)),
+    );
     let mut days: Vec<Day> = sqlx::query_as(
         "SELECT (created_at AT TIME ZONE 'UTC')::date AS date,
                 count(*) AS requests,
@@ -45,7 +54,8 @@ pub async fn by_day(
                 count(*) FILTER (WHERE cached) AS cache_hits,
                 COALESCE(sum(estimated_cost_micros) FILTER (WHERE cached), 0)::bigint AS cache_savings_micros
          FROM generations
-         WHERE tenant_id = $1 AND created_at >= $2::date AND created_at < ($3::date + 1)
+         WHERE tenant_id = $1 AND id >= $5 AND id < $6
+           AND created_at >= $2::date AND created_at < ($3::date + 1)
            AND ($4::text IS NULL OR end_user = $4)
          GROUP BY 1 ORDER BY 1",
     )
@@ -53,12 +63,15 @@ pub async fn by_day(
     .bind(from)
     .bind(to)
     .bind(end_user)
+    .bind(lo)
+    .bind(hi)
     .fetch_all(db)
     .await?;
     let failures: Vec<(NaiveDate, String, i64)> = sqlx::query_as(
         "SELECT (created_at AT TIME ZONE 'UTC')::date, COALESCE(error->>'code', 'unknown'), count(*)
          FROM generations
-         WHERE tenant_id = $1 AND status = 'failed' AND created_at >= $2::date AND created_at < ($3::date + 1)
+         WHERE tenant_id = $1 AND id >= $5 AND id < $6
+           AND status = 'failed' AND created_at >= $2::date AND created_at < ($3::date + 1)
            AND ($4::text IS NULL OR end_user = $4)
          GROUP BY 1, 2",
     )
@@ -66,6 +79,8 @@ pub async fn by_day(
     .bind(from)
     .bind(to)
     .bind(end_user)
+    .bind(lo)
+    .bind(hi)
     .fetch_all(db)
     .await?;
     for (date, code, n) in failures {
