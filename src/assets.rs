@@ -12,10 +12,7 @@
 //! `GET /assets/{generation}/{n}-{hash}.{ext}` under its public URL. The name carries a hash of
 //! the bytes, so a second fal run's result (recorded, never announced) cannot overwrite the
 //! images of the first. Object stores are not built yet.
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
 use base64::Engine;
 use serde_json::Value;
@@ -35,12 +32,6 @@ pub struct Assets {
     /// `{public URL}/assets`.
     base: String,
     http: reqwest::Client,
-}
-
-impl std::fmt::Debug for Assets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Assets").field("root", &self.root).finish()
-    }
 }
 
 /// Why a result's images could not be copied now; trying again later may succeed.
@@ -262,10 +253,6 @@ impl Assets {
         }
         let content_type = CONTENT_TYPES.iter().find(|(e, _)| *e == ext)?.1;
         Some((self.root.join(generation).join(file), content_type))
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 }
 

@@ -111,7 +111,8 @@ impl Submitted {
     }
 
     /// Whether a callback holds `id`'s row: it arrived and is being applied.
-    pub fn applying(&self, id: Uuid) -> bool {
+    #[cfg(test)]
+    pub(crate) fn applying(&self, id: Uuid) -> bool {
         matches!(
             self.inner.lock().expect("submitted cache").entries.get(&id),
             Some(Entry::Taken(_))
