@@ -365,7 +365,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .map_err(db_error)?;
     storage::MIGRATOR.run(&pool).await?;
     let drain = settings.shutdown_drain;
-    let app = startup::Application::build(settings, pool, Metrics::new())?;
+    let app = startup::Application::build(settings, pool, Metrics::new()).await?;
     tracing::info!(port = app.port(), "fluxgate serving");
     startup::serve_until_signal(app, drain).await
 }

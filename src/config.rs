@@ -122,6 +122,39 @@ pub struct RawSettings {
     /// Seconds between `: ping` comments on idle Server-Sent-Event streams.
     #[arg(long, env = "FLUXGATE_SSE_HEARTBEAT_SECS")]
     pub sse_heartbeat_secs: Option<String>,
+    /// Base64 AES-256 keys that encrypt stored signing secrets (first encrypts; all decrypt).
+    #[arg(long, env = "FLUXGATE_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
+    /// fal's user id: callbacks signed for any other fal account are refused.
+    #[arg(long, env = "FLUXGATE_FAL_USER_ID")]
+    pub fal_user_id: Option<String>,
+    /// Allow http:// fal queue and JWKS URLs in `serve` (tests, benchmarks, a local simulator).
+    #[arg(long, env = "FLUXGATE_ALLOW_INSECURE_FAL")]
+    pub allow_insecure_fal: Option<String>,
+    /// How long callbacks to URLs handed out before callback tokens existed are still taken.
+    #[arg(long, env = "FLUXGATE_LEGACY_CALLBACK_GRACE_SECS")]
+    pub legacy_callback_grace_secs: Option<String>,
+    /// Largest fal callback of a generation whose images come back inline (sync_mode, data: inputs).
+    #[arg(long, env = "FLUXGATE_MAX_INLINE_CALLBACK_BYTES")]
+    pub max_inline_callback_bytes: Option<String>,
+    /// fal callbacks read at once per instance; more are answered 503 (fal redelivers).
+    #[arg(long, env = "FLUXGATE_CALLBACK_CONCURRENCY")]
+    pub callback_concurrency: Option<String>,
+    /// Deadline for receiving a whole request body, in seconds.
+    #[arg(long, env = "FLUXGATE_BODY_TIMEOUT_SECS")]
+    pub body_timeout_secs: Option<String>,
+    /// Hosts result images may be copied from (a name also admits its subdomains; `*`: any).
+    #[arg(long, env = "FLUXGATE_IMAGE_HOSTS")]
+    pub image_hosts: Option<String>,
+    /// Image downloads in flight at once per instance.
+    #[arg(long, env = "FLUXGATE_IMAGE_DOWNLOAD_CONCURRENCY")]
+    pub image_download_concurrency: Option<String>,
+    /// Live event streams a tenant may hold open on one instance.
+    #[arg(long, env = "FLUXGATE_MAX_STREAMS_PER_TENANT")]
+    pub max_streams_per_tenant: Option<String>,
+    /// Subscriptions a tenant may have.
+    #[arg(long, env = "FLUXGATE_MAX_SUBSCRIPTIONS_PER_TENANT")]
+    pub max_subscriptions_per_tenant: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +202,66 @@ pub struct Settings {
     pub alert_interval: Duration,
     pub metrics_refresh: Duration,
     pub sse_heartbeat: Duration,
+    /// Seals stored signing secrets; empty (plaintext) without `FLUXGATE_ENCRYPTION_KEY`.
+    pub keyring: std::sync::Arc<crate::secrets::Keyring>,
+    pub fal_user_id: Option<String>,
+    pub legacy_callback_grace: Duration,
+    pub max_inline_callback_bytes: usize,
+    pub callback_concurrency: usize,
+    pub body_timeout: Duration,
+    pub image_hosts: HostList,
+    pub image_download_concurrency: usize,
+    pub max_streams_per_tenant: usize,
+    pub max_subscriptions_per_tenant: i64,
+}
+
+/// Host names an outbound fetch may go to: each entry admits itself and its subdomains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostList {
+    Any,
+    Only(Vec<String>),
+}
+
+/// fal's media CDN and API domains, where result images are served from.
+pub const DEFAULT_IMAGE_HOSTS: &str = "fal.media,fal.run,fal.ai";
+
+impl HostList {
+    pub fn parse(v: &str) -> Result<HostList, String> {
+        if v.trim() == "*" {
+            return Ok(HostList::Any);
+        }
+        let mut hosts = Vec::new();
+        for h in v.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+            let h = h.trim_end_matches('.').to_ascii_lowercase();
+            let ok = h.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+            });
+            if !ok || h.starts_with('.') {
+                return Err(format!(
+                    "contains {h:?}, which is not a host name (list names such as fal.media, or `*`)"
+                ));
+            }
+            hosts.push(h);
+        }
+        if hosts.is_empty() {
+            return Err("must list at least one host, or `*`".into());
+        }
+        Ok(HostList::Only(hosts))
+    }
+
+    /// Whether `host` (a URL's host, lowercase) is admitted: equal to an entry or a subdomain.
+    pub fn admits(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        match self {
+            HostList::Any => true,
+            HostList::Only(list) => list.iter().any(|h| {
+                host == *h
+                    || host
+                        .strip_suffix(h.as_str())
+                        .is_some_and(|rest| rest.ends_with('.'))
+            }),
+        }
+    }
 }
 
 /// Every problem found, one line each, naming the variable.
@@ -205,7 +298,12 @@ impl Settings {
         let bind = p.parse(
             "FLUXGATE_BIND",
             &raw.bind,
-            Some(IpAddr::from([0, 0, 0, 0])),
+            // `dev` allows plain http and loopback targets: reachable only from this machine.
+            Some(if serve {
+                IpAddr::from([0, 0, 0, 0])
+            } else {
+                IpAddr::from([127, 0, 0, 1])
+            }),
             |v| {
                 v.parse::<IpAddr>()
                     .map_err(|_| "must be an IP address such as 0.0.0.0 or ::".into())
@@ -274,7 +372,8 @@ impl Settings {
         let max_callback_bytes = p.parse(
             "FLUXGATE_MAX_CALLBACK_BYTES",
             &raw.max_callback_bytes,
-            Some(64 << 20),
+            // A result whose images are URLs is a few KB; inline images have their own limit.
+            Some(256 << 10),
             |v| bounded(v, 1024, 1 << 30),
         );
         let db_pool_size = p.parse("FLUXGATE_DB_POOL_SIZE", &raw.db_pool_size, Some(20), |v| {
@@ -416,6 +515,93 @@ impl Settings {
             Some(15),
             |v| bounded(v, 1, 3600),
         );
+        let keyring = match raw.encryption_key.as_deref().map(str::trim) {
+            None | Some("") => Some(crate::secrets::Keyring::default()),
+            Some(v) => match crate::secrets::Keyring::parse(v) {
+                Ok(k) => Some(k),
+                Err(why) => {
+                    p.problems
+                        .push(format!("FLUXGATE_ENCRYPTION_KEY {why} (value not shown)"));
+                    None
+                }
+            },
+        };
+        let fal_user_id = p.parse("FLUXGATE_FAL_USER_ID", &raw.fal_user_id, None, |v| {
+            if v.len() <= 256 && v.bytes().all(|b| b.is_ascii_graphic()) {
+                Ok(v.to_owned())
+            } else {
+                Err("must be fal's user id as sent in X-Fal-Webhook-User-Id".into())
+            }
+        });
+        let allow_insecure_fal = p.parse(
+            "FLUXGATE_ALLOW_INSECURE_FAL",
+            &raw.allow_insecure_fal,
+            Some(false),
+            parse_bool,
+        );
+        if serve && allow_insecure_fal == Some(false) {
+            // The fal key travels to the queue URL, and the JWKS is the trust anchor of every
+            // callback: in clear, either can be read or replaced on the way.
+            for (name, url) in [
+                ("FLUXGATE_FAL_QUEUE_URL", &fal_queue_url),
+                ("FLUXGATE_FAL_JWKS_URL", &fal_jwks_url),
+            ] {
+                if url.as_ref().is_some_and(|u| u.scheme() != "https") {
+                    p.problems.push(format!(
+                        "{name} must be https in serve: the fal key and the keys that verify fal's callbacks would travel in clear (set FLUXGATE_ALLOW_INSECURE_FAL=true for a local simulator)"
+                    ));
+                }
+            }
+        }
+        let legacy_callback_grace = p.parse(
+            "FLUXGATE_LEGACY_CALLBACK_GRACE_SECS",
+            &raw.legacy_callback_grace_secs,
+            Some(86_400),
+            |v| bounded(v, 0, 30 * 86_400),
+        );
+        // A deployment that raised the old single limit for large inline results keeps it.
+        let max_inline_callback_bytes = p.parse(
+            "FLUXGATE_MAX_INLINE_CALLBACK_BYTES",
+            &raw.max_inline_callback_bytes,
+            Some((64u64 << 20).max(max_callback_bytes.unwrap_or(0))),
+            |v| bounded(v, 1024, 1 << 30),
+        );
+        let callback_concurrency = p.parse(
+            "FLUXGATE_CALLBACK_CONCURRENCY",
+            &raw.callback_concurrency,
+            Some(256),
+            |v| bounded(v, 1, 100_000),
+        );
+        let body_timeout = p.parse(
+            "FLUXGATE_BODY_TIMEOUT_SECS",
+            &raw.body_timeout_secs,
+            Some(10),
+            |v| bounded(v, 1, 600),
+        );
+        let image_hosts = p.parse(
+            "FLUXGATE_IMAGE_HOSTS",
+            &raw.image_hosts,
+            HostList::parse(DEFAULT_IMAGE_HOSTS).ok(),
+            HostList::parse,
+        );
+        let image_download_concurrency = p.parse(
+            "FLUXGATE_IMAGE_DOWNLOAD_CONCURRENCY",
+            &raw.image_download_concurrency,
+            Some(16),
+            |v| bounded(v, 1, 1024),
+        );
+        let max_streams_per_tenant = p.parse(
+            "FLUXGATE_MAX_STREAMS_PER_TENANT",
+            &raw.max_streams_per_tenant,
+            Some(1000),
+            |v| bounded(v, 1, 1_000_000),
+        );
+        let max_subscriptions_per_tenant = p.parse(
+            "FLUXGATE_MAX_SUBSCRIPTIONS_PER_TENANT",
+            &raw.max_subscriptions_per_tenant,
+            Some(1000),
+            |v| bounded(v, 1, 1_000_000),
+        );
         if !p.problems.is_empty() {
             return Err(ConfigError(p.problems));
         }
@@ -456,6 +642,16 @@ impl Settings {
             alert_interval: Duration::from_secs(alert_interval.expect("checked")),
             metrics_refresh: Duration::from_secs(metrics_refresh.expect("checked")),
             sse_heartbeat: Duration::from_secs(sse_heartbeat.expect("checked")),
+            keyring: std::sync::Arc::new(keyring.expect("checked")),
+            fal_user_id,
+            legacy_callback_grace: Duration::from_secs(legacy_callback_grace.expect("checked")),
+            max_inline_callback_bytes: max_inline_callback_bytes.expect("checked") as usize,
+            callback_concurrency: callback_concurrency.expect("checked") as usize,
+            body_timeout: Duration::from_secs(body_timeout.expect("checked")),
+            image_hosts: image_hosts.expect("checked"),
+            image_download_concurrency: image_download_concurrency.expect("checked") as usize,
+            max_streams_per_tenant: max_streams_per_tenant.expect("checked") as usize,
+            max_subscriptions_per_tenant: max_subscriptions_per_tenant.expect("checked") as i64,
         })
     }
 

@@ -17,6 +17,7 @@ pub mod live;
 pub mod metrics;
 pub mod ops;
 pub mod pipeline;
+pub mod secrets;
 pub mod simulator;
 pub mod startup;
 pub mod storage;

@@ -6,7 +6,7 @@ use std::{net::TcpListener, sync::Arc, time::Duration};
 use actix_web::{dev::ServerHandle, middleware::from_fn, web, App, HttpServer};
 use anyhow::Context;
 
-use crate::assets::Assets;
+use crate::assets::{Assets, Fetcher};
 use sqlx::{postgres::PgListener, PgPool};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -25,6 +25,7 @@ use crate::{
     ops,
     pipeline::{
         self,
+        callback_urls::CallbackUrls,
         ingest::{self, Ingest},
         Pipeline,
     },
@@ -46,6 +47,8 @@ pub struct AppState {
     pub live: Hub,
     /// fal callbacks, written in batches (group commit).
     pub ingest: Ingest,
+    /// Callbacks being read and processed now: full, the next is answered 503 at once.
+    pub callback_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Which background workers run in this process (tests drive them step by step instead).
@@ -87,15 +90,15 @@ pub struct Application {
 
 impl Application {
     /// Binds the listener and builds the server; nothing runs until `run_until_stopped`.
-    pub fn build(
+    pub async fn build(
         settings: Settings,
         pool: PgPool,
         metrics: Metrics,
     ) -> anyhow::Result<Application> {
-        Self::build_with(settings, pool, metrics, Workers::ALL)
+        Self::build_with(settings, pool, metrics, Workers::ALL).await
     }
 
-    pub fn build_with(
+    pub async fn build_with(
         settings: Settings,
         pool: PgPool,
         metrics: Metrics,
@@ -111,6 +114,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let drain = settings.shutdown_drain;
         let settings = Arc::new(settings);
+        // fal's own endpoints (queue, JWKS): fixed by configuration, not by callers.
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
@@ -134,47 +138,73 @@ impl Application {
         };
         let worker_pool = storage::pool_options((settings.db_pool_size / 2).max(4))
             .connect_lazy_with(worker_options);
-        let live = Hub::new(worker_pool.clone(), live::STREAM_BUFFER, metrics.registry());
-        let mut pipeline = Pipeline::new(
+        let live = Hub::new(
             worker_pool.clone(),
-            settings.clone(),
-            metrics.clone(),
-            http.clone(),
-            port,
+            live::STREAM_BUFFER,
+            settings.max_streams_per_tenant,
+            metrics.registry(),
         );
-        pipeline.assets = match settings.storage.as_deref() {
+        let public_base = Pipeline::public_base(&settings, port);
+        let callbacks = CallbackUrls::load(
+            &pool,
+            &settings.keyring,
+            &public_base,
+            settings.legacy_callback_grace,
+        )
+        .await
+        .context("loading the callback-token key")?;
+        let policy = TargetPolicy::from_settings(&settings);
+        let assets = match settings.storage.as_deref() {
             None | Some("off") => None,
-            Some(spec) => Some(Arc::new(
-                Assets::open(spec, &pipeline.public_base, http).map_err(anyhow::Error::msg)?,
-            )),
+            Some(spec) => {
+                let images = SafeClient::new(
+                    policy.clone(),
+                    Timeouts {
+                        attempt: crate::assets::COPY_TIMEOUT,
+                        connect: Duration::from_secs(5),
+                    },
+                )
+                .context("building the image client")?;
+                let fetcher = Fetcher::new(
+                    images,
+                    settings.image_hosts.clone(),
+                    settings.image_download_concurrency,
+                );
+                Some(Arc::new(
+                    Assets::open(spec, &public_base, fetcher).map_err(anyhow::Error::msg)?,
+                ))
+            }
         };
         let deliveries_wake = Arc::new(tokio::sync::Notify::new());
         let timeouts = Timeouts {
             attempt: settings.webhook_timeout,
             connect: settings.webhook_timeout.min(Duration::from_secs(5)),
         };
-        let client = SafeClient::new(TargetPolicy::from_settings(&settings), timeouts)
-            .context("building the webhook client")?;
+        let client = SafeClient::new(policy, timeouts).context("building the webhook client")?;
         let deliverer = Deliverer::new(
-            worker_pool,
+            worker_pool.clone(),
             client,
-            settings.webhook_retry_schedule.clone(),
-            settings.webhook_keys.clone(),
+            settings.clone(),
             metrics.clone(),
             deliveries_wake.clone(),
-            settings.delivery_concurrency,
-            settings.disable_after_failing,
-            settings.shutdown_drain,
-            settings.delivery_lease,
         );
         let (handoff, handoff_inbox) = handoff::channel(
             settings.delivery_concurrency,
             settings.delivery_lease,
             deliveries_wake.clone(),
         );
-        pipeline.handoff = Some(handoff.clone());
+        let pipeline = Pipeline::new(pipeline::Parts {
+            pool: worker_pool,
+            settings: settings.clone(),
+            metrics: metrics.clone(),
+            http,
+            callbacks: Arc::new(callbacks),
+            handoff: Some(handoff.clone()),
+            assets,
+        });
         let (ingest, ingest_writers) =
             Ingest::new(pipeline.pool.clone(), handoff, pipeline.submitted.clone());
+        let callback_slots = Arc::new(tokio::sync::Semaphore::new(settings.callback_concurrency));
         let state = web::Data::new(AppState {
             pool,
             settings,
@@ -183,6 +213,7 @@ impl Application {
             deliveries_wake,
             live,
             ingest,
+            callback_slots,
         });
         let metrics = web::Data::new(metrics);
         let app_state = state.clone();

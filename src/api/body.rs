@@ -6,11 +6,23 @@ use futures_util::StreamExt;
 
 use crate::error::ApiError;
 
-/// Reads the raw body up to `limit` bytes (checking `Content-Length` first, then as it streams).
+/// An API request's body, within `FLUXGATE_MAX_BODY_BYTES` and `FLUXGATE_BODY_TIMEOUT_SECS`.
+pub async fn read(
+    req: &HttpRequest,
+    payload: web::Payload,
+    settings: &crate::config::Settings,
+) -> Result<Bytes, ApiError> {
+    read_limited(req, payload, settings.max_body_bytes, settings.body_timeout).await
+}
+
+/// Reads the raw body up to `limit` bytes (checking `Content-Length` first, then as it streams),
+/// all of it within `deadline`: a peer that sends slowly, or announces more than it sends, is
+/// answered 408 instead of holding the request open.
 pub async fn read_limited(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
     limit: usize,
+    deadline: std::time::Duration,
 ) -> Result<Bytes, ApiError> {
     let declared = req
         .headers()
@@ -20,6 +32,25 @@ pub async fn read_limited(
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::payload_too_large(limit));
     }
+    match tokio::time::timeout(deadline, collect(payload, declared, limit)).await {
+        Ok(read) => read,
+        Err(_) => Err(ApiError::new(
+            actix_web::http::StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "Request Timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                deadline.as_secs()
+            ),
+        )),
+    }
+}
+
+async fn collect(
+    mut payload: web::Payload,
+    declared: Option<usize>,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {

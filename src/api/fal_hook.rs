@@ -1,18 +1,32 @@
-//! `POST /hooks/fal/{generation_id}`: fal's completion callback. The raw body is verified
-//! (Ed25519, fal-api.md §4) before it is parsed; then one transaction (shared with the callbacks
-//! that arrive meanwhile, `pipeline::ingest`) records it, finishes the generation and appends
-//! the event. Answers in milliseconds, far inside fal's 15 s.
-use actix_web::{web, HttpRequest, HttpResponse};
+//! `POST /hooks/fal/{generation_id}?token=…`: fal's completion callback, the one write path
+//! anybody can reach. Each check runs as early as it can, and nothing is read, fetched or written
+//! before the checks that can refuse it have passed:
+//!
+//! 1. from the URL: the generation id, and its token (`pipeline::callback_urls`);
+//! 2. from the headers: fal's four signature headers, the timestamp window, the pinned fal
+//!    account (`FLUXGATE_FAL_USER_ID`), and a free slot (`FLUXGATE_CALLBACK_CONCURRENCY`);
+//! 3. the body, within its limit (small unless the URL says images come back inline) and its
+//!    deadline, then fal's Ed25519 signature over it, then its request id against the signed one;
+//! 4. with an image store, or through a token-less legacy URL: the generation as stored, so
+//!    that only a result that will finish it has its images copied;
+//! 5. one transaction, shared with the callbacks that arrive meanwhile (`pipeline::ingest`),
+//!    records it, finishes the generation and appends the event. Milliseconds, far inside
+//!    fal's 15 s.
+use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use crate::{
     api::body,
     domain::ids,
     error::ApiError,
-    fal::verify::FalSignatureHeaders,
+    fal::verify::{FalSignatureHeaders, VerifyError},
     metrics::Metrics,
-    pipeline::callbacks::{ApplyError, FalResult, Incoming},
+    pipeline::{
+        callback_urls::Door,
+        callbacks::{ApplyError, FalResult, Incoming},
+    },
     startup::AppState,
+    storage,
 };
 
 pub async fn receive(
@@ -23,78 +37,81 @@ pub async fn receive(
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
     let received_at = chrono::Utc::now();
-    let raw = body::read_limited(&req, payload, state.settings.max_callback_bytes).await?;
-    let verified = match FalSignatureHeaders::from_headers(req.headers()) {
-        Ok(headers) => state.verifier.verify(&headers, &raw).await.map(|_| ()),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = verified {
+    let refuse = |outcome: &'static str, e: ApiError| {
         metrics
             .fal_verifications
-            .with_label_values(&[e.outcome_label()])
+            .with_label_values(&[outcome])
             .inc();
-        tracing::warn!(reason = %e, "fal callback refused");
-        // A JWKS we cannot fetch is our problem, not a forgery: 503 makes fal redeliver later.
-        return Err(if e.is_transient() {
+        tracing::warn!(outcome, reason = %e.detail, "fal callback refused");
+        e
+    };
+    let generation_id = ids::decode(ids::Kind::Generation, &path)
+        .ok_or_else(|| ApiError::not_found(format!("no generation {}", path.as_str())))?;
+    let door = state
+        .pipeline
+        .callbacks
+        .admit(generation_id, req.query_string(), received_at)
+        .map_err(|e| refuse("bad_token", unauthorized("invalid_callback_token", e)))?;
+    let headers = FalSignatureHeaders::from_headers(req.headers())
+        .and_then(|h| state.verifier.check_window(&h).map(|()| h))
+        .map_err(|e| refuse(e.outcome_label(), signature_problem(&e)))?;
+    if let Some(pinned) = state.settings.fal_user_id.as_deref() {
+        if headers.user_id() != pinned {
+            return Err(refuse(
+                "wrong_account",
+                unauthorized(
+                    "unexpected_fal_account",
+                    "the callback is signed for another fal account than FLUXGATE_FAL_USER_ID",
+                ),
+            ));
+        }
+    }
+    let Ok(_slot) = state.callback_slots.clone().try_acquire_owned() else {
+        return Err(refuse(
+            "busy",
             ApiError::unavailable(
-                "jwks_unavailable",
-                format!("cannot verify fal's signature right now: {e}"),
+                "callbacks_busy",
+                "this instance is processing as many callbacks as it may; fal will deliver this one again",
             )
-        } else {
-            ApiError::new(
-                actix_web::http::StatusCode::UNAUTHORIZED,
-                "invalid_signature",
-                "Unauthorized",
-                format!("fal webhook signature check failed: {e}"),
-            )
-        });
+            .with_header("Retry-After", "1"),
+        ));
+    };
+    let limit = if door.inline() {
+        state.settings.max_inline_callback_bytes
+    } else {
+        state.settings.max_callback_bytes
+    };
+    let raw = body::read_limited(&req, payload, limit, state.settings.body_timeout).await?;
+    if let Err(e) = state.verifier.verify(&headers, &raw).await {
+        return Err(refuse(e.outcome_label(), signature_problem(&e)));
     }
     metrics
         .fal_verifications
         .with_label_values(&["valid"])
         .inc();
-    let generation_id = ids::decode(ids::Kind::Generation, &path)
-        .ok_or_else(|| ApiError::not_found(format!("no generation {}", path.as_str())))?;
-    // One parse on the way in; only a body that fails it is parsed again, to tell JSON that
-    // is not fal's webhook from text that is not JSON. A body that parses is valid UTF-8, so
-    // it is kept as text.
-    let not_json = |e: &dyn std::fmt::Display| {
-        ApiError::bad_request(
-            "invalid_json",
-            format!("the callback body is not valid JSON: {e}"),
-        )
-    };
-    let result: FalResult =
-        serde_json::from_slice(&raw).map_err(|e| {
-            match serde_json::from_slice::<serde::de::IgnoredAny>(&raw) {
-                Ok(_) => ApiError::bad_request(
-                    "invalid_callback",
-                    format!("the callback body is not a fal webhook: {e}"),
-                ),
-                Err(e) => not_json(&e),
-            }
-        })?;
-    let body = std::str::from_utf8(&raw).map_err(|e| not_json(&e))?;
+    let result = parse(&raw)?;
+    if result.request_id != headers.request_id() {
+        return Err(ApiError::bad_request(
+            "invalid_callback",
+            "the body's request_id is not the signed X-Fal-Webhook-Request-Id",
+        ));
+    }
     let span = tracing::info_span!("fal_callback", generation = %path.as_str(), fal_request_id = %result.request_id, fal_status = %result.status);
     let mut incoming = Incoming {
         generation_id,
         result,
-        raw: body.to_owned(),
+        // A body that parsed is valid UTF-8.
+        raw: String::from_utf8_lossy(&raw).into_owned(),
         source: "webhook",
         received_at,
     };
-    // Copied before anything is recorded: a result is announced with its copies or not yet.
-    if let Err(e) = incoming.keep_images(state.pipeline.assets.as_deref()).await {
-        span.in_scope(
-            || tracing::warn!(error = %e, "copying the result's images failed; fal will redeliver"),
-        );
-        return Err(ApiError::unavailable(
-            "image_copy_failed",
-            format!(
-                "could not copy the result's images ({e}); fal will deliver this callback again"
-            ),
-        ));
-    }
+    prepare(&state, door, &mut incoming)
+        .await
+        .inspect_err(|e| {
+            span.in_scope(
+                || tracing::warn!(code = e.code, reason = %e.detail, "fal callback not taken"),
+            )
+        })?;
     match state.ingest.apply(incoming).await {
         Ok(applied) => {
             metrics
@@ -126,5 +143,104 @@ pub async fn receive(
             "this instance is shutting down; fal will redeliver the callback",
         )),
         Err(ApplyError::Db(e)) => Err(e.into()),
+    }
+}
+
+/// Step 4: what needs the stored generation. Without a store and through a token, nothing does:
+/// the ingest's own read settles everything (the hot path stays one statement).
+async fn prepare(state: &AppState, door: Door, incoming: &mut Incoming) -> Result<(), ApiError> {
+    let assets = state.pipeline.assets.as_deref();
+    let copies = assets.is_some() && incoming.has_images();
+    let legacy = matches!(door, Door::Legacy { .. });
+    if !copies && !legacy {
+        return Ok(());
+    }
+    let id = incoming.generation_id;
+    let not_found = || {
+        ApiError::not_found(format!(
+            "no generation {}",
+            ids::encode(ids::Kind::Generation, id)
+        ))
+    };
+    let target =
+        storage::generations::callback_target(&state.pool, id, &incoming.result.request_id)
+            .await?
+            .ok_or_else(not_found)?;
+    if let Door::Legacy { tokens_since } = door {
+        if target.created_at >= tokens_since {
+            return Err(unauthorized(
+                "invalid_callback_token",
+                "the callback URL carries no token; fluxgate gives fal a token in every callback URL",
+            ));
+        }
+    }
+    if let Some(stored) = target.fal_request_id.as_deref() {
+        if stored != incoming.result.request_id && !target.seen && !is_terminal(&target.status) {
+            return Err(ApiError::conflict(
+                "request_id_mismatch",
+                format!(
+                    "this generation is bound to fal request {stored}, not {}",
+                    incoming.result.request_id
+                ),
+            ));
+        }
+    }
+    // A duplicate changes nothing and a late result is recorded, never announced: neither is
+    // worth a download.
+    let finishes = !target.seen && !is_terminal(&target.status);
+    if let (Some(assets), true) = (assets, copies && finishes) {
+        let max = target.num_images.unwrap_or(1).clamp(1, 4) as usize;
+        if let Err(e) = incoming.keep_images(assets, max).await {
+            return Err(ApiError::unavailable(
+                "image_copy_failed",
+                format!("could not copy the result's images ({e}); fal will deliver this callback again"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_terminal(status: &str) -> bool {
+    matches!(status, "completed" | "failed" | "cancelled")
+}
+
+/// One parse on the way in; only a body that fails it is parsed again, to tell JSON that is not
+/// fal's webhook from text that is not JSON.
+fn parse(raw: &[u8]) -> Result<FalResult, ApiError> {
+    serde_json::from_slice(raw).map_err(|e| {
+        match serde_json::from_slice::<serde::de::IgnoredAny>(raw) {
+            Ok(_) => ApiError::bad_request(
+                "invalid_callback",
+                format!("the callback body is not a fal webhook: {e}"),
+            ),
+            Err(e) => ApiError::bad_request(
+                "invalid_json",
+                format!("the callback body is not valid JSON: {e}"),
+            ),
+        }
+    })
+}
+
+fn unauthorized(code: &'static str, detail: impl ToString) -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        code,
+        "Unauthorized",
+        detail.to_string(),
+    )
+}
+
+/// A JWKS we cannot fetch is our problem, not a forgery: 503 makes fal redeliver later.
+fn signature_problem(e: &VerifyError) -> ApiError {
+    if e.is_transient() {
+        ApiError::unavailable(
+            "jwks_unavailable",
+            format!("cannot verify fal's signature right now: {e}"),
+        )
+    } else {
+        unauthorized(
+            "invalid_signature",
+            format!("fal webhook signature check failed: {e}"),
+        )
     }
 }

@@ -79,7 +79,7 @@ async fn submit(
     caller: Caller,
     endpoint: Endpoint,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read_limited(&req, payload, state.settings.max_body_bytes).await?;
+    let bytes = body::read(&req, payload, &state.settings).await?;
     let Some(key) = idempotency::parse_key(req.headers().get(idempotency::HEADER))? else {
         return Ok(create_generation(&bytes, &state, &caller, endpoint)
             .await?
@@ -297,7 +297,7 @@ pub async fn estimate(
     state: web::Data<AppState>,
     _caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let bytes = body::read_limited(&req, payload, state.settings.max_body_bytes).await?;
+    let bytes = body::read(&req, payload, &state.settings).await?;
     let mut object = body::parse_json_object(&bytes)?;
     // Estimates accept both kinds of body: `image_urls` implies an edit.
     let endpoint = if object.contains_key("image_urls") {

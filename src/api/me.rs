@@ -3,8 +3,8 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use crate::{
-    api::auth::Caller, delivery::worker::tenant_webhook_secret, domain::ids, error::ApiError,
-    startup::AppState,
+    api::auth::Caller, delivery::tenant_secret::tenant_webhook_secret, domain::ids,
+    error::ApiError, startup::AppState,
 };
 
 pub async fn me(caller: Caller) -> HttpResponse {
@@ -20,6 +20,7 @@ pub async fn webhook_secret(
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let secret = tenant_webhook_secret(&state.pool, caller.tenant_id).await?;
+    let secret =
+        tenant_webhook_secret(&state.pool, &state.settings.keyring, caller.tenant_id).await?;
     Ok(HttpResponse::Ok().json(json!({ "secret": secret.as_str() })))
 }

@@ -10,7 +10,10 @@ use crate::{
     api::auth::Caller,
     domain::ids,
     error::{ApiError, FieldError},
-    live::{sse, Feed, Hub, Scope, TypeFilter, Unavailable},
+    live::{
+        gate::{Admission, Refusal},
+        sse, Feed, Hub, Scope, TypeFilter, Unavailable,
+    },
     startup::AppState,
     storage,
 };
@@ -37,6 +40,7 @@ pub async fn tenant(
             .map_err(|why| ApiError::validation(vec![FieldError::new("types", why)]))?,
     };
     let resume = resume_point(&req, &query, &state, &caller).await?;
+    let admission = admit(&state, &caller)?;
     let scope = Scope::Tenant {
         tenant_id: caller.tenant_id,
         types,
@@ -51,6 +55,7 @@ pub async fn tenant(
         cursor,
         sub,
         state.settings.sse_heartbeat,
+        admission,
     );
     feed.push(&sse::retry(RETRY_MS));
     Ok(sse_response(HttpResponse::Ok()).streaming(feed.into_body()))
@@ -69,6 +74,7 @@ pub async fn generation(
     let not_found = || ApiError::not_found(format!("no generation {}", path.as_str()));
     let generation_id = ids::decode(ids::Kind::Generation, &path).ok_or_else(not_found)?;
     let resume = resume_point(&req, &query, &state, &caller).await?;
+    let admission = admit(&state, &caller)?;
     let scope = Scope::Generation {
         tenant_id: caller.tenant_id,
         generation_id,
@@ -85,6 +91,7 @@ pub async fn generation(
         resume.unwrap_or(0),
         sub,
         state.settings.sse_heartbeat,
+        admission,
     );
     feed.push(&sse::retry(RETRY_MS));
     let replayed = feed.replay_page().await?;
@@ -146,6 +153,28 @@ async fn subscribe(hub: &Hub, scope: Scope) -> Result<crate::live::Subscription,
             "live streams are not available on this instance right now; retry shortly",
         )
     })
+}
+
+/// A place for one more stream of the caller's: 429 when its tenant holds its cap here.
+fn admit(state: &AppState, caller: &Caller) -> Result<Admission, ApiError> {
+    state
+        .live
+        .admit(caller.tenant_id, caller.key_id)
+        .map_err(|refusal| match refusal {
+            Refusal::TooMany(cap) => ApiError::new(
+                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                "too_many_streams",
+                "Too Many Requests",
+                format!(
+                    "{refusal}; close one, or raise FLUXGATE_MAX_STREAMS_PER_TENANT (now {cap})"
+                ),
+            )
+            .with_header("Retry-After", "5"),
+            Refusal::Revoked => ApiError {
+                code: "revoked_api_key",
+                ..ApiError::unauthorized("this API key has been revoked")
+            },
+        })
 }
 
 fn sse_response(mut builder: HttpResponseBuilder) -> HttpResponseBuilder {

@@ -152,9 +152,7 @@ pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let obj = body::parse_json_object(
-        &body::read_limited(&req, payload, state.settings.max_body_bytes).await?,
-    )?;
+    let obj = body::parse_json_object(&body::read(&req, payload, &state.settings).await?)?;
     let mut errors = Vec::new();
     known_fields(&obj, CREATE_FIELDS, &mut errors);
     let target = match obj.get("target_url") {
@@ -306,9 +304,7 @@ pub async fn patch(
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
-    let obj = body::parse_json_object(
-        &body::read_limited(&req, payload, state.settings.max_body_bytes).await?,
-    )?;
+    let obj = body::parse_json_object(&body::read(&req, payload, &state.settings).await?)?;
     let mut errors = Vec::new();
     known_fields(&obj, PATCH_FIELDS, &mut errors);
     let mut p = Patch::default();
@@ -379,7 +375,7 @@ pub async fn rotate_secret(
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
-    let bytes = body::read_limited(&req, payload, state.settings.max_body_bytes).await?;
+    let bytes = body::read(&req, payload, &state.settings).await?;
     let grace = if bytes.iter().all(u8::is_ascii_whitespace) {
         86_400
     } else {
@@ -472,9 +468,7 @@ pub async fn recover(
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let sub = find(&state, &caller, &path).await?;
-    let obj = body::parse_json_object(
-        &body::read_limited(&req, payload, state.settings.max_body_bytes).await?,
-    )?;
+    let obj = body::parse_json_object(&body::read(&req, payload, &state.settings).await?)?;
     let mut errors = Vec::new();
     known_fields(&obj, RECOVER_FIELDS, &mut errors);
     let since = parse_time(obj.get("since"), "since", &mut errors);

@@ -49,7 +49,7 @@ pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<(ScenarioResult,
     let warmup = (n / 10).clamp(1, 500);
     let bodies: Vec<Bytes> = (0..warmup + n)
         .map(|_| {
-            let req = ingest::signed(Uuid::nil(), &Uuid::new_v4().to_string());
+            let req = ingest::signed("/ingest", &Uuid::new_v4().to_string());
             let head = http::parse_head(&req).expect("built above").len;
             http::request(
                 "POST",

@@ -59,6 +59,8 @@ pub fn settings(sim: &SimHandle) -> anyhow::Result<Settings> {
     s.allow_http_targets = true;
     s.allowed_target_cidrs = vec![Cidr::parse("127.0.0.0/8").map_err(anyhow::Error::msg)?];
     s.shutdown_drain = Duration::from_secs(2);
+    // `sse` holds 10,000 streams of one tenant.
+    s.max_streams_per_tenant = 1_000_000;
     Ok(s)
 }
 
@@ -67,6 +69,8 @@ pub struct Fluxgate {
     pub addr: SocketAddr,
     /// fluxgate's own pool (the one its handlers use).
     pub pool: PgPool,
+    /// Its pipeline (for the callback URLs it hands fal).
+    pub pipeline: crate::pipeline::Pipeline,
     handle: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -77,13 +81,15 @@ impl Fluxgate {
         let pool = storage::connect(db_url, settings.db_pool_size)
             .await
             .context("connecting fluxgate's pool")?;
-        let app = Application::build_with(settings, pool.clone(), Metrics::new(), workers)?;
+        let app = Application::build_with(settings, pool.clone(), Metrics::new(), workers).await?;
         let addr = SocketAddr::from(([127, 0, 0, 1], app.port()));
         let handle = app.handle();
+        let pipeline = app.pipeline();
         let task = tokio::spawn(app.run_until_stopped());
         Ok(Fluxgate {
             addr,
             pool,
+            pipeline,
             handle,
             task,
         })

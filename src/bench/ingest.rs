@@ -34,7 +34,10 @@ pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> 
     env::subscribe(&app.pool, tenant_id, &receiver, s, sizes.max_in_flight).await?;
 
     let gens = create_queued(&app.pool, tenant_id, warmup + n).await?;
-    let mut requests: Vec<Bytes> = gens.iter().map(|(id, rid)| signed(*id, rid)).collect();
+    let mut requests: Vec<Bytes> = gens
+        .iter()
+        .map(|(id, rid)| signed(&app.pipeline.callbacks.path(*id, false), rid))
+        .collect();
     let timed = Arc::new(requests.split_off(warmup));
     let warm = load::closed_loop(app.addr, Arc::new(requests), sizes.concurrency, 200).await;
     let rss_before = env::rss_mib().unwrap_or(0.0);
@@ -135,7 +138,8 @@ pub async fn create_queued(
 }
 
 /// The callback fal would send for a completed request, signed as fal signs it.
-pub fn signed(generation: Uuid, request_id: &str) -> Bytes {
+/// A signed fal callback for `request_id`, posted to `path` (a generation's callback URL).
+pub fn signed(path: &str, request_id: &str) -> Bytes {
     let body = json!({
         "request_id": request_id, "gateway_request_id": request_id, "status": "OK",
         "payload": {
@@ -155,13 +159,9 @@ pub fn signed(generation: Uuid, request_id: &str) -> Bytes {
         &ts,
         body.as_bytes(),
     );
-    let path = format!(
-        "/hooks/fal/{}",
-        ids::encode(ids::Kind::Generation, generation)
-    );
     http::request(
         "POST",
-        &path,
+        path,
         &[
             ("content-type", "application/json"),
             (signature::HEADER_REQUEST_ID, request_id),

@@ -218,6 +218,32 @@ impl SafeClient {
     }
 }
 
+impl SafeClient {
+    /// GETs `url` under the same guard as `post`; the caller reads (and bounds) the body.
+    /// Refusals happen before any connection is attempted.
+    pub async fn get(&self, url: &Url) -> Result<reqwest::Response, SendError> {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::from_std(started + self.attempt_timeout);
+        let fail = |class: ErrorClass, message: String| SendError {
+            class,
+            message,
+            duration: started.elapsed(),
+        };
+        ssrf::check_url(&self.policy, url).map_err(|e| fail((&e).into(), e.to_string()))?;
+        match timeout_at(deadline, self.http.get(url.clone()).send()).await {
+            Err(_) => Err(fail(
+                ErrorClass::Timeout,
+                format!("no response within {:?}", self.attempt_timeout),
+            )),
+            Ok(Err(e)) => {
+                let (class, message) = classify(&e);
+                Err(fail(class, message))
+            }
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+}
+
 /// reqwest's resolver for every new connection to a named host: vetted addresses or an error.
 struct VettingResolver {
     policy: Arc<TargetPolicy>,

@@ -9,5 +9,6 @@ mod settle;
 pub mod signing;
 pub mod ssrf;
 mod target;
+pub mod tenant_secret;
 mod turns;
 pub mod worker;

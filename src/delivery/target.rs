@@ -14,8 +14,16 @@ use sqlx::PgPool;
 use url::Url;
 use uuid::Uuid;
 
-use super::signing::SigningSecret;
-use crate::storage::{self, delivery_queue::Claimed, subscriptions::Subscription};
+use secrecy::ExposeSecret;
+
+use super::{
+    signing::SigningSecret,
+    tenant_secret::{tenant_webhook_secret, TenantSecretError},
+};
+use crate::{
+    secrets::{Keyring, Owner},
+    storage::{self, delivery_queue::Claimed, subscriptions::Subscription},
+};
 
 /// One receiver, ready to sign for and send to.
 pub struct Target {
@@ -40,7 +48,37 @@ impl Target {
         }
     }
 
-    fn from_subscription(sub: &Subscription) -> Target {
+    /// A receiver whose secret cannot be read is never sent to unsigned: each attempt fails as
+    /// an invalid target, with the reason in the attempt log, until the key is configured.
+    fn unusable(reason: String) -> Target {
+        Target {
+            url: Err(reason),
+            secret: None,
+            previous: None,
+            headers: base_headers(),
+            rate_limit_per_sec: None,
+        }
+    }
+
+    fn from_subscription(sub: &Subscription, keyring: &Keyring) -> Target {
+        let owner = Owner::Subscription(sub.id);
+        let open = |stored: &str| {
+            keyring
+                .open(stored, owner)
+                .map_err(|e| format!("the subscription's signing secret cannot be read: {e}"))
+                .and_then(|s| {
+                    SigningSecret::parse(s.expose_secret()).map_err(|_| {
+                        "the subscription's stored signing secret is malformed".to_owned()
+                    })
+                })
+        };
+        let secret = match open(&sub.secret) {
+            Ok(s) => s,
+            Err(why) => {
+                tracing::error!(subscription = %sub.public_id(), reason = %why, "deliveries to this subscription cannot be signed");
+                return Target::unusable(why);
+            }
+        };
         let mut headers = base_headers();
         for (name, value) in sub.headers.0.as_object().into_iter().flatten() {
             if let (Ok(n), Some(Ok(v))) = (
@@ -50,15 +88,11 @@ impl Target {
                 headers.insert(n, v);
             }
         }
-        let mut t = Target::new(
-            &sub.target_url,
-            SigningSecret::parse(&sub.secret).ok(),
-            headers,
-        );
+        let mut t = Target::new(&sub.target_url, Some(secret), headers);
         t.previous = sub
             .previous_secret
             .as_deref()
-            .and_then(|old| SigningSecret::parse(old).ok())
+            .and_then(|old| open(old).ok())
             .zip(sub.previous_secret_expires_at);
         t.rate_limit_per_sec = sub.rate_limit_per_sec.filter(|r| *r > 0);
         t
@@ -91,7 +125,8 @@ struct Bucket {
 #[derive(Default)]
 pub struct Targets {
     subs: HashMap<Uuid, (DateTime<Utc>, Arc<Target>)>,
-    tenants: HashMap<Uuid, SigningSecret>,
+    /// Each tenant's secret, or why it cannot be read.
+    tenants: HashMap<Uuid, Result<SigningSecret, String>>,
     buckets: HashMap<Uuid, Bucket>,
 }
 
@@ -100,9 +135,10 @@ impl Targets {
     pub async fn resolve(
         &mut self,
         pool: &PgPool,
+        keyring: &Keyring,
         claimed: Vec<Claimed>,
     ) -> Result<(Vec<(Claimed, Arc<Target>)>, Vec<Uuid>), sqlx::Error> {
-        self.load_stale(pool, &claimed).await?;
+        self.load_stale(pool, keyring, &claimed).await?;
         let mut ready = Vec::with_capacity(claimed.len());
         let mut held = Vec::new();
         for c in claimed {
@@ -117,10 +153,12 @@ impl Targets {
                     t
                 }
                 // A per-request `webhook_url`, signed with the tenant's secret.
-                None => {
-                    let secret = self.tenant_secret(pool, c.tenant_id).await?;
-                    Arc::new(Target::new(&c.target_url, Some(secret), base_headers()))
-                }
+                None => match self.tenant_secret(pool, keyring, c.tenant_id).await? {
+                    Ok(secret) => {
+                        Arc::new(Target::new(&c.target_url, Some(secret), base_headers()))
+                    }
+                    Err(why) => Arc::new(Target::unusable(why)),
+                },
             };
             ready.push((c, target));
         }
@@ -128,7 +166,12 @@ impl Targets {
     }
 
     /// Reads the subscriptions that are new here or changed since cached, in one query.
-    async fn load_stale(&mut self, pool: &PgPool, claimed: &[Claimed]) -> Result<(), sqlx::Error> {
+    async fn load_stale(
+        &mut self,
+        pool: &PgPool,
+        keyring: &Keyring,
+        claimed: &[Claimed],
+    ) -> Result<(), sqlx::Error> {
         let stale: Vec<Uuid> = claimed
             .iter()
             .filter_map(|c| {
@@ -145,23 +188,33 @@ impl Targets {
             return Ok(());
         }
         for s in storage::subscriptions::get_many(pool, &stale).await? {
-            let target = Arc::new(Target::from_subscription(&s));
+            let target = Arc::new(Target::from_subscription(&s, keyring));
             self.subs.insert(s.id, (s.updated_at, target));
         }
         Ok(())
     }
 
+    /// The tenant's secret, or why it cannot be read; cached, since tenants' secrets never
+    /// change once made.
     async fn tenant_secret(
         &mut self,
         pool: &PgPool,
+        keyring: &Keyring,
         tenant_id: Uuid,
-    ) -> Result<SigningSecret, sqlx::Error> {
+    ) -> Result<Result<SigningSecret, String>, sqlx::Error> {
         if let Some(s) = self.tenants.get(&tenant_id) {
             return Ok(s.clone());
         }
-        let s = super::worker::tenant_webhook_secret(pool, tenant_id).await?;
-        self.tenants.insert(tenant_id, s.clone());
-        Ok(s)
+        let secret = match tenant_webhook_secret(pool, keyring, tenant_id).await {
+            Ok(secret) => Ok(secret),
+            Err(TenantSecretError::Db(e)) => return Err(e),
+            Err(e) => {
+                tracing::error!(tenant = %tenant_id, error = %e, "per-request webhooks of this tenant cannot be signed");
+                Err(e.to_string())
+            }
+        };
+        self.tenants.insert(tenant_id, secret.clone());
+        Ok(secret)
     }
 
     fn take_token(&mut self, sub: Option<Uuid>, rate: Option<i32>) -> bool {

@@ -26,11 +26,11 @@ use super::{
     handoff::Inbox,
     keys::OutboundKeys,
     retry::RetrySchedule,
-    signing::SigningSecret,
     turns::{Plan, Turn, Turns},
 };
 use crate::{
     metrics::Metrics,
+    secrets::Keyring,
     storage::{self, delivery_queue::Claimed},
 };
 
@@ -50,6 +50,8 @@ pub struct Deliverer {
     pub client: SafeClient,
     pub schedule: RetrySchedule,
     pub keys: Option<Arc<OutboundKeys>>,
+    /// Opens the stored signing secrets.
+    pub keyring: Arc<Keyring>,
     pub metrics: Metrics,
     pub wake: Arc<Notify>,
     pub concurrency: usize,
@@ -59,30 +61,26 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    #[allow(clippy::too_many_arguments)]
+    /// The delivery settings come from `settings`; the rest is shared with the process.
     pub fn new(
         pool: PgPool,
         client: SafeClient,
-        schedule: RetrySchedule,
-        keys: Option<Arc<OutboundKeys>>,
+        settings: Arc<crate::config::Settings>,
         metrics: Metrics,
         wake: Arc<Notify>,
-        concurrency: usize,
-        disable_after: Duration,
-        drain: Duration,
-        lease: Duration,
     ) -> Self {
         Deliverer {
             pool,
             client,
-            schedule,
-            keys,
+            schedule: settings.webhook_retry_schedule.clone(),
+            keys: settings.webhook_keys.clone(),
+            keyring: settings.keyring.clone(),
             metrics,
             wake,
-            concurrency,
-            disable_after,
-            drain,
-            lease,
+            concurrency: settings.delivery_concurrency,
+            disable_after: settings.disable_after_failing,
+            drain: settings.shutdown_drain,
+            lease: settings.delivery_lease,
         }
     }
 
@@ -187,7 +185,11 @@ impl Deliverer {
         if claimed.is_empty() {
             return;
         }
-        let (ready, held) = match turns.targets.resolve(&self.pool, claimed).await {
+        let (ready, held) = match turns
+            .targets
+            .resolve(&self.pool, &self.keyring, claimed)
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "loading delivery targets failed; leases will expire and be retried");
@@ -256,18 +258,4 @@ impl Deliverer {
             tracing::warn!(error = %e, "releasing delivery leases failed; they will expire");
         }
     }
-}
-
-/// The tenant's secret for per-request `webhook_url` deliveries, created on first use.
-pub async fn tenant_webhook_secret(
-    pool: &PgPool,
-    tenant_id: Uuid,
-) -> Result<SigningSecret, sqlx::Error> {
-    let fresh = SigningSecret::generate();
-    let stored: String = sqlx::query_scalar("UPDATE tenants SET webhook_secret = COALESCE(webhook_secret, $2) WHERE id = $1 RETURNING webhook_secret")
-        .bind(tenant_id)
-        .bind(fresh.as_str())
-        .fetch_one(pool)
-        .await?;
-    Ok(SigningSecret::parse(&stored).unwrap_or(fresh))
 }

@@ -103,6 +103,10 @@ async fn run_with_db(settings: &mut Settings, devdb: Option<&DevDb>) -> anyhow::
             .await
             .context("starting the fal simulator")?;
             settings.fal_key = Some(SecretString::from(SIMULATOR_KEY));
+            // The simulator serves its images on loopback.
+            if let crate::config::HostList::Only(hosts) = &mut settings.image_hosts {
+                hosts.push("127.0.0.1".into());
+            }
             settings.fal_queue_url = sim.base_url().parse()?;
             settings.fal_jwks_url = sim.jwks_url().parse()?;
             Some(sim)
@@ -147,7 +151,7 @@ async fn run_with_db(settings: &mut Settings, devdb: Option<&DevDb>) -> anyhow::
     .await?;
     demo.set_secret(secret);
 
-    let app = startup::Application::build(settings.clone(), pool, Metrics::new())?;
+    let app = startup::Application::build(settings.clone(), pool, Metrics::new()).await?;
     let data_dir = devdb.map(|d| d.data_dir().display().to_string());
     print_banner(
         settings,

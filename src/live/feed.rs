@@ -11,6 +11,7 @@ use sqlx::PgPool;
 use tokio::time::{Interval, MissedTickBehavior};
 
 use super::{
+    gate::Admission,
     hub::{Hub, LiveEvent, Scope, Subscription},
     sse,
 };
@@ -40,6 +41,8 @@ pub struct Feed {
     out: BytesMut,
     heartbeat: Interval,
     finished: bool,
+    /// The stream's place at the gate: closes it when its key is revoked.
+    admission: Admission,
 }
 
 enum Phase {
@@ -60,6 +63,7 @@ impl Feed {
         cursor: i64,
         sub: Subscription,
         heartbeat: Duration,
+        admission: Admission,
     ) -> Feed {
         let start = tokio::time::Instant::now() + heartbeat;
         let mut heartbeat = tokio::time::interval_at(start, heartbeat);
@@ -73,6 +77,7 @@ impl Feed {
             out: BytesMut::new(),
             heartbeat,
             finished: false,
+            admission,
         }
     }
 

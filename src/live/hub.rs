@@ -17,7 +17,11 @@ use uuid::Uuid;
 
 mod publish;
 
-use super::{filter::TypeFilter, sse};
+use super::{
+    filter::TypeFilter,
+    gate::{Admission, Gate, Refusal},
+    sse,
+};
 use crate::{domain::ids, storage::events::StreamEvent};
 
 /// How long `subscribe` waits for a starting hub.
@@ -99,6 +103,7 @@ pub struct Hub {
 
 struct Shared {
     pool: PgPool,
+    gate: Arc<Gate>,
     buffer: usize,
     registry: Mutex<Registry>,
     wake: Notify,
@@ -171,7 +176,13 @@ impl Drop for Subscription {
 impl Hub {
     /// `buffer`: events a stream may fall behind before it is cut off to catch up from the
     /// ring of recent events or the database. Metrics go to `registry` (`fluxgate_sse_*`).
-    pub fn new(pool: PgPool, buffer: usize, registry: &prometheus::Registry) -> Hub {
+    /// `stream_cap`: streams a tenant may hold open here (`gate.rs`).
+    pub fn new(
+        pool: PgPool,
+        buffer: usize,
+        stream_cap: usize,
+        registry: &prometheus::Registry,
+    ) -> Hub {
         let streams =
             IntGauge::new("fluxgate_sse_streams", "Open live event streams").expect("valid metric");
         let published = IntCounter::new(
@@ -196,6 +207,7 @@ impl Hub {
         Hub {
             shared: Arc::new(Shared {
                 pool,
+                gate: Arc::new(Gate::new(stream_cap)),
                 buffer: buffer.max(1),
                 registry: Mutex::new(Registry::default()),
                 wake: Notify::new(),
@@ -304,6 +316,15 @@ impl Hub {
                 .cloned()
                 .collect(),
         )
+    }
+
+    /// A place for a new stream of `tenant_id`, opened with `key_id` (see `gate.rs`).
+    pub fn admit(&self, tenant_id: Uuid, key_id: Uuid) -> Result<Admission, Refusal> {
+        self.shared.gate.admit(tenant_id, key_id)
+    }
+
+    pub(super) fn gate(&self) -> &Gate {
+        &self.shared.gate
     }
 
     /// Streams currently subscribed.

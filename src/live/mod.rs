@@ -5,6 +5,7 @@
 //! - `feed`: one stream — replay from the database after a cursor, then live, with heartbeats;
 //!   a stream that falls behind its buffer catches up from the hub's ring of recent events, or
 //!   from the database, instead (no disconnect, nothing lost).
+//! - `gate`: who may hold a stream open: a cap per tenant, and only while its key stands.
 //! - `filter`: the `types=` list; `sse`: the wire format.
 //!
 //! Event ids on the wire are the stored `evt_…` ids (the same as in webhooks and `/v1/events`).
@@ -12,6 +13,7 @@
 //! events in `seq` order, "everything after that `seq`" is exactly what it has not seen.
 pub mod feed;
 pub mod filter;
+pub mod gate;
 pub mod hub;
 mod reader;
 pub mod sse;

@@ -17,6 +17,9 @@ use crate::storage::{
     held::Held,
 };
 
+/// How often the keys of open streams are checked for revocation: a revoked key's streams end
+/// within about this long (the loop wakes at least every `FALLBACK_POLL`).
+const KEY_RECHECK: Duration = Duration::from_secs(2);
 /// Rows read per query when catching up.
 const BATCH: i64 = 500;
 /// Re-read even without a NOTIFY (one lost while the listener reconnected, say).
@@ -50,7 +53,12 @@ impl Hub {
         self.start(horizon.unwrap_or_default());
         let mut gap = None;
         let mut held = Held::new(self.pool().clone());
+        let mut keys_checked = Instant::now();
         loop {
+            if keys_checked.elapsed() >= KEY_RECHECK {
+                keys_checked = Instant::now();
+                self.recheck_keys().await;
+            }
             if let Err(e) = self.catch_up(&mut held, &mut gap).await {
                 tracing::warn!(error = %e, "live hub could not read new events; retrying");
                 tokio::select! {
@@ -70,6 +78,24 @@ impl Hub {
             }
         }
         self.close();
+    }
+
+    /// Closes the streams whose API key has been revoked since they opened. One query for all
+    /// of them, and none while no stream is open.
+    async fn recheck_keys(&self) {
+        let keys = self.gate().keys();
+        if keys.is_empty() {
+            return;
+        }
+        match crate::storage::keys::revoked_among(self.pool(), &keys).await {
+            Ok(revoked) => {
+                for key in revoked {
+                    tracing::info!(key = %crate::domain::ids::encode(crate::domain::ids::Kind::Key, key), "closing the live streams of a revoked API key");
+                    self.gate().revoke(key);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not check the keys of open streams"),
+        }
     }
 
     /// The last `seq` handed out, once every transaction that might still commit a `seq` up to

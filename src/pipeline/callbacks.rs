@@ -86,12 +86,27 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    /// With a store, copies a successful result's images into it first and rewrites the
-    /// payload to point at the copies (`assets`); the raw body stays as fal sent it.
-    pub async fn keep_images(&mut self, assets: Option<&Assets>) -> Result<usize, CopyError> {
-        match (assets, self.result.payload.as_mut()) {
-            (Some(assets), Some(payload)) if self.result.status == "OK" => {
-                assets.copy(self.generation_id, payload).await
+    /// Whether this is a successful result with images to copy.
+    pub fn has_images(&self) -> bool {
+        self.result.status == "OK"
+            && self
+                .result
+                .payload
+                .as_ref()
+                .is_some_and(|p| p["images"].as_array().is_some_and(|i| !i.is_empty()))
+    }
+
+    /// Copies a successful result's images (at most `max_images`) into the store first and
+    /// rewrites the payload to point at the copies (`assets`); the raw body stays as fal sent
+    /// it. Call it only once the generation, the token and the request id are checked.
+    pub async fn keep_images(
+        &mut self,
+        assets: &Assets,
+        max_images: usize,
+    ) -> Result<usize, CopyError> {
+        match self.result.payload.as_mut() {
+            Some(payload) if self.result.status == "OK" => {
+                assets.copy(self.generation_id, payload, max_images).await
             }
             _ => Ok(0),
         }

@@ -1,6 +1,7 @@
 //! The generation pipeline: the outbox worker that submits to fal, the callback processor that
 //! turns fal's results into state changes and events in one transaction, and the reconciler
 //! that recovers results whose callbacks never came.
+pub mod callback_urls;
 pub mod callbacks;
 pub mod ingest;
 pub mod reconciler;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
+use self::callback_urls::CallbackUrls;
 use crate::{
     assets::Assets, config::Settings, delivery::handoff::Handoff, fal::client::FalClient,
     metrics::Metrics,
@@ -31,8 +33,8 @@ pub struct Pipeline {
     pub submit_wake: Arc<Notify>,
     /// What this instance last wrote of the generations it sent to fal (for their callbacks).
     pub submitted: submitted::Submitted,
-    /// Base of the callback URLs: FLUXGATE_PUBLIC_URL, or this instance's own address.
-    pub public_base: String,
+    /// The `fal_webhook` URLs handed to fal, and the check of callbacks against them.
+    pub callbacks: Arc<CallbackUrls>,
     /// This instance's delivery loop, for the deliveries of the `generation.queued` events the
     /// submitter writes (`None`: leave them to the loops' claims).
     pub handoff: Option<Handoff>,
@@ -40,16 +42,23 @@ pub struct Pipeline {
     pub assets: Option<Arc<Assets>>,
 }
 
+/// Everything a pipeline is made of.
+pub struct Parts {
+    pub pool: PgPool,
+    pub settings: Arc<Settings>,
+    pub metrics: Metrics,
+    /// The client for fal's queue API.
+    pub http: reqwest::Client,
+    pub callbacks: Arc<CallbackUrls>,
+    pub handoff: Option<Handoff>,
+    pub assets: Option<Arc<Assets>>,
+}
+
 impl Pipeline {
-    pub fn new(
-        pool: PgPool,
-        settings: Arc<Settings>,
-        metrics: Metrics,
-        http: reqwest::Client,
-        port: u16,
-    ) -> Pipeline {
+    pub fn new(parts: Parts) -> Pipeline {
+        let settings = parts.settings;
         let fal = FalClient::new(
-            http,
+            parts.http,
             settings.fal_queue_url.clone(),
             settings
                 .fal_key
@@ -57,30 +66,33 @@ impl Pipeline {
                 .unwrap_or_else(|| secrecy::SecretString::from("")),
             settings.fal_timeout,
         );
-        let public_base = match &settings.public_url {
-            Some(u) => u.as_str().trim_end_matches('/').to_owned(),
-            None => format!("http://127.0.0.1:{port}"),
-        };
         Pipeline {
-            public_base,
-            pool,
+            pool: parts.pool,
             fal,
             settings,
-            metrics,
+            metrics: parts.metrics,
             submit_wake: Arc::new(Notify::new()),
             submitted: submitted::Submitted::default(),
-            handoff: None,
-            assets: None,
+            callbacks: parts.callbacks,
+            handoff: parts.handoff,
+            assets: parts.assets,
         }
     }
 
-    /// `{public}/hooks/fal/{gen_…}`: the generation id in the URL lets a callback that races
-    /// ahead of the stored submit answer still find its generation.
-    pub fn webhook_url(&self, generation_id: uuid::Uuid) -> String {
-        format!(
-            "{}/hooks/fal/{}",
-            self.public_base,
-            crate::domain::ids::encode(crate::domain::ids::Kind::Generation, generation_id)
-        )
+    /// The base of every URL fal and subscribers reach this deployment by: FLUXGATE_PUBLIC_URL,
+    /// or this instance's own address.
+    pub fn public_base(settings: &Settings, port: u16) -> String {
+        match &settings.public_url {
+            Some(u) => u.as_str().trim_end_matches('/').to_owned(),
+            None => format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// The generation's `fal_webhook` URL: `{public}/hooks/fal/{gen_…}?token=…`. The id in the
+    /// path lets a callback that races ahead of the stored submit answer still find its
+    /// generation; the token proves the URL is one fluxgate handed out (`callback_urls`).
+    pub fn webhook_url(&self, generation_id: uuid::Uuid, input: &serde_json::Value) -> String {
+        self.callbacks
+            .url(generation_id, callback_urls::expects_inline(input))
     }
 }

@@ -125,9 +125,12 @@ async fn check(p: &Pipeline, g: &Generation) {
         source: "reconciler",
         received_at: chrono::Utc::now(),
     };
-    if let Err(e) = incoming.keep_images(p.assets.as_deref()).await {
-        tracing::warn!(error = %e, "copying the recovered result's images failed; will check again later");
-        return;
+    if let Some(assets) = p.assets.as_deref() {
+        let max = g.input.0["num_images"].as_u64().unwrap_or(1).clamp(1, 4) as usize;
+        if let Err(e) = incoming.keep_images(assets, max).await {
+            tracing::warn!(error = %e, "copying the recovered result's images failed; will check again later");
+            return;
+        }
     }
     match callbacks::apply(&p.pool, incoming).await {
         Ok(applied) => {

@@ -122,7 +122,7 @@ pub async fn drain_once(p: &Pipeline) -> Result<usize, sqlx::Error> {
 #[tracing::instrument(skip_all, fields(generation = %g.public_id(), model = %g.model, attempt = g.submit_attempts))]
 async fn submit_one(p: &Pipeline, g: Generation, permit: Option<OwnedSemaphorePermit>) {
     let started = Instant::now();
-    let webhook = p.webhook_url(g.id);
+    let webhook = p.webhook_url(g.id, &g.input.0);
     let input = fal_body(&g);
     // fal may call back before its answer to the submit is recorded: remember the row as leased.
     let callback = p.submitted.remember(g.clone());

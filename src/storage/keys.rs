@@ -67,6 +67,17 @@ pub async fn revoke(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<KeyRow>,
     .await
 }
 
+/// Which of `ids` are revoked now.
+pub async fn revoked_among(
+    db: impl PgExecutor<'_>,
+    ids: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM api_keys WHERE id = ANY($1) AND revoked_at IS NOT NULL")
+        .bind(ids)
+        .fetch_all(db)
+        .await
+}
+
 pub async fn list_for_tenant(
     db: impl PgExecutor<'_>,
     tenant_id: Uuid,

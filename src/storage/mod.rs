@@ -7,6 +7,7 @@ pub mod events;
 pub mod generations;
 pub mod held;
 pub mod keys;
+pub mod server_secrets;
 pub mod subscriptions;
 pub mod tenants;
 

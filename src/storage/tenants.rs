@@ -36,6 +36,47 @@ pub async fn find_by_name(
         .await
 }
 
+/// The tenant's stored webhook secret, storing `fresh` first if it has none.
+pub async fn webhook_secret(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    fresh: &str,
+) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE tenants SET webhook_secret = COALESCE(webhook_secret, $2) WHERE id = $1 RETURNING webhook_secret",
+    )
+    .bind(tenant_id)
+    .bind(fresh)
+    .fetch_one(db)
+    .await
+}
+
+/// Every tenant's stored webhook secret (for `fluxgate secrets reencrypt`).
+pub async fn webhook_secrets(db: impl PgExecutor<'_>) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, webhook_secret FROM tenants WHERE webhook_secret IS NOT NULL ORDER BY id",
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Replaces a tenant's webhook secret only if it is still `old`.
+pub async fn replace_webhook_secret(
+    db: impl PgExecutor<'_>,
+    tenant_id: Uuid,
+    old: &str,
+    new: &str,
+) -> Result<bool, sqlx::Error> {
+    let r =
+        sqlx::query("UPDATE tenants SET webhook_secret = $3 WHERE id = $1 AND webhook_secret = $2")
+            .bind(tenant_id)
+            .bind(old)
+            .bind(new)
+            .execute(db)
+            .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Returns the tenant, creating it if needed (for `dev`).
 pub async fn ensure(db: &sqlx::PgPool, name: &TenantName) -> Result<Tenant, sqlx::Error> {
     if let Some(t) = create(db, name).await? {

@@ -142,7 +142,7 @@ async fn post_signed(app: &TestApp, gen_id: &str, body: &Value) -> reqwest::Resp
 async fn a_copy_that_fails_records_nothing_and_fal_redelivers() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_with(with_store(&dir, Workers::NONE)).await;
-    let g = app.generate(json!({"prompt": "a"})).await;
+    let g = app.generate(json!({"prompt": "a", "num_images": 2})).await;
     let id = g["id"].as_str().unwrap();
     let callback = |url: &str| {
         json!({"request_id": "req-1", "status": "OK", "payload": {

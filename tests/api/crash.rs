@@ -117,6 +117,7 @@ async fn burst_stop_restart(signal: nix::sys::signal::Signal) {
         ("FLUXGATE_FAL_QUEUE_URL", sim.base_url()),
         ("FLUXGATE_FAL_JWKS_URL", &sim.jwks_url()),
         ("FLUXGATE_ALLOW_HTTP_TARGETS", "true"),
+        ("FLUXGATE_ALLOW_INSECURE_FAL", "true"),
         ("FLUXGATE_ALLOWED_TARGET_CIDRS", "127.0.0.0/8"),
         ("FLUXGATE_WEBHOOK_RETRY_SCHEDULE", "200ms,500ms,1s,2s"),
         ("FLUXGATE_WEBHOOK_TIMEOUT_SECS", "1"),

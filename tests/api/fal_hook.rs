@@ -4,7 +4,7 @@ use fluxgate::fal::signature::sign_hex;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    post_fal_callback as post_signed, problem, spawn_app_with, TestOptions, SIM_SEED,
+    callback_path, post_fal_callback as post_signed, problem, spawn_app_with, TestOptions, SIM_SEED,
 };
 use fluxgate::startup::Workers;
 
@@ -41,7 +41,7 @@ async fn signed_callbacks_are_applied_once_and_forgeries_change_nothing() {
     .await;
     let res = app
         .client
-        .post(app.url(&format!("/hooks/fal/{id}")))
+        .post(app.url(&callback_path(&app, id).await))
         .json(&ok_body("req-1"))
         .send()
         .await
@@ -177,7 +177,7 @@ async fn error_callbacks_and_null_payloads_fail_the_generation_with_fal_details(
         let sig = sign_hex(&key, "x", "user-1", &ts, raw);
         let res = app
             .client
-            .post(app.url(&format!("/hooks/fal/{}", g["id"].as_str().unwrap())))
+            .post(app.url(&callback_path(&app, g["id"].as_str().unwrap()).await))
             .header("x-fal-webhook-request-id", "x")
             .header("x-fal-webhook-user-id", "user-1")
             .header("x-fal-webhook-timestamp", ts)

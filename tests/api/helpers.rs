@@ -264,6 +264,8 @@ pub fn test_settings() -> Settings {
     // Receivers live on loopback; retries are shrunk to milliseconds.
     s.allowed_target_cidrs = vec![fluxgate::config::Cidr::parse("127.0.0.0/8").unwrap()];
     s.allow_http_targets = true;
+    // The simulator's images are served on loopback.
+    s.image_hosts = fluxgate::config::HostList::parse("127.0.0.1,fal.media").unwrap();
     s.webhook_retry_schedule = fluxgate::delivery::retry::RetrySchedule::parse("100ms,200ms,2s")
         .unwrap()
         .with_min_after_throttle(Duration::from_millis(100));
@@ -294,6 +296,7 @@ pub async fn start_app(
     settings.fal_jwks_url = sim.jwks_url().parse().unwrap();
     settings.fal_key = Some(secrecy::SecretString::from(SIM_KEY));
     let app = Application::build_with(settings, pool.clone(), Metrics::new(), workers)
+        .await
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let pipeline = app.pipeline();
@@ -353,8 +356,28 @@ pub async fn problem(res: reqwest::Response, status: u16, code: &str) -> serde_j
     body
 }
 
-/// POSTs `body` to fal's callback route for `gen_id`, signed fal-style with `key`; `tamper:
-/// Some("body")` flips a bit of the body after signing.
+/// The callback URL path fluxgate gave fal for `gen_id` (with its token), or would give.
+pub async fn callback_path(app: &TestApp, gen_id: &str) -> String {
+    let id = fluxgate::domain::ids::decode(fluxgate::domain::ids::Kind::Generation, gen_id)
+        .unwrap_or_else(Uuid::nil);
+    let input: Option<sqlx::types::Json<serde_json::Value>> =
+        sqlx::query_scalar("SELECT input FROM generations WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&app.pool)
+            .await
+            .unwrap();
+    let inline = input.is_some_and(|i| fluxgate::pipeline::callback_urls::expects_inline(&i.0));
+    let path = app.pipeline.callbacks.path(id, inline);
+    // Keep the id as the test wrote it (a malformed one stays malformed).
+    path.replacen(
+        &fluxgate::domain::ids::encode(fluxgate::domain::ids::Kind::Generation, id),
+        gen_id,
+        1,
+    )
+}
+
+/// POSTs `body` to fal's callback route for `gen_id` (its URL with its token), signed fal-style
+/// with `key`; `tamper: Some("body")` flips a bit of the body after signing.
 pub async fn post_fal_callback(
     app: &TestApp,
     gen_id: &str,
@@ -371,7 +394,7 @@ pub async fn post_fal_callback(
         send_raw[5] ^= 1;
     }
     app.client
-        .post(app.url(&format!("/hooks/fal/{gen_id}")))
+        .post(app.url(&callback_path(app, gen_id).await))
         .header("x-fal-webhook-request-id", rid)
         .header("x-fal-webhook-user-id", "user-1")
         .header("x-fal-webhook-timestamp", ts)

@@ -123,6 +123,16 @@ impl FalVerifier {
         self.cache.keys(&self.policy).await.map(drop)
     }
 
+    /// The check that needs neither the body nor fal's keys: the timestamp is within the
+    /// window. Run it before reading a body, so stale replays cost nothing.
+    pub fn check_window(&self, headers: &FalSignatureHeaders) -> Result<(), VerifyError> {
+        let skew_secs = self.cache.now().saturating_sub(headers.timestamp());
+        if skew_secs.unsigned_abs() > self.window_secs {
+            return Err(VerifyError::TimestampOutOfWindow { skew_secs });
+        }
+        Ok(())
+    }
+
     /// Verifies a webhook against its headers and its body **exactly as received**: never pass
     /// re-serialised JSON, whose bytes differ from what fal hashed.
     ///
@@ -135,10 +145,7 @@ impl FalVerifier {
         headers: &FalSignatureHeaders,
         raw_body: &[u8],
     ) -> Result<Verified, VerifyError> {
-        let skew_secs = self.cache.now().saturating_sub(headers.timestamp());
-        if skew_secs.unsigned_abs() > self.window_secs {
-            return Err(VerifyError::TimestampOutOfWindow { skew_secs });
-        }
+        self.check_window(headers)?;
         let message = signed_message(
             headers.request_id(),
             headers.user_id(),

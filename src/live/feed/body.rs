@@ -6,7 +6,8 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures_util::{future::BoxFuture, Stream};
+use futures_util::{future::BoxFuture, Future, Stream};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::{sse, Feed, Phase, COALESCE, PAGE};
 
@@ -14,6 +15,7 @@ impl Feed {
     /// The response body.
     pub fn into_body(self) -> Body {
         Body {
+            revoked: Box::pin(self.admission.closed()),
             feed: Some(self),
             slow: None,
         }
@@ -122,12 +124,17 @@ impl Feed {
 pub struct Body {
     feed: Option<Feed>,
     slow: Option<BoxFuture<'static, (Feed, Option<Bytes>)>>,
+    /// Fires when the key that opened the stream is revoked: the stream ends then.
+    revoked: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 impl Stream for Body {
     type Item = Result<Bytes, Infallible>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.revoked.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
         loop {
             if let Some(slow) = self.slow.as_mut() {
                 let (feed, chunk) = ready!(slow.as_mut().poll(cx));

@@ -37,6 +37,35 @@ pub async fn for_callbacks(
     .await
 }
 
+/// What a callback's door needs to know of its generation before anything is copied or
+/// written: whether it exists, how far it got, and whether this result is recorded already.
+#[derive(Debug, FromRow)]
+pub struct CallbackTarget {
+    pub status: String,
+    pub fal_request_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// The images asked for (fal never returns more).
+    pub num_images: Option<i32>,
+    /// Whether a callback with this fal request id is recorded already.
+    pub seen: bool,
+}
+
+pub async fn callback_target(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    fal_request_id: &str,
+) -> Result<Option<CallbackTarget>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT status, fal_request_id, created_at, (input->>'num_images')::int AS num_images,
+                EXISTS (SELECT 1 FROM fal_callbacks WHERE fal_request_id = $2) AS seen
+         FROM generations WHERE id = $1",
+    )
+    .bind(id)
+    .bind(fal_request_id)
+    .fetch_optional(db)
+    .await
+}
+
 /// The fields a terminal state sets.
 #[derive(Debug, Default)]
 pub struct Finish<'a> {

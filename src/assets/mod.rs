@@ -1,28 +1,29 @@
-//! Durable copies of output images (SPEC §7). fal's CDN URLs are not forever, and `sync_mode`
-//! results carry each image inline as a data URI. With a store configured (`FLUXGATE_STORAGE`),
-//! every image of a successful result is copied before the result is recorded, so before
+//! Durable copies of output images. fal's CDN URLs are not forever, and `sync_mode` results
+//! carry each image inline as a data URI. With a store configured (`FLUXGATE_STORAGE`), every
+//! image of a successful result is copied before the result is recorded, so before
 //! `generation.completed` is announced: the result then carries fluxgate's `url` and fal's
 //! `source_url` (null for an inline image), and no event carries image bytes. A copy that fails
 //! for a reason that may pass (a network error, a 5xx, a full disk) fails the callback with a
 //! 503, so fal redelivers it later: nothing is announced half-copied. One that can never succeed
-//! (a 404 from fal's CDN, a malformed data URI) leaves that image as fal sent it, with
-//! `copy_error` saying why, rather than holding the result back for good.
+//! (a 404 from fal's CDN, a malformed data URI, a host that is not allowed) leaves that image as
+//! fal sent it, with `copy_error` saying why, rather than holding the result back for good.
+//! Downloads go through the SSRF guard (`fetch.rs`).
 //!
 //! The store is a directory (`file:///path`, or a plain path); fluxgate serves it at
 //! `GET /assets/{generation}/{n}-{hash}.{ext}` under its public URL. The name carries a hash of
 //! the bytes, so a second fal run's result (recorded, never announced) cannot overwrite the
 //! images of the first. Object stores are not built yet.
+mod fetch;
+
 use std::{path::PathBuf, time::Duration};
 
-use base64::Engine;
 use serde_json::Value;
 use sha2::Digest;
 use uuid::Uuid;
 
+pub use self::fetch::{Fetcher, MAX_IMAGE_BYTES};
 use crate::domain::ids::{self, Kind};
 
-/// The largest image copied; fal's largest output (2048², PNG) is far below it.
-pub const MAX_IMAGE_BYTES: usize = 64 * 1024 * 1024;
 /// How long copying one result may take, well inside fal's 15 s webhook timeout.
 pub const COPY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -31,36 +32,17 @@ pub struct Assets {
     root: PathBuf,
     /// `{public URL}/assets`.
     base: String,
-    http: reqwest::Client,
+    fetcher: Fetcher,
 }
 
-/// Why a result's images could not be copied now; trying again later may succeed.
+/// Why a result's images could not be copied now; trying again later may succeed. The message
+/// names the image and what failed, never a URL: it is answered to whoever sent the callback.
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
     #[error("image {index}: {reason}")]
     Image { index: usize, reason: String },
     #[error("copying took longer than {}s", COPY_TIMEOUT.as_secs())]
     Timeout,
-}
-
-/// Why one image was not copied: `permanent` when trying again cannot help.
-struct Failure {
-    permanent: bool,
-    reason: String,
-}
-
-fn permanent(reason: impl Into<String>) -> Failure {
-    Failure {
-        permanent: true,
-        reason: reason.into(),
-    }
-}
-
-fn transient(reason: impl Into<String>) -> Failure {
-    Failure {
-        permanent: false,
-        reason: reason.into(),
-    }
 }
 
 /// What became of one image.
@@ -88,33 +70,43 @@ pub fn directory(spec: &str) -> Result<PathBuf, String> {
 impl Assets {
     /// Opens (creating it if need be) the store `spec` names; copies are served under
     /// `public_base`.
-    pub fn open(spec: &str, public_base: &str, http: reqwest::Client) -> Result<Assets, String> {
+    pub fn open(spec: &str, public_base: &str, fetcher: Fetcher) -> Result<Assets, String> {
         let root = directory(spec)?;
         std::fs::create_dir_all(&root)
             .map_err(|e| format!("cannot create the image store {}: {e}", root.display()))?;
         Ok(Assets {
             root,
             base: format!("{}/assets", public_base.trim_end_matches('/')),
-            http,
+            fetcher,
         })
     }
 
     /// Copies every image of a successful result's `payload` into the store and rewrites it in
     /// place: `url` becomes the copy's, `source_url` keeps fal's (null for a data URI); an image
     /// that can never be copied keeps fal's `url` and gets a `copy_error`. Idempotent: a
-    /// redelivered result writes the same files with the same bytes. Returns how many images
-    /// were copied.
-    pub async fn copy(&self, generation_id: Uuid, payload: &mut Value) -> Result<usize, CopyError> {
+    /// redelivered result writes the same files with the same bytes. At most `max_images` are
+    /// kept (the generation's `num_images`: fal never returns more, so any more are dropped
+    /// unfetched). Returns how many images were copied.
+    pub async fn copy(
+        &self,
+        generation_id: Uuid,
+        payload: &mut Value,
+        max_images: usize,
+    ) -> Result<usize, CopyError> {
         let Some(images) = payload.get_mut("images").and_then(Value::as_array_mut) else {
             return Ok(0);
         };
+        if images.len() > max_images {
+            tracing::warn!(%generation_id, images = images.len(), max_images, "a result with more images than asked for; the rest are dropped");
+            images.truncate(max_images);
+        }
         let folder = ids::encode(Kind::Generation, generation_id);
         let copies = images.iter().enumerate().map(|(index, image)| {
             let source = image["url"].as_str().unwrap_or_default().to_owned();
             let declared = image["content_type"].as_str().map(str::to_owned);
             let folder = folder.clone();
             async move {
-                let (bytes, content_type) = match self.fetch(&source, declared).await {
+                let (bytes, content_type) = match self.fetcher.fetch(&source, declared).await {
                     Ok(fetched) => fetched,
                     Err(f) if f.permanent => return Ok(Copied::Never(f.reason)),
                     Err(f) => {
@@ -130,7 +122,10 @@ impl Assets {
                     .await
                     .map_err(|e| CopyError::Image {
                         index,
-                        reason: format!("cannot write the copy: {e}"),
+                        reason: {
+                            tracing::error!(%generation_id, error = %e, "cannot write an image copy");
+                            "the copy could not be written".to_owned()
+                        },
                     })?;
                 Ok(Copied::To(format!("{}/{folder}/{name}", self.base), source))
             }
@@ -159,75 +154,6 @@ impl Assets {
             }
         }
         Ok(n)
-    }
-
-    /// An image's bytes and content type: decoded from a data URI, or downloaded.
-    async fn fetch(
-        &self,
-        source: &str,
-        declared: Option<String>,
-    ) -> Result<(Vec<u8>, String), Failure> {
-        if let Some(data) = source.strip_prefix("data:") {
-            let (meta, encoded) = data
-                .split_once(',')
-                .ok_or_else(|| permanent("a data URI without a comma"))?;
-            let mime = meta
-                .strip_suffix(";base64")
-                .ok_or_else(|| permanent("a data URI that is not base64"))?;
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .map_err(|e| permanent(format!("a data URI that does not decode: {e}")))?;
-            if bytes.len() > MAX_IMAGE_BYTES {
-                return Err(permanent(format!("larger than {MAX_IMAGE_BYTES} bytes")));
-            }
-            let mime = if mime.is_empty() {
-                declared.unwrap_or_default()
-            } else {
-                mime.to_owned()
-            };
-            return Ok((bytes, mime));
-        }
-        let url = url::Url::parse(source)
-            .map_err(|e| permanent(format!("{source:?} is not a URL: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(permanent(format!(
-                "{source:?} is neither http(s) nor a data URI"
-            )));
-        }
-        let mut res = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| transient(format!("downloading {source}: {e}")))?;
-        let status = res.status();
-        if !status.is_success() {
-            // A 4xx other than a timeout or a throttle will not change on a retry.
-            let lasting = status.is_client_error() && !matches!(status.as_u16(), 408 | 429);
-            return Err(Failure {
-                permanent: lasting,
-                reason: format!("downloading {source}: HTTP {status}"),
-            });
-        }
-        let served = res
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
-        let mut bytes = Vec::new();
-        while let Some(chunk) = res
-            .chunk()
-            .await
-            .map_err(|e| transient(format!("downloading {source}: {e}")))?
-        {
-            if bytes.len() + chunk.len() > MAX_IMAGE_BYTES {
-                return Err(permanent(format!(
-                    "{source} is larger than {MAX_IMAGE_BYTES} bytes"
-                )));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok((bytes, declared.or(served).unwrap_or_default()))
     }
 
     /// Writes a copy whole or not at all: a temporary file renamed into place.
@@ -276,6 +202,16 @@ fn extension(content_type: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::{
+        client::{SafeClient, Timeouts},
+        ssrf::TargetPolicy,
+    };
+    use base64::Engine;
+
+    fn fetcher(hosts: crate::config::HostList) -> Fetcher {
+        let client = SafeClient::new(TargetPolicy::default(), Timeouts::default()).unwrap();
+        Fetcher::new(client, hosts, 2)
+    }
 
     #[test]
     fn the_store_is_a_directory_and_other_schemes_are_refused_by_name() {
@@ -302,7 +238,7 @@ mod tests {
         let assets = Assets::open(
             dir.path().to_str().unwrap(),
             "http://x",
-            reqwest::Client::new(),
+            fetcher(crate::config::HostList::Any),
         )
         .unwrap();
         let gen = ids::encode(Kind::Generation, Uuid::now_v7());
@@ -333,7 +269,7 @@ mod tests {
         let assets = Assets::open(
             dir.path().to_str().unwrap(),
             "http://gw.example/",
-            reqwest::Client::new(),
+            fetcher(crate::config::HostList::Any),
         )
         .unwrap();
         let png = b"\x89PNG\r\n\x1a\nfake".to_vec();
@@ -344,7 +280,7 @@ mod tests {
         let id = Uuid::now_v7();
         let mut payload =
             serde_json::json!({"images": [{"url": data, "content_type": "image/png"}], "seed": 7});
-        assert_eq!(assets.copy(id, &mut payload).await.unwrap(), 1);
+        assert_eq!(assets.copy(id, &mut payload, 4).await.unwrap(), 1);
         let gen = ids::encode(Kind::Generation, id);
         let name = format!("0-{}.png", hex::encode(&sha2::Sha256::digest(&png)[..8]));
         let url = format!("http://gw.example/assets/{gen}/{name}");
@@ -358,15 +294,39 @@ mod tests {
 
         // Entries that are not images are left alone.
         let mut odd = serde_json::json!({"images": ["not an image", 3]});
-        assert_eq!(assets.copy(id, &mut odd).await.unwrap(), 0);
+        assert_eq!(assets.copy(id, &mut odd, 4).await.unwrap(), 0);
         assert_eq!(odd, serde_json::json!({"images": ["not an image", 3]}));
 
         // A data URI that can never decode is left as it came, with the reason.
         let bad = "data:image/png;base64,@@@";
         let mut broken = serde_json::json!({"images": [{"url": bad}]});
-        assert_eq!(assets.copy(id, &mut broken).await.unwrap(), 0);
+        assert_eq!(assets.copy(id, &mut broken, 4).await.unwrap(), 0);
         assert_eq!(broken["images"][0]["url"], bad);
         let why = broken["images"][0]["copy_error"].as_str().unwrap();
         assert!(why.contains("does not decode"), "{why}");
+    }
+
+    #[tokio::test]
+    async fn images_beyond_num_images_and_hosts_not_allowed_are_never_fetched() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = crate::config::HostList::parse("fal.media").unwrap();
+        let assets =
+            Assets::open(dir.path().to_str().unwrap(), "http://gw", fetcher(hosts)).unwrap();
+        // Literal internal addresses, named on purpose: neither may be fetched, nor named back.
+        let mut payload = serde_json::json!({"images": [
+            {"url": "http://169.254.169.254/latest/meta-data/"},
+            {"url": "https://10.0.0.7:8443/x.png"},
+        ]});
+        assert_eq!(
+            assets.copy(Uuid::now_v7(), &mut payload, 1).await.unwrap(),
+            0
+        );
+        let images = payload["images"].as_array().unwrap();
+        assert_eq!(images.len(), 1, "{payload}");
+        let why = images[0]["copy_error"].as_str().unwrap();
+        assert!(
+            why.contains("FLUXGATE_IMAGE_HOSTS") && !why.contains("169.254"),
+            "{why}"
+        );
     }
 }
