@@ -35,6 +35,9 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Secrets at rest.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Run the fal simulator as a standalone server.
     FalSim(crate::simulator::SimArgs),
     /// The reproducible benchmark: own Postgres, simulator, receivers; prints figures vs. this machine.
@@ -47,7 +50,7 @@ pub struct ServeArgs {
     pub settings: RawSettings,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 pub struct DbArgs {
     /// Postgres connection string.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -55,6 +58,15 @@ pub struct DbArgs {
     /// Print one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Without the database URL, which may hold a password.
+impl std::fmt::Debug for DbArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbArgs")
+            .field("json", &self.json)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -120,6 +132,29 @@ pub enum KeysCommand {
         #[command(flatten)]
         db: DbArgs,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretsCommand {
+    /// Seal every stored signing secret with the first key of FLUXGATE_ENCRYPTION_KEY: after
+    /// setting a key for the first time, or after putting a new key first to rotate.
+    Reencrypt(ReencryptArgs),
+}
+
+#[derive(Args)]
+pub struct ReencryptArgs {
+    /// Base64 AES-256 keys, comma-separated: the first seals, all open.
+    #[arg(long, env = "FLUXGATE_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// Without the keys.
+impl std::fmt::Debug for ReencryptArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReencryptArgs").finish_non_exhaustive()
+    }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -346,6 +381,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Secrets(SecretsCommand::Reencrypt(ReencryptArgs { encryption_key, db })) => {
+            let keyring = match encryption_key.as_deref().map(str::trim) {
+                None | Some("") => crate::secrets::Keyring::default(),
+                Some(v) => crate::secrets::Keyring::parse(v).map_err(|why| {
+                    anyhow::anyhow!("FLUXGATE_ENCRYPTION_KEY {why} (value not shown)")
+                })?,
+            };
+            let pool = connect(&db).await?;
+            let report = crate::secrets::reencrypt::run(&pool, &keyring).await?;
+            let text = format!(
+                "sealed with key {}: {} subscriptions, {} tenants, {} server secrets resealed{}",
+                keyring.primary_id().unwrap_or("-"),
+                report.subscriptions_resealed,
+                report.tenants_resealed,
+                report.server_secrets_resealed,
+                if report.skipped_changed > 0 {
+                    format!(
+                        "; {} changed while this ran: run it again",
+                        report.skipped_changed
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            output(db.json, serde_json::to_value(&report)?, text);
+            Ok(())
+        }
         Command::FalSim(args) => crate::simulator::run_standalone(args).await,
         Command::Bench(args) => crate::bench::run(args).await,
     }
@@ -364,10 +426,34 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .map_err(db_error)?;
     storage::MIGRATOR.run(&pool).await?;
+    warn_about_exposure(&settings);
     let drain = settings.shutdown_drain;
     let app = startup::Application::build(settings, pool, Metrics::new()).await?;
     tracing::info!(port = app.port(), "fluxgate serving");
     startup::serve_until_signal(app, drain).await
+}
+
+/// Settings that are fine for a laptop and dangerous on the internet, said loudly once at start.
+fn warn_about_exposure(settings: &Settings) {
+    if !settings.keyring.is_enabled() {
+        tracing::warn!("FLUXGATE_ENCRYPTION_KEY is not set: subscription and tenant signing secrets are stored in plaintext, so a database dump holds every receiver's key. Set it (openssl rand -base64 32), then run `fluxgate secrets reencrypt`");
+    }
+    if settings.allow_http_targets {
+        tracing::warn!("FLUXGATE_ALLOW_HTTP_TARGETS=true: webhooks and image downloads may use plain http, readable and alterable on the way");
+    }
+    let loopback = |c: &crate::config::Cidr| match c.addr {
+        std::net::IpAddr::V4(a) => a.is_loopback() && c.prefix >= 8,
+        std::net::IpAddr::V6(a) => a.is_loopback() && c.prefix == 128,
+    };
+    let wide: Vec<String> = settings
+        .allowed_target_cidrs
+        .iter()
+        .filter(|c| !loopback(c))
+        .map(|c| format!("{}/{}", c.addr, c.prefix))
+        .collect();
+    if !wide.is_empty() {
+        tracing::warn!(cidrs = %wide.join(","), "FLUXGATE_ALLOWED_TARGET_CIDRS exempts more than loopback from the SSRF guard: anyone who can create a subscription can make fluxgate call those networks");
+    }
 }
 
 async fn connect(db: &DbArgs) -> anyhow::Result<sqlx::PgPool> {

@@ -13,8 +13,9 @@ pub enum Mode {
     Dev,
 }
 
-/// The raw settings, as given on the command line or in the environment.
-#[derive(clap::Args, Debug, Clone, Default)]
+/// The raw settings, as given on the command line or in the environment. Its `Debug` shows none
+/// of them: four are secrets, and the validated `Settings` is what is worth printing.
+#[derive(clap::Args, Clone, Default)]
 pub struct RawSettings {
     /// Postgres connection string.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -155,6 +156,12 @@ pub struct RawSettings {
     /// Subscriptions a tenant may have.
     #[arg(long, env = "FLUXGATE_MAX_SUBSCRIPTIONS_PER_TENANT")]
     pub max_subscriptions_per_tenant: Option<String>,
+}
+
+impl std::fmt::Debug for RawSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawSettings").finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,7 @@ use crate::{
     delivery::{signing::SigningSecret, ssrf},
     domain::{generation::parse_target_url, ids, subscription as rules},
     error::{ApiError, FieldError},
+    secrets::Owner,
     startup::AppState,
     storage::{self, subscriptions::Patch},
 };
@@ -194,25 +195,43 @@ pub async fn create(
         return Err(ApiError::validation(errors));
     };
     let secret = SigningSecret::generate();
-    let sub = storage::subscriptions::insert(
+    let id = ids::new_uuid();
+    let sealed = state
+        .settings
+        .keyring
+        .seal(secret.as_str(), Owner::Subscription(id));
+    let cap = state.settings.max_subscriptions_per_tenant;
+    let sub = storage::subscriptions::insert_within(
         &state.pool,
         caller.tenant_id,
         storage::subscriptions::NewSubscription {
+            id,
             target_url: &target,
             event_types: &types,
             filter: filter.as_ref(),
             description: description.as_deref(),
             headers: &headers,
-            secret: secret.as_str(),
+            secret: &sealed,
             max_in_flight,
             rate_limit_per_sec: rate,
         },
+        cap,
     )
-    .await?;
+    .await?
+    .ok_or_else(|| {
+        ApiError::new(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "too_many_subscriptions",
+            "Unprocessable Entity",
+            format!(
+                "this account has {cap} subscriptions, the most it may have (FLUXGATE_MAX_SUBSCRIPTIONS_PER_TENANT); delete one first"
+            ),
+        )
+    })?;
     tracing::info!(subscription = %sub.public_id(), "subscription created");
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/v1/subscriptions/{}", sub.public_id())))
-        .json(sub.to_json(true)))
+        .json(sub.to_json(Some(secret.as_str()))))
 }
 
 pub async fn list(
@@ -225,7 +244,7 @@ pub async fn list(
         storage::subscriptions::list(&state.pool, caller.tenant_id, cursor, limit + 1).await?;
     Ok(HttpResponse::Ok().json(page(
         rows.iter()
-            .map(|s| (s.public_id(), s.to_json(false)))
+            .map(|s| (s.public_id(), s.to_json(None)))
             .collect(),
         limit,
     )))
@@ -293,7 +312,7 @@ pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(find(&state, &caller, &path).await?.to_json(false)))
+    Ok(HttpResponse::Ok().json(find(&state, &caller, &path).await?.to_json(None)))
 }
 
 pub async fn patch(
@@ -350,7 +369,7 @@ pub async fn patch(
         .await?
         .ok_or_else(|| not_found(&path))?;
     state.deliveries_wake.notify_one();
-    Ok(HttpResponse::Ok().json(sub.to_json(false)))
+    Ok(HttpResponse::Ok().json(sub.to_json(None)))
 }
 
 /// Idempotent (Zapier's performUnsubscribe may call it twice): 204 whether or not it existed.
@@ -403,16 +422,20 @@ pub async fn rotate_secret(
         grace
     };
     let secret = SigningSecret::generate();
+    let sealed = state
+        .settings
+        .keyring
+        .seal(secret.as_str(), Owner::Subscription(id));
     let sub = storage::subscriptions::rotate_secret(
         &state.pool,
         caller.tenant_id,
         id,
-        secret.as_str(),
+        &sealed,
         grace as f64,
     )
     .await?
     .ok_or_else(|| not_found(&path))?;
-    Ok(HttpResponse::Ok().json(sub.to_json(true)))
+    Ok(HttpResponse::Ok().json(sub.to_json(Some(secret.as_str()))))
 }
 
 /// Sends a `test.ping` event to this subscription only, now.

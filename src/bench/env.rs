@@ -127,6 +127,7 @@ pub async fn subscribe(
             pool,
             tenant_id,
             NewSubscription {
+                id: crate::domain::ids::new_uuid(),
                 target_url: &receiver.url(&format!("s{i}")),
                 event_types: &types,
                 filter: None,

@@ -86,7 +86,7 @@ impl Deliverer {
                         sub.tenant_id,
                         "subscription.disabled",
                         None,
-                        sub.to_json(false),
+                        sub.to_json(None),
                     )
                     .await?;
                 }

@@ -72,7 +72,7 @@ impl Target {
                     })
                 })
         };
-        let secret = match open(&sub.secret) {
+        let secret = match open(sub.secret.as_str()) {
             Ok(s) => s,
             Err(why) => {
                 tracing::error!(subscription = %sub.public_id(), reason = %why, "deliveries to this subscription cannot be signed");
@@ -91,8 +91,8 @@ impl Target {
         let mut t = Target::new(&sub.target_url, Some(secret), headers);
         t.previous = sub
             .previous_secret
-            .as_deref()
-            .and_then(|old| open(old).ok())
+            .as_ref()
+            .and_then(|old| open(old.as_str()).ok())
             .zip(sub.previous_secret_expires_at);
         t.rate_limit_per_sec = sub.rate_limit_per_sec.filter(|r| *r > 0);
         t

@@ -39,6 +39,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     telemetry::init(settings.log_format);
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
+    // Signing secrets are sealed in dev as in production, with a key kept beside the data.
+    if !settings.keyring.is_enabled() {
+        settings.keyring = std::sync::Arc::new(dev_keyring(&args.dir)?);
+    }
 
     let devdb = match &settings.database_url {
         Some(_) => None,
@@ -68,6 +72,31 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || db.stop()).await??;
     }
     result
+}
+
+/// The key in `{dir}/encryption.key` (made, readable by this user only, on the first run): the
+/// dev database and its key live and die together.
+fn dev_keyring(dir: &std::path::Path) -> anyhow::Result<crate::secrets::Keyring> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("encryption.key");
+    let key = match std::fs::read_to_string(&path) {
+        Ok(k) => k,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = crate::secrets::Keyring::generate_key();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            f.write_all(key.expose_secret().as_bytes())?;
+            key.expose_secret().to_owned()
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    crate::secrets::Keyring::parse(key.trim())
+        .map_err(|why| anyhow::anyhow!("{} {why}", path.display()))
 }
 
 async fn run_with_db(settings: &mut Settings, devdb: Option<&DevDb>) -> anyhow::Result<()> {
@@ -134,16 +163,21 @@ async fn run_with_db(settings: &mut Settings, devdb: Option<&DevDb>) -> anyhow::
         .execute(&pool)
         .await?;
     let secret = crate::delivery::signing::SigningSecret::generate();
+    let id = crate::domain::ids::new_uuid();
+    let sealed = settings
+        .keyring
+        .seal(secret.as_str(), crate::secrets::Owner::Subscription(id));
     storage::subscriptions::insert(
         &pool,
         tenant.id,
         storage::subscriptions::NewSubscription {
+            id,
             target_url: &demo.url,
             event_types: &["*".to_owned()],
             filter: None,
             description: Some(DEMO_DESCRIPTION),
             headers: &serde_json::json!({}),
-            secret: secret.as_str(),
+            secret: &sealed,
             max_in_flight: 8,
             rate_limit_per_sec: None,
         },

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use super::config::{parse_durations, SimConfig};
 use super::faults::FaultRates;
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct SimArgs {
     /// Port to listen on.
     #[arg(long, env = "FLUXGATE_SIM_PORT", default_value_t = 9090)]
@@ -161,5 +161,15 @@ mod tests {
         assert_eq!((config.faults.rate_limited, config.faults.seed), (0.5, 3));
         assert_eq!(config.signing_seed, Some([0xab; 32]));
         assert!(config.api_key.is_some());
+    }
+}
+
+/// Without the fal key it expects.
+impl std::fmt::Debug for SimArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimArgs")
+            .field("port", &self.port)
+            .field("bind", &self.bind)
+            .finish_non_exhaustive()
     }
 }

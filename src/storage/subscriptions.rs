@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 use sqlx::{types::Json, FromRow, PgExecutor};
 use uuid::Uuid;
 
-use crate::domain::ids;
+use crate::{domain::ids, secrets::Stored};
 
 pub const COLUMNS: &str = "id, tenant_id, target_url, event_types, filter, description, headers, secret, previous_secret, \
     previous_secret_expires_at, status, disabled_reason, failing_since, max_in_flight, rate_limit_per_sec, created_at, updated_at";
@@ -18,8 +18,9 @@ pub struct Subscription {
     pub filter: Option<Json<Value>>,
     pub description: Option<String>,
     pub headers: Json<Value>,
-    pub secret: String,
-    pub previous_secret: Option<String>,
+    /// As stored: sealed, or plaintext without an encryption key (`crate::secrets`).
+    pub secret: Stored,
+    pub previous_secret: Option<Stored>,
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub status: String,
     pub disabled_reason: Option<String>,
@@ -35,8 +36,9 @@ impl Subscription {
         ids::encode(ids::Kind::Subscription, self.id)
     }
 
-    /// The API shape. The secret is shown only when it was just created or rotated.
-    pub fn to_json(&self, with_secret: bool) -> Value {
+    /// The API shape. The secret is shown only when it was just created or rotated, by the
+    /// caller that holds it in the clear.
+    pub fn to_json(&self, shown_secret: Option<&str>) -> Value {
         let mut v = json!({
             "id": self.public_id(),
             "object": "subscription",
@@ -54,19 +56,21 @@ impl Subscription {
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         });
-        if with_secret {
-            v["secret"] = json!(self.secret);
+        if let Some(secret) = shown_secret {
+            v["secret"] = json!(secret);
         }
         v
     }
 }
 
 pub struct NewSubscription<'a> {
+    pub id: Uuid,
     pub target_url: &'a str,
     pub event_types: &'a [String],
     pub filter: Option<&'a Value>,
     pub description: Option<&'a str>,
     pub headers: &'a Value,
+    /// The value to store: sealed for `id` (`Keyring::seal`).
     pub secret: &'a str,
     pub max_in_flight: i32,
     pub rate_limit_per_sec: Option<i32>,
@@ -81,7 +85,7 @@ pub async fn insert(
         "INSERT INTO subscriptions (id, tenant_id, target_url, event_types, filter, description, headers, secret, max_in_flight, rate_limit_per_sec)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
     ))
-    .bind(ids::new_uuid())
+    .bind(s.id)
     .bind(tenant_id)
     .bind(s.target_url)
     .bind(s.event_types)
@@ -93,6 +97,68 @@ pub async fn insert(
     .bind(s.rate_limit_per_sec)
     .fetch_one(db)
     .await
+}
+
+/// `insert`, unless the tenant has `cap` subscriptions already (`None` then). Creations of one
+/// tenant take turns on an advisory lock, so concurrent ones cannot pass the cap together.
+pub async fn insert_within(
+    pool: &sqlx::PgPool,
+    tenant_id: Uuid,
+    s: NewSubscription<'_>,
+    cap: i64,
+) -> Result<Option<Subscription>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let held: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM subscriptions, pg_advisory_xact_lock(hashtextextended('subscriptions:' || $1::text, 0))
+         WHERE tenant_id = $1 AND deleted_at IS NULL",
+    )
+    .bind(tenant_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if held >= cap {
+        return Ok(None);
+    }
+    let sub = insert(&mut *tx, tenant_id, s).await?;
+    tx.commit().await?;
+    Ok(Some(sub))
+}
+
+/// Every stored secret (current and previous) of every subscription, deleted ones included,
+/// a page at a time after `after` (for `fluxgate secrets reencrypt`).
+pub async fn secrets_page(
+    db: impl PgExecutor<'_>,
+    after: Uuid,
+    limit: i64,
+) -> Result<Vec<(Uuid, Stored, Option<Stored>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, secret, previous_secret FROM subscriptions WHERE id > $1 ORDER BY id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Rewrites a subscription's stored secrets, only if they are still `old` (a rotation that
+/// happened meanwhile wins, and its values are resealed on the next run).
+pub async fn replace_secrets(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    old: (&Stored, Option<&Stored>),
+    new: (&str, Option<&str>),
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE subscriptions SET secret = $4, previous_secret = $5
+         WHERE id = $1 AND secret = $2 AND previous_secret IS NOT DISTINCT FROM $3",
+    )
+    .bind(id)
+    .bind(old.0)
+    .bind(old.1)
+    .bind(new.0)
+    .bind(new.1)
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 pub async fn get(

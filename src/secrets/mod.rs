@@ -12,6 +12,8 @@
 //!
 //! Without a key, values are stored as they are (`whsec_…`), and values stored either way are
 //! read either way: turning encryption on needs no migration, and `reencrypt` seals old rows.
+pub mod reencrypt;
+
 use std::fmt;
 
 use aes_gcm::{
@@ -212,6 +214,28 @@ impl Key {
             id: hex::encode(&digest[..4]),
             cipher: Aes256Gcm::new_from_slice(bytes).expect("a 32-byte key"),
         }
+    }
+}
+
+/// A secret as a row stores it: sealed, or plaintext when encryption is off. Its `Debug` never
+/// shows it, whichever it is.
+#[derive(Clone, PartialEq, Eq, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct Stored(pub String);
+
+impl fmt::Debug for Stored {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if is_sealed(&self.0) {
+            "Stored(sealed)"
+        } else {
+            "Stored(<redacted>)"
+        })
+    }
+}
+
+impl Stored {
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
