@@ -35,6 +35,8 @@ pub struct Metrics {
     pub cache_hits: IntCounter,
     /// 1 while an alert (`fal_error_rate`, `delivery_failure_rate`) is firing.
     pub alert_firing: IntGaugeVec,
+    /// Handlers that panicked (answered 500; each is a bug).
+    pub http_panics: IntCounter,
 }
 
 impl Metrics {
@@ -148,7 +150,13 @@ impl Metrics {
             &["alert"],
         )
         .expect("valid metric");
-        let ops: [Box<dyn Collector>; 5] = [
+        let http_panics = IntCounter::new(
+            "fluxgate_http_panics_total",
+            "Requests whose handler panicked (answered 500)",
+        )
+        .expect("valid metric");
+        let ops: [Box<dyn Collector>; 6] = [
+            Box::new(http_panics.clone()),
             Box::new(queue_depth.clone()),
             Box::new(queue_oldest_age.clone()),
             Box::new(spend.clone()),
@@ -172,6 +180,7 @@ impl Metrics {
             spend,
             cache_hits,
             alert_firing,
+            http_panics,
         }
     }
 
@@ -181,7 +190,7 @@ impl Metrics {
 
     pub fn observe_http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         self.http_duration
-            .with_label_values(&[method, route, status_label(status)])
+            .with_label_values(&[method_label(method), route, status_label(status)])
             .observe(elapsed.as_secs_f64());
     }
 
@@ -241,6 +250,21 @@ impl Collector for DbCounter {
 }
 
 /// Status codes as static strings, so labels never allocate and stay bounded.
+/// Methods are a fixed set: any other (clients may send any token) is counted as `other`, so
+/// made-up methods cannot grow `/metrics`.
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
+}
+
 fn status_label(status: u16) -> &'static str {
     match status {
         200 => "200",

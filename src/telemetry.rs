@@ -30,6 +30,21 @@ pub fn init(format: LogFormat) {
             .try_init(),
         LogFormat::Pretty => builder.compact().with_target(false).try_init(),
     };
+    // A panic is logged once, as an error event inside the span it happened in (a handler's
+    // carries its request id), instead of as bare text on stderr.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        tracing::error!(panic = %message, at, "panicked");
+    }));
 }
 
 /// The id of the request being handled, for handlers that want to echo it.

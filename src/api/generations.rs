@@ -131,6 +131,14 @@ async fn create_generation(
     let object = body::parse_json_object(bytes)?;
     let request = GenerationRequest::parse(object, endpoint, state.settings.allow_http_targets)
         .map_err(ApiError::validation)?;
+    // Inline images become files only with a store; without one, subscribers would be sent
+    // every image's bytes in every event.
+    if request.input.sync_mode && state.pipeline.assets.is_none() {
+        return Err(ApiError::validation(vec![crate::error::FieldError::new(
+            "sync_mode",
+            "returns images inline, and this server keeps no image store (FLUXGATE_STORAGE) to turn them into URLs; leave sync_mode out, or configure a store",
+        )]));
+    }
     if let Some(url) = &request.webhook_url {
         super::subscriptions::vet_addresses(state, url)
             .await
@@ -454,16 +462,25 @@ pub async fn cancel(
         },
         _ => "cancelled_locally",
     };
-    let error =
-        json!({"code": "cancelled", "message": "cancelled by the caller", "cancellation": outcome});
+    // fal may already be running it, and a running request can still complete and be billed:
+    // its reservation is held, and its cost left open, until fal's final word.
+    let held = outcome == "cancelled_at_fal";
+    let error = json!({
+        "code": "cancelled", "message": "cancelled by the caller", "cancellation": outcome,
+        "charge": if held { "pending until fal reports whether the request ran" } else { "none" },
+    });
+    let finish = if held {
+        Finish {
+            status: "cancelled",
+            error: Some(&error),
+            hold_reservation: true,
+            ..Default::default()
+        }
+    } else {
+        Finish::unsuccessful("cancelled", &error)
+    };
     let mut tx = state.pool.begin().await?;
-    let row = match storage::generations::finish(
-        &mut tx,
-        g.id,
-        Finish::unsuccessful("cancelled", &error),
-    )
-    .await?
-    {
+    let row = match storage::generations::finish(&mut tx, g.id, finish).await? {
         Some(row) => {
             storage::events::append(
                 &mut tx,

@@ -9,6 +9,7 @@ pub mod health;
 pub mod images;
 pub mod me;
 pub mod openapi;
+pub mod panics;
 pub mod streams;
 pub mod subscriptions;
 pub mod usage;
@@ -83,9 +84,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-/// A resource whose unknown methods get a 405 problem.
-pub fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// A resource whose unknown methods get a 405 problem, and whose handlers' panics a 500
+/// problem (`panics.rs`).
+pub fn resource(
+    path: &str,
+) -> actix_web::Resource<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    web::resource(path)
+        .default_service(web::to(method_not_allowed))
+        .wrap(actix_web::middleware::from_fn(panics::answer_panics))
 }
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {

@@ -16,6 +16,10 @@ use crate::{
 };
 
 const MAX_DAYS: i64 = 366;
+/// Dates outside these are refused by name (chrono parses years far beyond any id's clock, and
+/// date arithmetic on them would overflow).
+const EARLIEST: NaiveDate = NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid");
+const LATEST: NaiveDate = NaiveDate::from_ymd_opt(9999, 12, 1).expect("valid");
 
 pub async fn get(
     query: web::Query<HashMap<String, String>>,
@@ -31,15 +35,21 @@ pub async fn get(
     {
         None => Some(default),
         Some(v) => match NaiveDate::parse_from_str(v, "%Y-%m-%d") {
-            Ok(d) => Some(d),
-            Err(_) => {
-                errors.push(FieldError::new(name, "must be a date as YYYY-MM-DD"));
+            Ok(d) if (EARLIEST..=LATEST).contains(&d) => Some(d),
+            _ => {
+                errors.push(FieldError::new(
+                    name,
+                    format!("must be a date as YYYY-MM-DD, from {EARLIEST} to {LATEST}"),
+                ));
                 None
             }
         },
     };
     let to = date("to", today);
-    let from = date("from", to.unwrap_or(today) - Duration::days(29));
+    let from = date(
+        "from",
+        (to.unwrap_or(today) - Duration::days(29)).max(EARLIEST),
+    );
     let end_user = match query.get("end_user").map(String::as_str) {
         None => None,
         Some(u) => match parse_end_user(u) {

@@ -91,8 +91,10 @@ impl Fetcher {
         })?;
         let status = res.status();
         if !status.is_success() {
-            // A 4xx other than a timeout or a throttle will not change on a retry.
-            let lasting = status.is_client_error() && !matches!(status.as_u16(), 408 | 429);
+            // A redirect is never followed, and a 4xx other than a timeout or a throttle will
+            // not change on a retry.
+            let lasting = status.is_redirection()
+                || (status.is_client_error() && !matches!(status.as_u16(), 408 | 429));
             return Err(Failure {
                 permanent: lasting,
                 reason: format!("the image host answered HTTP {}", status.as_u16()),

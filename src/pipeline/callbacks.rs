@@ -160,7 +160,7 @@ pub async fn apply_many(
         return Ok((plan.answers, Written::default()));
     }
     let done = plan.done();
-    if done.iter().any(|g| g.settlement().reserves()) {
+    if done.iter().any(|g| g.settlement().reserves()) || !plan.released.is_empty() {
         return apply_locked(conn, batch, lease).await;
     }
     let finished = FinishColumns::of(&done, |g| {
@@ -204,7 +204,8 @@ pub async fn apply_many(
 
 /// The careful way, in one transaction: lock the generations (in id order) and read which
 /// results are recorded already; decide in memory; write the terminal states, the callbacks,
-/// the budget settlements and the events with their fan-out, one statement each.
+/// the budget settlements (held ones that fal's word releases too) and the events with their
+/// fan-out, one statement each.
 async fn apply_locked(
     conn: &mut PgConnection,
     batch: &[Incoming],
@@ -219,6 +220,9 @@ async fn apply_locked(
         storage::generations::finish_many(&mut tx, &done).await?;
         let settlements: Vec<_> = done.iter().map(|g| g.settlement()).collect();
         budgets::settle_many(&mut tx, &settlements).await?;
+    }
+    for &(id, cost) in &plan.released {
+        storage::generations::release_hold(&mut tx, id, cost).await?;
     }
     if !plan.callbacks.is_empty() {
         storage::callbacks::record_many(&mut *tx, &plan.callbacks).await?;

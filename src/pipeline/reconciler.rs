@@ -3,6 +3,10 @@
 //! result fetched and processed exactly like a callback (recorded with source `reconciler`).
 //! Generations stuck before submission need nothing here: their outbox lease expires and the
 //! submission worker claims them again.
+//!
+//! It also settles cancels that fal may have been running (their reservation is held): a
+//! result fal kept is processed like a callback, which charges what it cost; a request fal no
+//! longer knows cost nothing; one still unsettled after `HOLD_LIMIT` is charged its estimate.
 use std::time::Instant;
 
 use serde_json::json;
@@ -33,20 +37,68 @@ pub async fn run(p: Pipeline, stop: CancellationToken) {
     }
 }
 
-/// One pass over overdue generations; returns how many were checked.
+/// How long a cancelled generation's reservation waits for fal's final word before it is
+/// charged as estimated (fal keeps results for about an hour; this leaves a margin).
+pub const HOLD_LIMIT: chrono::Duration = chrono::Duration::hours(24);
+
+/// One pass over overdue generations and held cancels; returns how many were checked.
 pub async fn reconcile_once(p: &Pipeline) -> Result<usize, sqlx::Error> {
-    let overdue = storage::generations::claim_overdue(
-        &p.pool,
-        p.settings.reconcile_after.as_secs_f64(),
-        32,
-        60.0,
-    )
-    .await?;
-    let n = overdue.len();
+    let after = p.settings.reconcile_after.as_secs_f64();
+    let overdue = storage::generations::claim_overdue(&p.pool, after, 32, 60.0).await?;
+    let held = storage::generations::claim_held(&p.pool, after, 32, 60.0).await?;
+    let n = overdue.len() + held.len();
     for g in overdue {
         check(p, &g).await;
     }
+    for g in held {
+        check_held(p, &g).await;
+    }
     Ok(n)
+}
+
+/// A cancelled generation whose reservation is held: what does fal say now?
+#[tracing::instrument(skip_all, fields(generation = %g.public_id(), fal_request_id = ?g.fal_request_id))]
+async fn check_held(p: &Pipeline, g: &Generation) {
+    let expired = g
+        .reservation_held_since
+        .is_some_and(|since| chrono::Utc::now() - since > HOLD_LIMIT);
+    let Some(status_url) = g.status_url.as_deref() else {
+        return settle_held(p, g, 0, "fal was never asked").await;
+    };
+    match p.fal.status(status_url).await {
+        Ok(s) if s.status == "COMPLETED" => check(p, g).await,
+        Err(e) if e.status == Some(404) => {
+            settle_held(p, g, 0, "fal no longer knows the request: it never ran").await
+        }
+        _ if expired => {
+            let estimate = g.estimated_cost_micros;
+            settle_held(p, g, estimate, "fal never said; charged as estimated").await
+        }
+        Ok(s) => tracing::info!(fal_status = %s.status, "a cancelled request is still at fal"),
+        Err(e) => {
+            tracing::warn!(error = %e, "status check of a cancelled request failed; will check again later")
+        }
+    }
+}
+
+async fn settle_held(p: &Pipeline, g: &Generation, cost_micros: i64, why: &str) {
+    let settled = async {
+        let mut tx = p.pool.begin().await?;
+        let row = storage::generations::release_hold(&mut tx, g.id, cost_micros).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(row)
+    };
+    match settled.await {
+        Ok(Some(_)) => tracing::info!(
+            cost_micros,
+            why,
+            "a cancelled generation's reservation is settled"
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "could not settle a cancelled generation's reservation")
+        }
+    }
 }
 
 #[tracing::instrument(skip_all, fields(generation = %g.public_id(), fal_request_id = ?g.fal_request_id))]

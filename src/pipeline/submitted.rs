@@ -151,6 +151,7 @@ pub(crate) mod tests {
             submitted_at: None,
             finished_at: None,
             cancel_requested_at: None,
+            reservation_held_since: None,
             cached: false,
             budget_day: None,
             reserved_micros: 0,

@@ -122,6 +122,16 @@ async fn wait_for_shutdown() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Without the fal key it expects.
+impl std::fmt::Debug for SimArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimArgs")
+            .field("port", &self.port)
+            .field("bind", &self.bind)
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -161,15 +171,5 @@ mod tests {
         assert_eq!((config.faults.rate_limited, config.faults.seed), (0.5, 3));
         assert_eq!(config.signing_seed, Some([0xab; 32]));
         assert!(config.api_key.is_some());
-    }
-}
-
-/// Without the fal key it expects.
-impl std::fmt::Debug for SimArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimArgs")
-            .field("port", &self.port)
-            .field("bind", &self.bind)
-            .finish_non_exhaustive()
     }
 }

@@ -17,7 +17,7 @@ pub use outbox::*;
 pub const COLUMNS: &str = "id, tenant_id, status, model, input, webhook_url, metadata, end_user, \
     estimated_cost_micros, cost_micros, fal_request_id, status_url, response_url, cancel_url, seed, result, \
     error, submit_attempts, transient_failures, created_at, updated_at, submitted_at, finished_at, cancel_requested_at, \
-    cached, budget_day, reserved_micros";
+    cached, budget_day, reserved_micros, reservation_held_since";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Generation {
@@ -48,6 +48,8 @@ pub struct Generation {
     pub cached: bool,
     pub budget_day: Option<chrono::NaiveDate>,
     pub reserved_micros: i64,
+    /// Cancelled while fal had it: the reservation waits for fal's final word since then.
+    pub reservation_held_since: Option<DateTime<Utc>>,
 }
 
 impl Generation {

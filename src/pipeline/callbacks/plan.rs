@@ -30,6 +30,9 @@ pub struct Plan<'a> {
     /// The generations read as `accepted` (not yet recorded as submitted).
     pub read_accepted: HashSet<Uuid>,
     pub events: Vec<NewEvent>,
+    /// Cancelled generations whose held reservation this batch settles (fal's final word), with
+    /// what fal's result costs.
+    pub released: Vec<(Uuid, i64)>,
 }
 
 impl<'a> Plan<'a> {
@@ -55,6 +58,7 @@ impl<'a> Plan<'a> {
             versions,
             read_accepted,
             events: Vec::new(),
+            released: Vec::new(),
         };
         for item in batch {
             let answer = plan.decide(item, &mut rows, &mut seen, now);
@@ -89,6 +93,10 @@ impl<'a> Plan<'a> {
         };
         if g.is_terminal() {
             tracing::info!(generation = %g.public_id(), fal_request_id = %r.request_id, status = %g.status, "result for a finished generation recorded, not announced");
+            // A cancel that fal may have been running held its reservation for this word.
+            if g.reservation_held_since.take().is_some() {
+                self.released.push((g.id, outcome(g, r).cost_micros));
+            }
             self.callbacks.push(record(false));
             seen.insert(r.request_id.clone());
             return Ok(Applied::RecordedOnly);

@@ -75,6 +75,9 @@ pub struct Finish<'a> {
     pub cost_micros: Option<i64>,
     pub error: Option<&'a Value>,
     pub fal_request_id: Option<&'a str>,
+    /// Keep the budget reservation until fal's final word instead of settling it now (a
+    /// cancel of work fal may already be running).
+    pub hold_reservation: bool,
 }
 
 impl<'a> Finish<'a> {
@@ -90,7 +93,8 @@ impl<'a> Finish<'a> {
 }
 
 /// Sets a terminal state with its fields, only from a non-terminal state, and settles the
-/// budget reservation in the same transaction (the actual cost becomes spend).
+/// budget reservation in the same transaction (the actual cost becomes spend), unless it is to
+/// be held (`release_hold` settles it later).
 pub async fn finish(
     tx: &mut sqlx::PgConnection,
     id: Uuid,
@@ -98,7 +102,8 @@ pub async fn finish(
 ) -> Result<Option<Generation>, sqlx::Error> {
     let row: Option<Generation> = sqlx::query_as(&format!(
         "UPDATE generations SET status = $2, result = $3, seed = COALESCE($4, seed), cost_micros = $5, error = $6,
-                fal_request_id = COALESCE(fal_request_id, $7), finished_at = now(), updated_at = now(), lease_until = NULL
+                fal_request_id = COALESCE(fal_request_id, $7), finished_at = now(), updated_at = now(), lease_until = NULL,
+                reservation_held_since = CASE WHEN $8 THEN now() END, last_checked_at = NULL
          WHERE id = $1 AND status IN ('accepted', 'queued') RETURNING {COLUMNS}"
     ))
     .bind(id)
@@ -108,6 +113,28 @@ pub async fn finish(
     .bind(f.cost_micros)
     .bind(f.error.map(Json))
     .bind(f.fal_request_id)
+    .bind(f.hold_reservation)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(g) = row.as_ref().filter(|_| !f.hold_reservation) {
+        crate::governance::budgets::settle(tx, g.settlement()).await?;
+    }
+    Ok(row)
+}
+
+/// fal's final word on a cancelled generation whose reservation was held: it cost `cost_micros`
+/// (what fal ran, or 0), which settles the reservation. `None` when nothing was held (any more).
+pub async fn release_hold(
+    tx: &mut sqlx::PgConnection,
+    id: Uuid,
+    cost_micros: i64,
+) -> Result<Option<Generation>, sqlx::Error> {
+    let row: Option<Generation> = sqlx::query_as(&format!(
+        "UPDATE generations SET cost_micros = $2, reservation_held_since = NULL, updated_at = now(), lease_until = NULL
+         WHERE id = $1 AND reservation_held_since IS NOT NULL RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(cost_micros)
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(g) = &row {
