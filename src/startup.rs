@@ -259,6 +259,11 @@ impl Application {
         self.state.pipeline.clone()
     }
 
+    /// The slots of the callback route (tests watch them fill).
+    pub fn callback_slots(&self) -> Arc<tokio::sync::Semaphore> {
+        self.state.callback_slots.clone()
+    }
+
     /// The live-event hub (closing it ends every SSE stream of this instance).
     pub fn live(&self) -> Hub {
         self.state.live.clone()

@@ -10,7 +10,9 @@
 //!
 //! URLs handed out before tokens existed have none. Their callbacks are still taken for
 //! `FLUXGATE_LEGACY_CALLBACK_GRACE_SECS` after the upgrade, and only for generations created
-//! before it: nothing made since can be completed without a token.
+//! before it: nothing made since can be completed without a token. An instance that starts
+//! with no such generation unfinished (a fresh install, or once they are all done) takes no
+//! token-less callback at all.
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
@@ -87,6 +89,12 @@ impl CallbackUrls {
             .map_err(|e| anyhow::anyhow!("cannot read the callback-token key: {e}"))?;
         let key = hex::decode(opened.expose_secret())
             .map_err(|_| anyhow::anyhow!("the stored callback-token key is not hex"))?;
+        let waiting = storage::generations::unfinished_created_before(pool, made).await?;
+        let grace = if waiting {
+            grace
+        } else {
+            std::time::Duration::ZERO
+        };
         Ok(CallbackUrls::new(public_base, key, made, grace))
     }
 

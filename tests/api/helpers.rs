@@ -135,6 +135,8 @@ pub struct TestApp {
     pub tenant_id: Uuid,
     pub sim: SimHandle,
     pub pipeline: Pipeline,
+    /// The callback route's slots (`FLUXGATE_CALLBACK_CONCURRENCY`).
+    pub callback_slots: std::sync::Arc<tokio::sync::Semaphore>,
     pub handle: actix_web::dev::ServerHandle,
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -300,6 +302,7 @@ pub async fn start_app(
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let pipeline = app.pipeline();
+    let callback_slots = app.callback_slots();
     let handle = app.handle();
     let server = tokio::spawn(app.run_until_stopped());
     let mut test = TestApp {
@@ -314,6 +317,7 @@ pub async fn start_app(
         tenant_id: Uuid::nil(),
         sim,
         pipeline,
+        callback_slots,
         handle,
         server,
     };

@@ -2,6 +2,7 @@
 mod alerts;
 mod assets;
 mod bench;
+mod callback_door;
 mod cli;
 mod crash;
 mod devdb;
@@ -12,6 +13,7 @@ mod foundation;
 mod generations;
 mod governance;
 mod helpers;
+mod image_copier;
 mod openapi;
 mod receiver;
 mod scale;

@@ -66,6 +66,21 @@ pub async fn callback_target(
     .await
 }
 
+/// Whether any generation made before `at` may still get a callback (it is not finished).
+pub async fn unfinished_created_before(
+    db: impl PgExecutor<'_>,
+    at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        // One EXISTS per state, each over its partial index: only unfinished rows are read.
+        "SELECT EXISTS (SELECT 1 FROM generations WHERE status = 'accepted' AND created_at < $1)
+             OR EXISTS (SELECT 1 FROM generations WHERE status = 'queued' AND created_at < $1)",
+    )
+    .bind(at)
+    .fetch_one(db)
+    .await
+}
+
 /// The fields a terminal state sets.
 #[derive(Debug, Default)]
 pub struct Finish<'a> {
