@@ -937,6 +937,64 @@ mod tests {
     }
 
     #[test]
+    fn dev_listens_on_loopback_and_serve_on_every_interface_unless_told() {
+        let dev = Settings::from_raw(&RawSettings::default(), Mode::Dev).unwrap();
+        assert_eq!(dev.bind, IpAddr::from([127, 0, 0, 1]));
+        let mut raw = raw(&[
+            ("DATABASE_URL", "postgres://u@localhost/db"),
+            ("FAL_KEY", "id:secret"),
+            ("FLUXGATE_PUBLIC_URL", "https://gw.example.com"),
+        ]);
+        assert_eq!(
+            Settings::from_raw(&raw, Mode::Serve).unwrap().bind,
+            IpAddr::from([0, 0, 0, 0])
+        );
+        raw.bind = Some("0.0.0.0".into());
+        assert_eq!(
+            Settings::from_raw(&raw, Mode::Dev).unwrap().bind,
+            IpAddr::from([0, 0, 0, 0])
+        );
+    }
+
+    #[test]
+    fn image_hosts_admit_themselves_and_their_subdomains_only() {
+        let hosts = HostList::parse(DEFAULT_IMAGE_HOSTS).unwrap();
+        for ok in [
+            "fal.media",
+            "v3.fal.media",
+            "V3B.Fal.Media.",
+            "storage.fal.run",
+        ] {
+            assert!(hosts.admits(ok), "{ok}");
+        }
+        for no in [
+            "evilfal.media",
+            "fal.media.evil.com",
+            "127.0.0.1",
+            "metadata.google.internal",
+        ] {
+            assert!(!hosts.admits(no), "{no}");
+        }
+        assert!(HostList::parse("*").unwrap().admits("anything.example"));
+        assert!(HostList::parse(" , ").is_err() && HostList::parse("a/b").is_err());
+    }
+
+    #[test]
+    fn a_deployment_that_raised_the_callback_limit_keeps_it_for_inline_results() {
+        let r = RawSettings {
+            max_callback_bytes: Some((128u64 << 20).to_string()),
+            ..Default::default()
+        };
+        let s = Settings::from_raw(&r, Mode::Dev).unwrap();
+        assert_eq!(s.max_inline_callback_bytes, 128 << 20);
+        let d = Settings::for_dev();
+        assert_eq!(
+            (d.max_callback_bytes, d.max_inline_callback_bytes),
+            (256 << 10, 64 << 20)
+        );
+    }
+
+    #[test]
     fn cidrs_parse_and_match() {
         let s = Settings::from_raw(
             &raw(&[("FLUXGATE_ALLOWED_TARGET_CIDRS", "127.0.0.0/8, ::1")]),

@@ -108,9 +108,14 @@ pub async fn insert_within(
     cap: i64,
 ) -> Result<Option<Subscription>, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    // The lock first, on its own: a count in the same statement would read a snapshot taken
+    // before the lock was granted, blind to the creation it waited for.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('subscriptions:' || $1::text, 0))")
+        .bind(tenant_id)
+        .execute(&mut *tx)
+        .await?;
     let held: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM subscriptions, pg_advisory_xact_lock(hashtextextended('subscriptions:' || $1::text, 0))
-         WHERE tenant_id = $1 AND deleted_at IS NULL",
+        "SELECT count(*) FROM subscriptions WHERE tenant_id = $1 AND deleted_at IS NULL",
     )
     .bind(tenant_id)
     .fetch_one(&mut *tx)

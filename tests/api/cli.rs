@@ -154,3 +154,55 @@ async fn serve_on_a_port_in_use_says_so() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("already in use"), "{}", stderr(&out));
 }
+
+#[tokio::test]
+async fn secrets_reencrypt_needs_a_key_and_reports_what_it_resealed() {
+    let (_pool, url) = fresh_database().await;
+    let out = fluxgate(&["secrets", "reencrypt"], &[("DATABASE_URL", &url)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("FLUXGATE_ENCRYPTION_KEY is not set"),
+        "{}",
+        stderr(&out)
+    );
+    let out = fluxgate(
+        &["secrets", "reencrypt"],
+        &[
+            ("DATABASE_URL", &url),
+            ("FLUXGATE_ENCRYPTION_KEY", "c2hvcnQ="),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!stderr(&out).contains("c2hvcnQ"), "{}", stderr(&out));
+    let key = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+    let out = fluxgate(
+        &["secrets", "reencrypt", "--json"],
+        &[("DATABASE_URL", &url), ("FLUXGATE_ENCRYPTION_KEY", key)],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["subscriptions_resealed"], 0, "{report}");
+}
+
+#[test]
+fn serve_refuses_an_http_fal_unless_told_it_is_a_local_simulator() {
+    let env = [
+        ("DATABASE_URL", "postgres://u:pw@127.0.0.1:1/x"),
+        ("FAL_KEY", "id:secret"),
+        ("FLUXGATE_PUBLIC_URL", "https://gw.example.com"),
+        ("FLUXGATE_FAL_QUEUE_URL", "http://queue.example.com"),
+        ("FLUXGATE_FAL_JWKS_URL", "http://keys.example.com/jwks.json"),
+    ];
+    let out = fluxgate(&["serve"], &env);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("FLUXGATE_FAL_QUEUE_URL must be https")
+            && err.contains("FLUXGATE_FAL_JWKS_URL must be https"),
+        "{err}"
+    );
+    let mut allowed = env.to_vec();
+    allowed.push(("FLUXGATE_ALLOW_INSECURE_FAL", "true"));
+    let err = stderr(&fluxgate(&["serve"], &allowed));
+    assert!(!err.contains("must be https"), "{err}");
+}
