@@ -11,6 +11,7 @@ mod fal_hook;
 mod fal_verify;
 mod fanout;
 mod foundation;
+mod fuzz;
 mod generations;
 mod governance;
 mod helpers;
