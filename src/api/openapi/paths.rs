@@ -64,7 +64,7 @@ pub(super) fn paths() -> Value {
             "get": op("generations", "Server-sent events of one generation: its state now, then every change; closes after a terminal state", "streamGeneration")
                 .params(json!([gen_id]))
                 .stream()
-                .errors(&["401", "404"]).done(),
+                .errors(&["400", "401", "404", "429"]).done(),
         },
         "/v1/events": {
             "get": op("events", "The tenant's events, newest first, exactly as webhooks deliver them", "listEvents")
@@ -83,7 +83,7 @@ pub(super) fn paths() -> Value {
                     {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
                 ]))
                 .stream()
-                .errors(&["401", "422"]).done(),
+                .errors(&["400", "401", "422", "429"]).done(),
         },
         "/v1/subscriptions": {
             "post": op("subscriptions", "Subscribe a URL to events (REST Hooks: Zapier's performSubscribe)", "createSubscription")
@@ -169,12 +169,16 @@ pub(super) fn paths() -> Value {
                 .errors(&["401"]).done(),
         },
         "/hooks/fal/{generation_id}": {
-            "post": op("operations", "fal's completion callback; authenticated by fal's Ed25519 signature, not by an API key", "falCallback")
+            "post": op("operations", "fal's completion callback, at the URL fluxgate gave fal; authenticated by that URL's token and fal's Ed25519 signature, not by an API key", "falCallback")
                 .public()
-                .params(json!([{"name": "generation_id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}]))
+                .params(json!([
+                    {"name": "generation_id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}},
+                    {"name": "token", "in": "query", "description": "the generation's callback token, as in the URL fluxgate gave fal", "schema": {"type": "string"}},
+                    {"name": "inline", "in": "query", "description": "`1` when the generation's images may come back in the body (covered by the token)", "schema": {"type": "string"}},
+                ]))
                 .body("Object")
                 .empty("200", "Recorded (or a duplicate)")
-                .errors(&["401", "404", "409", "503"]).done(),
+                .errors(&["400", "401", "404", "408", "409", "413", "503"]).done(),
         },
         "/.well-known/jwks.json": {
             "get": op("operations", "fluxgate's public keys for asymmetrically signed webhooks", "jwks")

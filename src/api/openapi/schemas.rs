@@ -11,16 +11,18 @@ use crate::{
 fn error_responses() -> Value {
     let mut m = Map::new();
     for (status, description) in [
+        ("400", "The body is not JSON, or not of the expected shape"),
         (
             "401",
-            "Missing, malformed, unknown or revoked API key (or a bad fal signature)",
+            "Missing, malformed, unknown or revoked API key (or, on fal's callback, a URL without its token or a bad signature)",
         ),
         ("402", "A budget would be exceeded (`code` says which)"),
         ("404", "No such object for this tenant"),
         ("409", "The object's state does not allow this"),
+        ("408", "The body did not arrive within the deadline"),
         ("413", "The body is too large"),
         ("422", "Invalid input: `errors` names every bad field"),
-        ("429", "A rate limit was hit; see Retry-After"),
+        ("429", "A rate limit or a cap was hit; see Retry-After"),
         ("503", "Not ready, or a dependency is unavailable; retry"),
     ] {
         m.insert(
