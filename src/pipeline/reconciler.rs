@@ -177,7 +177,9 @@ async fn check(p: &Pipeline, g: &Generation) {
         source: "reconciler",
         received_at: chrono::Utc::now(),
     };
-    if let Some(assets) = p.assets.as_deref() {
+    // A cancelled generation's result settles its charge; it is never announced, so its
+    // images are not worth copying.
+    if let Some(assets) = p.assets.as_deref().filter(|_| !g.is_terminal()) {
         let max = g.input.0["num_images"].as_u64().unwrap_or(1).clamp(1, 4) as usize;
         if let Err(e) = incoming.keep_images(assets, max).await {
             tracing::warn!(error = %e, "copying the recovered result's images failed; will check again later");

@@ -66,30 +66,32 @@ async fn schemathesis_finds_no_server_error_and_no_dropped_connection_on_serve()
     let log_path = std::env::temp_dir().join(format!("fluxgate-fuzz-{port}.log"));
     let log = std::fs::File::create(&log_path).unwrap();
     // `serve` as deployed, but for a local fal (the simulator) and an image store.
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_fluxgate"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs([
-            ("DATABASE_URL", db_url.as_str()),
-            ("FAL_KEY", SIM_KEY),
-            ("PORT", &port.to_string()),
-            ("FLUXGATE_BIND", "127.0.0.1"),
-            ("FLUXGATE_PUBLIC_URL", &base),
-            ("FLUXGATE_FAL_QUEUE_URL", sim.base_url()),
-            ("FLUXGATE_FAL_JWKS_URL", &sim.jwks_url()),
-            ("FLUXGATE_ALLOW_INSECURE_FAL", "true"),
-            (
-                "FLUXGATE_ENCRYPTION_KEY",
-                "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
-            ),
-            ("FLUXGATE_STORAGE", &store.path().display().to_string()),
-            ("FLUXGATE_LOG_FORMAT", "json"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut serve = Stopped(
+        Command::new(env!("CARGO_BIN_EXE_fluxgate"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs([
+                ("DATABASE_URL", db_url.as_str()),
+                ("FAL_KEY", SIM_KEY),
+                ("PORT", &port.to_string()),
+                ("FLUXGATE_BIND", "127.0.0.1"),
+                ("FLUXGATE_PUBLIC_URL", &base),
+                ("FLUXGATE_FAL_QUEUE_URL", sim.base_url()),
+                ("FLUXGATE_FAL_JWKS_URL", &sim.jwks_url()),
+                ("FLUXGATE_ALLOW_INSECURE_FAL", "true"),
+                (
+                    "FLUXGATE_ENCRYPTION_KEY",
+                    "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+                ),
+                ("FLUXGATE_STORAGE", &store.path().display().to_string()),
+                ("FLUXGATE_LOG_FORMAT", "json"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while client
@@ -161,12 +163,8 @@ async fn schemathesis_finds_no_server_error_and_no_dropped_connection_on_serve()
         "operations other than streams: {:.0} s",
         rest_took.as_secs_f64()
     );
-    let alive = serve.try_wait().unwrap().is_none();
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(serve.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let _ = serve.wait();
+    let alive = serve.0.try_wait().unwrap().is_none();
+    drop(serve);
     sim.stop().await;
     let served = std::fs::read_to_string(&log_path).unwrap_or_default();
     println!("schemathesis took {:.0} s", elapsed.as_secs_f64());
@@ -187,6 +185,20 @@ async fn schemathesis_finds_no_server_error_and_no_dropped_connection_on_serve()
         "a handler panicked:\n{}",
         panics.join("\n")
     );
+}
+
+/// The server, stopped (SIGTERM, then waited for) however the test ends: a failed assertion
+/// must not leave it running.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.0.wait();
+    }
 }
 
 /// A schemathesis config naming a generation, a subscription and a delivery that exist.
