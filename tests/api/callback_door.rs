@@ -317,22 +317,9 @@ async fn the_callback_url_given_to_fal_carries_the_token_and_fal_completes_throu
     let id = g["id"].as_str().unwrap();
     let done = app.wait_terminal(id).await;
     assert_eq!(done["status"], "completed", "{done}");
-    let verified: f64 = {
-        let text = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find(|l| l.starts_with("fluxgate_fal_callback_verifications_total{outcome=\"valid\"}"))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    };
+    let verified = app
+        .metric("fluxgate_fal_callback_verifications_total{outcome=\"valid\"}")
+        .await;
     assert!(verified >= 1.0);
     // And a replay of what fal signed, to an id it was not for, is refused by the token.
     let stranger = ids::encode(ids::Kind::Generation, uuid::Uuid::now_v7());

@@ -352,15 +352,7 @@ async fn each_fal_error_class_ends_in_its_documented_state() {
     let g = app.wait_terminal(g["id"].as_str().unwrap()).await;
     assert_eq!(g["error"]["code"], "upstream_rate_limited", "{g}");
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(r#"fluxgate_fal_requests_total{operation="submit",outcome="auth"} 2"#),
         "{metrics}"

@@ -232,6 +232,21 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `/metrics` as Prometheus text.
+    pub async fn metrics_text(&self) -> String {
+        let res = self.client.get(self.url("/metrics")).send().await.unwrap();
+        res.text().await.unwrap()
+    }
+
+    /// The value of one series of `/metrics` (`name{labels}` as exposed), 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        self.metrics_text()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// Creates another tenant with a key; returns (tenant id, key).
     pub async fn new_tenant(&self, name: &str) -> (Uuid, String) {
         let tenant = storage::tenants::create(&self.pool, &TenantName::parse(name).unwrap())

@@ -153,15 +153,7 @@ async fn made_up_methods_do_not_grow_metrics() {
             .unwrap();
         assert!(res.status().is_client_error());
     }
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(!text.contains("BREW"), "a made-up method became a label");
     assert!(text.contains("method=\"other\""));
 }

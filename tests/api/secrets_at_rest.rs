@@ -67,6 +67,18 @@ fn verifies(delivery: &crate::receiver::Received, secret: &str) -> bool {
     .is_ok()
 }
 
+/// A subscription to `test.ping` events at `receiver`, as created (its secret shown).
+async fn subscribe(app: &TestApp, receiver: &Receiver) -> Value {
+    app.post(
+        "/v1/subscriptions",
+        &json!({"target_url": receiver.url, "event_types": ["test.ping"]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap()
+}
+
 async fn ping(app: &TestApp, sub: &str) {
     let res = app
         .post(&format!("/v1/subscriptions/{sub}/test"), &json!({}))
@@ -85,15 +97,7 @@ async fn a_database_dump_holds_no_signing_secret_and_deliveries_still_verify() {
     })
     .await;
     let receiver = Receiver::start().await;
-    let sub: Value = app
-        .post(
-            "/v1/subscriptions",
-            &json!({"target_url": receiver.url, "event_types": ["test.ping"]}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let sub = subscribe(&app, &receiver).await;
     let (sub_id, first) = (sub["id"].as_str().unwrap(), sub["secret"].as_str().unwrap());
     let rotated: Value = app
         .post(
@@ -134,35 +138,18 @@ async fn reencrypt_moves_every_row_to_the_new_key_and_the_old_key_can_go() {
     })
     .await;
     let receiver = Receiver::start().await;
-    let create = |app: &TestApp| {
-        let body = json!({"target_url": receiver.url, "event_types": ["test.ping"]});
-        let app_url = app.url("/v1/subscriptions");
-        let (client, key) = (app.client.clone(), app.api_key.clone());
-        async move {
-            let v: Value = client
-                .post(app_url)
-                .bearer_auth(key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            (
-                v["id"].as_str().unwrap().to_owned(),
-                v["secret"].as_str().unwrap().to_owned(),
-            )
-        }
+    let create = |v: Value| {
+        let field = |k: &str| v[k].as_str().unwrap().to_owned();
+        (field("id"), field("secret"))
     };
-    let (plain_id, plain_secret) = create(&app).await;
+    let (plain_id, plain_secret) = create(subscribe(&app, &receiver).await);
     let _ = app.get("/v1/webhook-secret").await;
     let (db_url, sim, _) = app.stop().await;
     let pool = fluxgate::storage::connect(&db_url, 8).await.unwrap();
     let mut settings = test_settings();
     settings.keyring = keyring(&key(1));
     let app = start_app(pool, db_url, sim, settings, Workers::ALL).await;
-    let (sealed_id, sealed_secret) = create(&app).await;
+    let (sealed_id, sealed_secret) = create(subscribe(&app, &receiver).await);
     assert!(
         dump(&app).contains(&plain_secret),
         "the old row is still in plaintext"
@@ -222,15 +209,7 @@ async fn a_secret_whose_key_is_gone_is_never_sent_unsigned() {
     })
     .await;
     let receiver = Receiver::start().await;
-    let sub: Value = app
-        .post(
-            "/v1/subscriptions",
-            &json!({"target_url": receiver.url, "event_types": ["test.ping"]}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let sub = subscribe(&app, &receiver).await;
     let sub_id = sub["id"].as_str().unwrap().to_owned();
     let (db_url, sim, _) = app.stop().await;
     let pool = fluxgate::storage::connect(&db_url, 8).await.unwrap();

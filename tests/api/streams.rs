@@ -519,11 +519,7 @@ async fn an_event_committed_through_one_instance_reaches_streams_on_another() {
 }
 
 async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app.client.get(app.url("/metrics")).send().await.unwrap();
-    let text = text.text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
+    app.metric(name).await
 }
 
 #[tokio::test]

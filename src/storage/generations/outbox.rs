@@ -143,43 +143,57 @@ pub async fn mark_cancel_requested(db: impl PgExecutor<'_>, id: Uuid) -> Result<
 }
 
 /// Queued generations that have waited too long for their callback, leased for a status check.
-/// Cancelled generations whose reservation has waited longer than `older_than_secs` for fal's
-/// final word (and not been looked at for as long), leased for a look at fal.
-pub async fn claim_held(
-    db: impl PgExecutor<'_>,
-    older_than_secs: f64,
-    batch: i64,
-    lease_secs: f64,
-) -> Result<Vec<Generation>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "UPDATE generations SET lease_until = now() + make_interval(secs => $3), last_checked_at = now()
-         WHERE id IN (SELECT id FROM generations
-                      WHERE reservation_held_since < now() - make_interval(secs => $1)
-                        AND (lease_until IS NULL OR lease_until < now())
-                        AND (last_checked_at IS NULL OR last_checked_at < now() - make_interval(secs => $1))
-                      ORDER BY reservation_held_since LIMIT $2 FOR UPDATE SKIP LOCKED)
-         RETURNING {COLUMNS}"
-    ))
-    .bind(older_than_secs)
-    .bind(batch)
-    .bind(lease_secs)
-    .fetch_all(db)
-    .await
-}
-
 pub async fn claim_overdue(
     db: impl PgExecutor<'_>,
     older_than_secs: f64,
     batch: i64,
     lease_secs: f64,
 ) -> Result<Vec<Generation>, sqlx::Error> {
+    claim_for_a_look(
+        db,
+        "status = 'queued' AND submitted_at",
+        older_than_secs,
+        batch,
+        lease_secs,
+    )
+    .await
+}
+
+/// Cancelled generations whose reservation has waited longer than `older_than_secs` for fal's
+/// final word, leased for a look at fal.
+pub async fn claim_held(
+    db: impl PgExecutor<'_>,
+    older_than_secs: f64,
+    batch: i64,
+    lease_secs: f64,
+) -> Result<Vec<Generation>, sqlx::Error> {
+    claim_for_a_look(
+        db,
+        "reservation_held_since",
+        older_than_secs,
+        batch,
+        lease_secs,
+    )
+    .await
+}
+
+/// Leases, oldest first, up to `batch` generations whose `since` (a timestamp column, after an
+/// optional condition) is older than `older_than_secs` and that were not looked at for as long.
+async fn claim_for_a_look(
+    db: impl PgExecutor<'_>,
+    since: &str,
+    older_than_secs: f64,
+    batch: i64,
+    lease_secs: f64,
+) -> Result<Vec<Generation>, sqlx::Error> {
+    let order = since.rsplit(' ').next().unwrap_or(since);
     sqlx::query_as(&format!(
         "UPDATE generations SET lease_until = now() + make_interval(secs => $3), last_checked_at = now()
          WHERE id IN (SELECT id FROM generations
-                      WHERE status = 'queued' AND submitted_at < now() - make_interval(secs => $1)
+                      WHERE {since} < now() - make_interval(secs => $1)
                         AND (lease_until IS NULL OR lease_until < now())
                         AND (last_checked_at IS NULL OR last_checked_at < now() - make_interval(secs => $1))
-                      ORDER BY submitted_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+                      ORDER BY {order} LIMIT $2 FOR UPDATE SKIP LOCKED)
          RETURNING {COLUMNS}"
     ))
     .bind(older_than_secs)
