@@ -54,6 +54,26 @@ async fn three_instances_share_a_burst_and_deliver_every_event_exactly_once() {
         assert_eq!(res.status(), 201);
     }
     let apps = [&a, &b, &c];
+    // Every instance's workers are up (each LISTENs once it runs): otherwise the first to start
+    // can claim the whole burst, on a slow machine, before the last one looks.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listening: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        .fetch_one(&a.pool)
+        .await
+        .unwrap();
+        if listening >= 3 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{listening} instances listening"
+        );
+        tokio::task::yield_now().await;
+    }
     let total = 60;
     let answers = join_all((0..total).map(|i| {
         let app = apps[i % 3];
