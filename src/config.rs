@@ -1,4 +1,4 @@
-//! Settings from environment variables and their matching flags (SPEC §1). Everything is read
+//! Settings from environment variables and their matching flags. Everything is read
 //! as text first and parsed here, so a bad start names *every* missing or malformed setting at
 //! once, by its environment variable, instead of stopping at the first.
 use std::{net::IpAddr, time::Duration};

@@ -1,6 +1,6 @@
 //! fluxgate: a gateway between applications and fal.ai's FLUX.2 models. Requests go to fal's
 //! queue with a webhook; fal's signed callbacks are verified and persisted in Postgres; results
-//! fan out to subscribers. See README.md for the tour and SPEC.md for the contract.
+//! fan out to subscribers. See README.md for the tour and ARCHITECTURE.md for the map.
 pub mod api;
 pub mod assets;
 pub mod bench;

@@ -30,7 +30,7 @@ pub struct RetrySchedule {
 }
 
 impl Default for RetrySchedule {
-    /// The Standard Webhooks example, ~3 days in all (webhooks.md).
+    /// The Standard Webhooks example, ~3 days in all (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h: early retries catch blips, late ones outlast a receiver's day-long outage).
     fn default() -> Self {
         const MIN: u64 = 60;
         const HOUR: u64 = 60 * MIN;

@@ -1,4 +1,4 @@
-//! The SSRF guard (SPEC §5): which outbound targets fluxgate may talk to. A target is https (plain
+//! The SSRF guard: which outbound targets fluxgate may talk to. A target is https (plain
 //! http only where configured), names a host without credentials, and reaches only globally
 //! routable addresses: the literal address, or *every* address its name resolves to. A CIDR
 //! allow-list exempts tests and private deployments. `client.rs` resolves through

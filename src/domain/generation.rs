@@ -156,7 +156,7 @@ impl GenerationRequest {
         }
     }
 
-    /// The estimated cost in micro-USD (SPEC §6).
+    /// The estimated cost in micro-USD, by the billing rule in `fal::models`.
     pub fn estimated_cost_micros(&self) -> i64 {
         self.model.price_micro_usd(&self.input) as i64
     }

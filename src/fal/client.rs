@@ -1,4 +1,4 @@
-//! fal's queue API (fal-api.md §1–2): submit with a webhook, status, result, cancel. Every call
+//! fal's queue API: submit with a webhook, status, result, cancel. Every call
 //! has a timeout; errors come back classified (`errors.rs`). The client never retries by
 //! itself: retry policy belongs to the submission worker, which persists its schedule.
 use std::time::{Duration, Instant};

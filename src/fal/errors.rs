@@ -1,4 +1,4 @@
-//! fal's error taxonomy (fal-api.md §6) mapped onto the classes fluxgate acts on (SPEC §3).
+//! fal's error taxonomy mapped onto the classes fluxgate acts on: fail at once, back off, or retry.
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;

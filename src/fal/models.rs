@@ -1,4 +1,4 @@
-//! The FLUX.2 model catalogue (fal-api.md §5, §7): which models exist, what each accepts, what it
+//! The FLUX.2 model catalogue: which models exist, what each accepts, what it
 //! costs, and the normalised input that exact validation ([`validate`]) produces. Shared by the
 //! simulator and by fluxgate's own API, so both reject and price a request the same way.
 use serde::Serialize;
@@ -310,7 +310,7 @@ impl NormalizedInput {
     }
 }
 
-/// fluxgate's billing rule (fal-api.md §7), independent of any model.
+/// fluxgate's billing rule, independent of any model: each image rounds up to whole megapixels (at least one), and each edit source adds one.
 pub fn megapixels_billed(size: ImageSize, num_images: u32, edit_sources: usize) -> u64 {
     size.megapixels() * u64::from(num_images) + edit_sources as u64
 }

@@ -1,4 +1,4 @@
-//! fal's webhook signature scheme (fal-api.md §4): the exact message that is signed, shared by
+//! fal's webhook signature scheme: the exact message that is signed, shared by
 //! the verifier and by the simulator's signer so both agree byte for byte.
 use ed25519_dalek::{Signer, SigningKey};
 use sha2::{Digest, Sha256};

@@ -1,4 +1,4 @@
-//! The seed cache (SPEC §6): a request identical to one that completed within the TTL — same
+//! The seed cache: a request identical to one that completed within the TTL — same
 //! model, same normalised input, an **explicit** seed — is answered from the stored result as a
 //! new, already-completed generation at zero cost. Without a seed fal picks a random one, so
 //! such requests are never cached. Keys are per tenant: tenants never share entries.

@@ -1,4 +1,4 @@
-//! Idempotency-Key (SPEC §6): the first answer to a key is kept for 24 h and replayed for the
+//! Idempotency-Key: the first answer to a key is kept for 24 h and replayed for the
 //! same request; the same key with a different body is refused; a key whose first request is
 //! still running answers 409.
 use sha2::{Digest, Sha256};

@@ -24,7 +24,7 @@ use crate::{
     },
 };
 
-/// fal's webhook body (fal-api.md §3), parsed leniently: only `request_id` and `status` are
+/// fal's webhook body, parsed leniently (fal's own clients treat every field but these two as optional): only `request_id` and `status` are
 /// required; `payload` may be absent or null.
 #[derive(Debug, Clone, Deserialize)]
 pub struct FalResult {

@@ -1,4 +1,4 @@
-//! The fal simulator: a faithful stand-in for fal's queue API (fal-api.md §1–4) for `fluxgate
+//! The fal simulator: a faithful stand-in for fal's queue API (submit, status, result, cancel, signed webhooks) for `fluxgate
 //! dev`, the tests and the benchmark. It validates input exactly ([`crate::fal::models`]), walks
 //! requests through `IN_QUEUE` → `IN_PROGRESS` → `COMPLETED` on timers, "generates" real
 //! deterministic images, serves them, signs its webhooks with its own Ed25519 key exactly as fal

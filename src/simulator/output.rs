@@ -1,4 +1,4 @@
-//! The model output fal returns for a finished request (fal-api.md §5): image URLs served by the
+//! The model output fal returns for a finished request (`images[]`, `seed`, `has_nsfw_concepts`, `timings`, `prompt`): image URLs served by the
 //! simulator (or inline data URIs in `sync_mode`), seed, NSFW flags, prompt and timings.
 use serde_json::{json, Value};
 

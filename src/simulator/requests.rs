@@ -1,4 +1,4 @@
-//! Per-request routes (fal-api.md §2): status (+ SSE stream), response, cancel, and the output
+//! Per-request routes, at the URLs the submit answer hands out: status (+ SSE stream), response, cancel, and the output
 //! files. The URLs keep only the model's `owner/app`, exactly as fal's do.
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! The completion webhook, exactly as fal sends it (fal-api.md §3–4): the body is serialised
+//! The completion webhook, exactly as fal sends it (its body shape and its Ed25519 signature headers): the body is serialised
 //! once, each attempt signs those bytes with a fresh timestamp and sends those same bytes; any
 //! non-2xx (3xx included: redirects are never followed) or transport error is retried on the
 //! configured schedule, then given up.

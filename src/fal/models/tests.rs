@@ -1,4 +1,4 @@
-//! Unit tests: every validation rule names its field; prices match fal-api.md §7's examples.
+//! Unit tests: every validation rule names its field; prices match fal's published examples (512² and 1024² → $0.008, 1920×1080 → $0.016).
 use serde_json::{json, Value};
 
 use super::*;

@@ -1,4 +1,4 @@
-//! Exact validation of a FLUX.2 input body: every rule of fal-api.md §5, unknown fields rejected,
+//! Exact validation of a FLUX.2 input body: every rule of fal's FLUX.2 schemas, unknown fields rejected,
 //! and every error collected (not just the first) with a stable `kind` callers can branch on.
 use serde::Serialize;
 use serde_json::{Map, Value};

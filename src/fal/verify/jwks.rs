@@ -10,7 +10,7 @@ use base64::Engine as _;
 use ed25519_dalek::{VerifyingKey, PUBLIC_KEY_LENGTH};
 use serde::Deserialize;
 
-/// fal-api.md §4: `x` may come with or without `=` padding.
+/// fal's JWKS has been seen with and without `=` padding on `x`: accept both.
 const BASE64URL_ANY_PADDING: GeneralPurpose = GeneralPurpose::new(
     &URL_SAFE,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),

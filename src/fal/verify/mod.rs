@@ -1,4 +1,4 @@
-//! Verifier of fal's webhook signatures (fal-api.md §4): Ed25519 over
+//! Verifier of fal's webhook signatures: Ed25519 over
 //! `request id \n user id \n timestamp \n hex(sha256(raw body))`, checked against the keys fal
 //! publishes as a JWKS, with a cache that survives key rotation without letting forged traffic
 //! hammer fal's endpoint.
@@ -111,7 +111,7 @@ impl FalVerifier {
         self
     }
 
-    /// Largest accepted |now − timestamp| (default 300 s, fal-api.md §4).
+    /// Largest accepted |now − timestamp| (default 300 s, fal's own window).
     pub fn window(mut self, window: Duration) -> Self {
         self.window_secs = window.as_secs();
         self
@@ -178,7 +178,7 @@ impl FalVerifier {
 }
 
 /// Tries every key: whether fal's JWKS carries `kid`s, and whether webhooks name one, is not
-/// known (fal-api.md §4), so the key is found by the signature itself. Returns the matching
+/// documented, so the key is found by the signature itself. Returns the matching
 /// key's `kid` (itself optional).
 ///
 /// `verify_strict` rather than `verify`: besides what RFC 8032 requires, it refuses small-order
