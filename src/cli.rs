@@ -424,7 +424,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .to_owned();
     let pool = storage::connect(&url, settings.db_pool_size)
         .await
-        .map_err(db_error)?;
+        .map_err(storage::connect_error)?;
     storage::MIGRATOR.run(&pool).await?;
     warn_about_exposure(&settings);
     let drain = settings.shutdown_drain;
@@ -464,7 +464,9 @@ async fn connect(db: &DbArgs) -> anyhow::Result<sqlx::PgPool> {
         .ok_or_else(|| {
             anyhow::anyhow!("DATABASE_URL is required but not set (or pass --database-url)")
         })?;
-    storage::connect(url, 2).await.map_err(db_error)
+    storage::connect(url, 2)
+        .await
+        .map_err(storage::connect_error)
 }
 
 async fn find_tenant(pool: &sqlx::PgPool, name: &str) -> anyhow::Result<storage::tenants::Tenant> {
@@ -516,24 +518,6 @@ fn describe_limits(budget: Option<i64>, rpm: Option<i32>) -> String {
 }
 
 /// Database errors worded for an operator, without echoing the URL (it may hold a password).
-pub fn db_error(e: sqlx::Error) -> anyhow::Error {
-    match e {
-        sqlx::Error::Configuration(c) => {
-            anyhow::anyhow!("DATABASE_URL is not a usable Postgres URL: {c}")
-        }
-        sqlx::Error::Io(io) => {
-            anyhow::anyhow!("cannot reach the database given by DATABASE_URL: {io}")
-        }
-        sqlx::Error::PoolTimedOut => {
-            anyhow::anyhow!("timed out connecting to the database given by DATABASE_URL")
-        }
-        sqlx::Error::Database(d) => {
-            anyhow::anyhow!("the database refused the connection: {}", d.message())
-        }
-        other => anyhow::anyhow!("database error: {other}"),
-    }
-}
-
 fn output(json_mode: bool, value: serde_json::Value, text: String) {
     if json_mode {
         println!("{value}");

@@ -3,6 +3,8 @@
 //! once, by its environment variable, instead of stopping at the first.
 use std::{net::IpAddr, time::Duration};
 
+pub use crate::domain::cidr::Cidr;
+
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
@@ -354,7 +356,7 @@ impl Settings {
         );
         let storage = p.parse("FLUXGATE_STORAGE", &raw.storage, None, |v| match v {
             "off" => Ok(v.to_owned()),
-            _ => crate::assets::directory(v).map(|_| v.to_owned()),
+            _ => image_store_directory(v).map(|_| v.to_owned()),
         });
         let log_format = p.parse(
             "FLUXGATE_LOG_FORMAT",
@@ -740,6 +742,44 @@ impl Parser {
     }
 }
 
+/// The directory a `FLUXGATE_STORAGE` value names: `file:///path` or a plain path. Object
+/// stores are refused by name.
+pub fn image_store_directory(spec: &str) -> Result<std::path::PathBuf, String> {
+    match spec.split_once("://") {
+        None => Ok(std::path::PathBuf::from(spec)),
+        Some(("file", _)) => Url::parse(spec)
+            .ok()
+            .and_then(|u| u.to_file_path().ok())
+            .ok_or_else(|| format!("{spec:?} is not a file:///absolute/path URL")),
+        Some((scheme, _)) => Err(format!(
+            "{scheme}:// stores are not supported yet; use a directory (file:///path)"
+        )),
+    }
+}
+
+/// The SSRF guard's policy these settings ask for.
+impl Settings {
+    pub fn target_policy(&self) -> crate::delivery::ssrf::TargetPolicy {
+        crate::delivery::ssrf::TargetPolicy {
+            allow_http: self.allow_http_targets,
+            allowed: self.allowed_target_cidrs.clone(),
+        }
+    }
+
+    /// What the delivery worker is told of these settings.
+    pub fn delivery(&self) -> crate::delivery::worker::DeliveryOptions {
+        crate::delivery::worker::DeliveryOptions {
+            schedule: self.webhook_retry_schedule.clone(),
+            keys: self.webhook_keys.clone(),
+            keyring: self.keyring.clone(),
+            concurrency: self.delivery_concurrency,
+            disable_after: self.disable_after_failing,
+            drain: self.shutdown_drain,
+            lease: self.delivery_lease,
+        }
+    }
+}
+
 fn parse_http_url(v: &str) -> Result<Url, String> {
     let url = Url::parse(v).map_err(|e| format!("is not a valid URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
@@ -768,53 +808,6 @@ fn ratio(v: &str) -> Result<f64, String> {
     match v.parse::<f64>() {
         Ok(r) if r > 0.0 && r <= 1.0 => Ok(r),
         _ => Err("must be a ratio above 0 and at most 1, such as 0.2".into()),
-    }
-}
-
-/// An IP network such as `10.0.0.0/8` or `::1/128`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    pub addr: IpAddr,
-    pub prefix: u8,
-}
-
-impl Cidr {
-    pub fn parse(s: &str) -> Result<Cidr, String> {
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("contains {s:?}, which is not a CIDR"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or(format!("contains {s:?}, whose prefix is not 0-{max}"))?,
-        };
-        Ok(Cidr { addr, prefix })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
     }
 }
 

@@ -11,12 +11,11 @@ use sqlx::{postgres::PgListener, PgPool};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    api,
+    api::{self, state::AppState},
     config::Settings,
     delivery::{
         client::{SafeClient, Timeouts},
         handoff::{self, Inbox},
-        ssrf::TargetPolicy,
         worker::Deliverer,
     },
     fal::verify::{FalVerifier, SystemClock},
@@ -35,21 +34,6 @@ use crate::{
 /// `application_name` of the workers' pool sessions (ingest writers, delivery loop, submitter,
 /// live hub, reconciler).
 pub const WORKERS_APPLICATION_NAME: &str = "fluxgate-workers";
-
-/// Shared by every handler.
-pub struct AppState {
-    pub pool: PgPool,
-    pub settings: Arc<Settings>,
-    pub pipeline: Pipeline,
-    pub verifier: FalVerifier,
-    /// Wakes this instance's delivery worker (NOTIFY does too, for every instance).
-    pub deliveries_wake: Arc<tokio::sync::Notify>,
-    pub live: Hub,
-    /// fal callbacks, written in batches (group commit).
-    pub ingest: Ingest,
-    /// Callbacks being read and processed now: full, the next is answered 503 at once.
-    pub callback_slots: Arc<tokio::sync::Semaphore>,
-}
 
 /// Which background workers run in this process (tests drive them step by step instead).
 #[derive(Debug, Clone, Copy)]
@@ -153,7 +137,7 @@ impl Application {
         )
         .await
         .context("loading the callback-token key")?;
-        let policy = TargetPolicy::from_settings(&settings);
+        let policy = settings.target_policy();
         let assets = match settings.storage.as_deref() {
             None | Some("off") => None,
             Some(spec) => {
@@ -184,7 +168,7 @@ impl Application {
         let deliverer = Deliverer::new(
             worker_pool.clone(),
             client,
-            settings.clone(),
+            settings.delivery(),
             metrics.clone(),
             deliveries_wake.clone(),
         );

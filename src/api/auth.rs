@@ -11,7 +11,7 @@ use actix_web::{
 };
 use uuid::Uuid;
 
-use crate::{domain::api_key::PresentedKey, error::ApiError, startup::AppState, storage};
+use crate::{api::state::AppState, domain::api_key::PresentedKey, error::ApiError, storage};
 
 /// The tenant (and key) a request is made by.
 #[derive(Debug, Clone)]

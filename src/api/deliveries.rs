@@ -1,7 +1,7 @@
 //! One delivery with its every attempt, and a manual retry.
 use actix_web::{web, HttpResponse};
 
-use crate::{api::auth::Caller, domain::ids, error::ApiError, startup::AppState, storage};
+use crate::{api::auth::Caller, api::state::AppState, domain::ids, error::ApiError, storage};
 
 fn parse(id: &str) -> Result<uuid::Uuid, ApiError> {
     ids::decode(ids::Kind::Delivery, id)

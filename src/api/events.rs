@@ -8,9 +8,9 @@ use serde_json::json;
 
 use crate::{
     api::auth::Caller,
+    api::state::AppState,
     domain::{ids, subscription::EVENT_TYPES},
     error::{ApiError, FieldError},
-    startup::AppState,
     storage,
 };
 

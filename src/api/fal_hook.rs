@@ -17,6 +17,7 @@ use serde_json::json;
 
 use crate::{
     api::body,
+    api::state::AppState,
     domain::ids,
     error::ApiError,
     fal::verify::{FalSignatureHeaders, VerifyError},
@@ -25,7 +26,6 @@ use crate::{
         callback_urls::Door,
         callbacks::{ApplyError, FalResult, Incoming},
     },
-    startup::AppState,
     storage,
 };
 

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
+    api::state::AppState,
     api::{auth::Caller, body},
     domain::{
         generation::{Endpoint, GenerationRequest},
@@ -19,7 +20,6 @@ use crate::{
         rate_limit,
     },
     pipeline::SUBMIT_CHANNEL,
-    startup::AppState,
     storage::{
         self,
         generations::{usd, Bookkeeping, Finish},

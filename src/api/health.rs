@@ -2,7 +2,7 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::{error::ApiError, metrics::Metrics, startup::AppState, storage};
+use crate::{api::state::AppState, error::ApiError, metrics::Metrics, storage};
 
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))

@@ -2,7 +2,7 @@
 //! `crate::assets`). Like fal's CDN URLs, these are capabilities: unguessable, no key needed.
 use actix_web::{web, HttpResponse};
 
-use crate::{error::ApiError, startup::AppState};
+use crate::{api::state::AppState, error::ApiError};
 
 pub async fn serve(
     path: web::Path<(String, String)>,

@@ -3,8 +3,8 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use crate::{
-    api::auth::Caller, delivery::tenant_secret::tenant_webhook_secret, domain::ids,
-    error::ApiError, startup::AppState,
+    api::auth::Caller, api::state::AppState, delivery::tenant_secret::tenant_webhook_secret,
+    domain::ids, error::ApiError,
 };
 
 pub async fn me(caller: Caller) -> HttpResponse {

@@ -8,13 +8,13 @@ use uuid::Uuid;
 
 use crate::{
     api::auth::Caller,
+    api::state::AppState,
     domain::ids,
     error::{ApiError, FieldError},
     live::{
         gate::{Admission, Refusal},
         sse, Feed, Hub, Scope, TypeFilter, Unavailable,
     },
-    startup::AppState,
     storage,
 };
 

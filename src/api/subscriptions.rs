@@ -6,12 +6,12 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use crate::{
+    api::state::AppState,
     api::{auth::Caller, body},
     delivery::{signing::SigningSecret, ssrf},
     domain::{generation::parse_target_url, ids, subscription as rules},
     error::{ApiError, FieldError},
     secrets::Owner,
-    startup::AppState,
     storage::{self, subscriptions::Patch},
 };
 
@@ -85,7 +85,7 @@ pub const RECOVER_FIELDS: &[&str] = &["since", "until"];
 /// The SSRF guard at creation time: the literal address, or every address the name resolves to
 /// now, must be allowed (it is checked again, and pinned, at every send).
 pub async fn vet_addresses(state: &AppState, url: &url::Url) -> Result<(), String> {
-    let policy = ssrf::TargetPolicy::from_settings(&state.settings);
+    let policy = state.settings.target_policy();
     ssrf::check_url(&policy, url).map_err(|e| e.to_string())?;
     match tokio::time::timeout(
         std::time::Duration::from_secs(5),

@@ -8,10 +8,10 @@ use serde_json::json;
 
 use crate::{
     api::auth::Caller,
+    api::state::AppState,
     domain::generation::parse_end_user,
     error::{ApiError, FieldError},
     governance::usage,
-    startup::AppState,
     storage::generations::usd,
 };
 

@@ -53,25 +53,11 @@ enum Copied {
     Never(String),
 }
 
-/// The directory a `FLUXGATE_STORAGE` value names: `file:///path` or a plain path.
-pub fn directory(spec: &str) -> Result<PathBuf, String> {
-    match spec.split_once("://") {
-        None => Ok(PathBuf::from(spec)),
-        Some(("file", _)) => url::Url::parse(spec)
-            .ok()
-            .and_then(|u| u.to_file_path().ok())
-            .ok_or_else(|| format!("{spec:?} is not a file:///absolute/path URL")),
-        Some((scheme, _)) => Err(format!(
-            "{scheme}:// stores are not supported yet; use a directory (file:///path)"
-        )),
-    }
-}
-
 impl Assets {
     /// Opens (creating it if need be) the store `spec` names; copies are served under
     /// `public_base`.
     pub fn open(spec: &str, public_base: &str, fetcher: Fetcher) -> Result<Assets, String> {
-        let root = directory(spec)?;
+        let root = crate::config::image_store_directory(spec)?;
         std::fs::create_dir_all(&root)
             .map_err(|e| format!("cannot create the image store {}: {e}", root.display()))?;
         Ok(Assets {
@@ -215,6 +201,7 @@ mod tests {
 
     #[test]
     fn the_store_is_a_directory_and_other_schemes_are_refused_by_name() {
+        use crate::config::image_store_directory as directory;
         assert_eq!(
             directory("/srv/images").unwrap(),
             PathBuf::from("/srv/images")

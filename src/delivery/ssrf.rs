@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use url::{Host, Url};
 
 use super::client::ErrorClass;
-use crate::config::{Cidr, Settings};
+use crate::domain::cidr::Cidr;
 
 /// What the guard lets through beyond globally routable https targets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,13 +73,6 @@ impl TargetError {
 }
 
 impl TargetPolicy {
-    pub fn from_settings(settings: &Settings) -> TargetPolicy {
-        TargetPolicy {
-            allow_http: settings.allow_http_targets,
-            allowed: settings.allowed_target_cidrs.clone(),
-        }
-    }
-
     /// Why `ip` may not be connected to, or `None` when it may.
     pub fn refusal(&self, ip: IpAddr) -> Option<Refusal> {
         // A v4-mapped v6 address *is* the v4 address on a dual-stack socket, so the allow-list

@@ -60,27 +60,46 @@ pub struct Deliverer {
     pub lease: Duration,
 }
 
+/// The settings the delivery loop runs by (`Settings::delivery`).
+pub struct DeliveryOptions {
+    pub schedule: RetrySchedule,
+    pub keys: Option<Arc<OutboundKeys>>,
+    pub keyring: Arc<Keyring>,
+    pub concurrency: usize,
+    pub disable_after: Duration,
+    pub drain: Duration,
+    pub lease: Duration,
+}
+
 impl Deliverer {
-    /// The delivery settings come from `settings`; the rest is shared with the process.
     pub fn new(
         pool: PgPool,
         client: SafeClient,
-        settings: Arc<crate::config::Settings>,
+        options: DeliveryOptions,
         metrics: Metrics,
         wake: Arc<Notify>,
     ) -> Self {
+        let DeliveryOptions {
+            schedule,
+            keys,
+            keyring,
+            concurrency,
+            disable_after,
+            drain,
+            lease,
+        } = options;
         Deliverer {
             pool,
             client,
-            schedule: settings.webhook_retry_schedule.clone(),
-            keys: settings.webhook_keys.clone(),
-            keyring: settings.keyring.clone(),
+            schedule,
+            keys,
+            keyring,
             metrics,
             wake,
-            concurrency: settings.delivery_concurrency,
-            disable_after: settings.disable_after_failing,
-            drain: settings.shutdown_drain,
-            lease: settings.delivery_lease,
+            concurrency,
+            disable_after,
+            drain,
+            lease,
         }
     }
 

@@ -114,7 +114,7 @@ async fn run_with_db(settings: &mut Settings, devdb: Option<&DevDb>) -> anyhow::
     };
     let pool = storage::connect(&url, settings.db_pool_size)
         .await
-        .map_err(crate::cli::db_error)?;
+        .map_err(storage::connect_error)?;
     storage::MIGRATOR
         .run(&pool)
         .await
@@ -228,7 +228,7 @@ async fn ensure_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(admin_url)
         .await
-        .map_err(crate::cli::db_error)?;
+        .map_err(storage::connect_error)?;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
             .bind(name)

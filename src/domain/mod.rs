@@ -1,5 +1,6 @@
 //! Validated domain types: a value of one of these types is valid by construction.
 pub mod api_key;
+pub mod cidr;
 pub mod generation;
 pub mod ids;
 pub mod subscription;

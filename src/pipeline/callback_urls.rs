@@ -28,7 +28,7 @@ use crate::{
 };
 
 /// The `server_secrets` row of the token key.
-pub const KEY_NAME: &str = "callback_token_key";
+pub use crate::storage::server_secrets::CALLBACK_TOKEN_KEY as KEY_NAME;
 /// Bytes of MAC kept in a token: 128 bits, unguessable, 22 characters in the URL.
 const TOKEN_BYTES: usize = 16;
 

@@ -217,28 +217,6 @@ impl Key {
     }
 }
 
-/// A secret as a row stores it: sealed, or plaintext when encryption is off. Its `Debug` never
-/// shows it, whichever it is.
-#[derive(Clone, PartialEq, Eq, sqlx::Type)]
-#[sqlx(transparent)]
-pub struct Stored(pub String);
-
-impl fmt::Debug for Stored {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if is_sealed(&self.0) {
-            "Stored(sealed)"
-        } else {
-            "Stored(<redacted>)"
-        })
-    }
-}
-
-impl Stored {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 /// Whether a stored value is sealed (for `reencrypt`'s report and the tests).
 pub fn is_sealed(stored: &str) -> bool {
     stored.starts_with(PREFIX)

@@ -94,8 +94,8 @@ pub async fn run(pool: &sqlx::PgPool, keyring: &Keyring) -> Result<Report, Reenc
     }
     for (name, stored) in storage::server_secrets::all(pool).await? {
         let owner = match name.as_str() {
-            crate::pipeline::callback_urls::KEY_NAME => {
-                Owner::Server(crate::pipeline::callback_urls::KEY_NAME)
+            storage::server_secrets::CALLBACK_TOKEN_KEY => {
+                Owner::Server(storage::server_secrets::CALLBACK_TOKEN_KEY)
             }
             _ => continue,
         };

@@ -20,6 +20,24 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// A secret as a row stores it: sealed with FLUXGATE_ENCRYPTION_KEY, or plaintext when
+/// encryption is off. Its `Debug` never shows it, whichever it is.
+#[derive(Clone, PartialEq, Eq, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct Stored(pub String);
+
+impl std::fmt::Debug for Stored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Stored(<redacted>)")
+    }
+}
+
+impl Stored {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// When the database was last seen to drop connections (ms after `clock()`'s start; 0 = never).
@@ -86,6 +104,25 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
         .min_connections(1)
         .connect(url)
         .await
+}
+
+/// A failure to connect to DATABASE_URL, said the way an operator can act on it.
+pub fn connect_error(e: sqlx::Error) -> anyhow::Error {
+    match e {
+        sqlx::Error::Configuration(c) => {
+            anyhow::anyhow!("DATABASE_URL is not a usable Postgres URL: {c}")
+        }
+        sqlx::Error::Io(io) => {
+            anyhow::anyhow!("cannot reach the database given by DATABASE_URL: {io}")
+        }
+        sqlx::Error::PoolTimedOut => {
+            anyhow::anyhow!("timed out connecting to the database given by DATABASE_URL")
+        }
+        sqlx::Error::Database(d) => {
+            anyhow::anyhow!("the database refused the connection: {}", d.message())
+        }
+        other => anyhow::anyhow!("database error: {other}"),
+    }
 }
 
 /// Whether every migration this binary knows has been applied (for `/readyz`).

@@ -1,5 +1,8 @@
 //! Secrets shared by every instance, made once by whichever instance starts first.
 use chrono::{DateTime, Utc};
+
+/// The key of the callback URL tokens (`pipeline::callback_urls`).
+pub const CALLBACK_TOKEN_KEY: &str = "callback_token_key";
 use sqlx::PgPool;
 
 /// The stored value and when it was made: `fresh` is stored unless a value exists already.

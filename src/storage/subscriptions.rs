@@ -4,7 +4,8 @@ use serde_json::{json, Value};
 use sqlx::{types::Json, FromRow, PgExecutor};
 use uuid::Uuid;
 
-use crate::{domain::ids, secrets::Stored};
+use super::Stored;
+use crate::domain::ids;
 
 pub const COLUMNS: &str = "id, tenant_id, target_url, event_types, filter, description, headers, secret, previous_secret, \
     previous_secret_expires_at, status, disabled_reason, failing_since, max_in_flight, rate_limit_per_sec, created_at, updated_at";
@@ -18,7 +19,7 @@ pub struct Subscription {
     pub filter: Option<Json<Value>>,
     pub description: Option<String>,
     pub headers: Json<Value>,
-    /// As stored: sealed, or plaintext without an encryption key (`crate::secrets`).
+    /// As stored: sealed, or plaintext without an encryption key.
     pub secret: Stored,
     pub previous_secret: Option<Stored>,
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
