@@ -26,7 +26,7 @@ pub enum Command {
     /// Production: the HTTP API and every background worker.
     Serve(ServeArgs),
     /// Everything on embedded defaults: its own Postgres, the fal simulator, a dev tenant and key.
-    Dev(crate::dev::DevArgs),
+    Dev(crate::tools::dev::DevArgs),
     /// Apply database migrations and exit.
     Migrate(DbArgs),
     /// Manage tenants.
@@ -39,9 +39,9 @@ pub enum Command {
     #[command(subcommand)]
     Secrets(SecretsCommand),
     /// Run the fal simulator as a standalone server.
-    FalSim(crate::simulator::SimArgs),
+    FalSim(crate::tools::simulator::SimArgs),
     /// The reproducible benchmark: own Postgres, simulator, receivers; prints figures vs. this machine.
-    Bench(crate::bench::BenchArgs),
+    Bench(crate::tools::bench::BenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -160,7 +160,7 @@ impl std::fmt::Debug for ReencryptArgs {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
-        Command::Dev(args) => crate::dev::run(args).await,
+        Command::Dev(args) => crate::tools::dev::run(args).await,
         Command::Migrate(db) => {
             let pool = connect(&db).await?;
             storage::MIGRATOR.run(&pool).await?;
@@ -408,8 +408,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             output(db.json, serde_json::to_value(&report)?, text);
             Ok(())
         }
-        Command::FalSim(args) => crate::simulator::run_standalone(args).await,
-        Command::Bench(args) => crate::bench::run(args).await,
+        Command::FalSim(args) => crate::tools::simulator::run_standalone(args).await,
+        Command::Bench(args) => crate::tools::bench::run(args).await,
     }
 }
 

@@ -3,12 +3,9 @@
 //! fan out to subscribers. See README.md for the tour and ARCHITECTURE.md for the map.
 pub mod api;
 pub mod assets;
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod delivery;
-pub mod dev;
-pub mod devdb;
 pub mod domain;
 pub mod error;
 pub mod fal;
@@ -18,7 +15,7 @@ pub mod metrics;
 pub mod ops;
 pub mod pipeline;
 pub mod secrets;
-pub mod simulator;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod tools;

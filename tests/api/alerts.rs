@@ -6,9 +6,9 @@ use std::time::Duration;
 use fluxgate::{
     config::Settings,
     ops::alerts::{evaluate_once, Transition},
-    simulator::FaultRates,
     startup::Workers,
     storage,
+    tools::simulator::FaultRates,
 };
 use serde_json::{json, Value};
 
@@ -151,7 +151,7 @@ async fn two_instances_monitoring_one_database_announce_each_transition_once() {
         ..Default::default()
     })
     .await;
-    let sim_b = fluxgate::simulator::start(TestOptions::default().sim)
+    let sim_b = fluxgate::tools::simulator::start(TestOptions::default().sim)
         .await
         .unwrap();
     let monitor_only = Workers {

@@ -2,7 +2,7 @@
 //! sends. Timing is never asserted — the figures are for the README, not for CI.
 use std::time::Duration;
 
-use fluxgate::bench::{self, sse::ClientsIn, ScenarioResult, Sizes};
+use fluxgate::tools::bench::{self, sse::ClientsIn, ScenarioResult, Sizes};
 
 use crate::helpers::fresh_database;
 

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use fluxgate::{
-    domain::ids, pipeline::reconciler, pipeline::submitter, simulator::SimConfig, startup::Workers,
+    domain::ids, pipeline::reconciler, pipeline::submitter, startup::Workers,
+    tools::simulator::SimConfig,
 };
 use serde_json::{json, Value};
 

@@ -15,8 +15,8 @@ use crate::{
 };
 use fluxgate::{
     domain::{api_key::NewApiKey, tenant::TenantName},
-    simulator::SimConfig,
     storage,
+    tools::simulator::SimConfig,
 };
 
 /// (generation status, id, delivery status, attempts, last error class) of what did not arrive.
@@ -76,7 +76,7 @@ async fn sigterm_during_a_burst_exits_cleanly_and_the_restart_completes_everythi
 
 async fn burst_stop_restart(signal: nix::sys::signal::Signal) {
     let (pool, db_url) = fresh_database().await;
-    let sim = fluxgate::simulator::start(SimConfig {
+    let sim = fluxgate::tools::simulator::start(SimConfig {
         api_key: Some(secrecy::SecretString::from(SIM_KEY)),
         signing_seed: Some(SIM_SEED),
         queue_delay: Duration::from_millis(5),
@@ -223,7 +223,7 @@ async fn burst_stop_restart(signal: nix::sys::signal::Signal) {
 
 #[tokio::test]
 async fn a_postgres_restart_mid_burst_loses_nothing() {
-    use fluxgate::devdb::{DevDb, DevDbOptions};
+    use fluxgate::tools::devdb::{DevDb, DevDbOptions};
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -250,7 +250,7 @@ async fn a_postgres_restart_mid_burst_loses_nothing() {
     let url = db.tcp_url_for("fluxgate");
     let pool = storage::connect(&url, 8).await.unwrap();
     storage::MIGRATOR.run(&pool).await.unwrap();
-    let sim = fluxgate::simulator::start(SimConfig {
+    let sim = fluxgate::tools::simulator::start(SimConfig {
         api_key: Some(secrecy::SecretString::from(SIM_KEY)),
         signing_seed: Some(SIM_SEED),
         queue_delay: Duration::from_millis(5),

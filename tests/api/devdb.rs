@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fluxgate::devdb::{DevDb, DevDbError, DevDbOptions};
+use fluxgate::tools::devdb::{DevDb, DevDbError, DevDbOptions};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use sqlx::{Connection, PgConnection, Row};

@@ -17,8 +17,8 @@ use secrecy::ExposeSecret;
 use crate::helpers::{fresh_database, SIM_KEY, SIM_SEED};
 use fluxgate::{
     domain::{api_key::NewApiKey, tenant::TenantName},
-    simulator::SimConfig,
     storage,
+    tools::simulator::SimConfig,
 };
 
 /// The seed of the generated cases, so a failure reproduces.
@@ -47,7 +47,7 @@ async fn schemathesis_finds_no_server_error_and_no_dropped_connection_on_serve()
         "run this inside `unshare -n` (see .ci/fuzz): generated URLs must not leave the machine"
     );
     let (pool, db_url) = fresh_database().await;
-    let sim = fluxgate::simulator::start(SimConfig {
+    let sim = fluxgate::tools::simulator::start(SimConfig {
         api_key: Some(secrecy::SecretString::from(SIM_KEY)),
         signing_seed: Some(SIM_SEED),
         queue_delay: Duration::from_millis(5),

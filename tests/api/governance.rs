@@ -9,7 +9,7 @@ use crate::helpers::{
     fresh_database, problem, spawn_app, spawn_app_with, start_app, test_settings, TestApp,
     TestOptions, SIM_KEY, SIM_SEED,
 };
-use fluxgate::{simulator::SimConfig, startup::Workers};
+use fluxgate::{startup::Workers, tools::simulator::SimConfig};
 
 async fn set_limits(app: &TestApp, sql: &str) {
     sqlx::query(sql)
@@ -22,7 +22,7 @@ async fn set_limits(app: &TestApp, sql: &str) {
 /// A second instance on the same database, with its own simulator.
 async fn second_instance(app: &TestApp) -> TestApp {
     let pool = fluxgate::storage::connect(&app.db_url, 8).await.unwrap();
-    let sim = fluxgate::simulator::start(SimConfig {
+    let sim = fluxgate::tools::simulator::start(SimConfig {
         api_key: Some(secrecy::SecretString::from(SIM_KEY)),
         signing_seed: Some(SIM_SEED),
         ..Default::default()

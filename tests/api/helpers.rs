@@ -12,13 +12,13 @@ use ed25519_dalek::SigningKey;
 use fluxgate::fal::signature::sign_hex;
 use fluxgate::{
     config::Settings,
-    devdb::{DevDb, DevDbOptions},
     domain::{api_key::NewApiKey, tenant::TenantName},
     metrics::Metrics,
     pipeline::Pipeline,
-    simulator::{SimConfig, SimHandle},
     startup::{Application, Workers},
     storage,
+    tools::devdb::{DevDb, DevDbOptions},
+    tools::simulator::{SimConfig, SimHandle},
 };
 use secrecy::ExposeSecret;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -295,7 +295,7 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(opts: TestOptions) -> TestApp {
     let (pool, db_url) = fresh_database().await;
-    let sim = fluxgate::simulator::start(opts.sim)
+    let sim = fluxgate::tools::simulator::start(opts.sim)
         .await
         .expect("simulator starts");
     start_app(pool, db_url, sim, opts.settings, opts.workers).await

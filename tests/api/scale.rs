@@ -9,11 +9,11 @@ use crate::{
     helpers::{spawn_app_with, start_app, test_settings, TestApp, TestOptions, SIM_KEY, SIM_SEED},
     receiver::Receiver,
 };
-use fluxgate::{simulator::SimConfig, startup::Workers};
+use fluxgate::{startup::Workers, tools::simulator::SimConfig};
 
 async fn another_instance(first: &TestApp) -> TestApp {
     let pool = fluxgate::storage::connect(&first.db_url, 8).await.unwrap();
-    let sim = fluxgate::simulator::start(SimConfig {
+    let sim = fluxgate::tools::simulator::start(SimConfig {
         api_key: Some(secrecy::SecretString::from(SIM_KEY)),
         signing_seed: Some(SIM_SEED),
         queue_delay: Duration::from_millis(5),

@@ -27,7 +27,7 @@ fn keyring(value: &str) -> std::sync::Arc<Keyring> {
 /// `pg_dump --data-only` of the test's database, as an operator's backup would hold it.
 fn dump(app: &TestApp) -> String {
     // Beside the server binaries the tests' Postgres runs from, else on PATH.
-    let beside = fluxgate::devdb::find_binaries()
+    let beside = fluxgate::tools::devdb::find_binaries()
         .ok()
         .into_iter()
         .flat_map(|b| {

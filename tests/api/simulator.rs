@@ -13,7 +13,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use fluxgate::fal::signature::{
     signed_message, HEADER_REQUEST_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, HEADER_USER_ID,
 };
-use fluxgate::simulator::{self, FaultRates, SimConfig, SimHandle};
+use fluxgate::tools::simulator::{self, FaultRates, SimConfig, SimHandle};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 

@@ -499,7 +499,7 @@ async fn a_finished_generation_streams_its_events_and_closes_at_once() {
 async fn an_event_committed_through_one_instance_reaches_streams_on_another() {
     let a = spawn_app().await;
     let pool_b = storage::connect(&a.db_url, 4).await.unwrap();
-    let sim_b = fluxgate::simulator::start(TestOptions::default().sim)
+    let sim_b = fluxgate::tools::simulator::start(TestOptions::default().sim)
         .await
         .unwrap();
     let b = start_app(

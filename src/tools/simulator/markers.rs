@@ -1,4 +1,4 @@
-//! `[sim:…]` prompt markers (listed in the module doc of [`crate::simulator`]): parsing them out
+//! `[sim:…]` prompt markers (listed in the module doc of [`crate::tools::simulator`]): parsing them out
 //! of a prompt and applying each to a submission's fault decision.
 use std::time::Duration;
 

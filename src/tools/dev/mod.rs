@@ -10,10 +10,11 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
     config::{Cidr, Mode, RawSettings, Settings},
-    devdb::{DevDb, DevDbError, DevDbOptions},
     domain::{api_key::NewApiKey, tenant::TenantName},
     metrics::Metrics,
-    simulator, startup, storage, telemetry,
+    startup, storage, telemetry,
+    tools::devdb::{DevDb, DevDbError, DevDbOptions},
+    tools::simulator,
 };
 
 const DEMO_DESCRIPTION: &str = "fluxgate dev demo subscriber";

@@ -14,9 +14,9 @@ use crate::{
     delivery::signing::SigningSecret,
     domain::{api_key::NewApiKey, tenant::TenantName},
     metrics::Metrics,
-    simulator::{self, SimConfig, SimHandle},
     startup::{Application, Workers},
     storage::{self, subscriptions::NewSubscription},
+    tools::simulator::{self, SimConfig, SimHandle},
 };
 
 /// The simulator's webhook-signing seed: the bench signs callbacks with the same key.

@@ -1,5 +1,5 @@
 //! Fault injection: random rates (seeded, changeable at run time) and `[sim:…]` prompt markers
-//! (see the module doc of [`crate::simulator`]), and the exact error answers fal gives for each.
+//! (see the module doc of [`crate::tools::simulator`]), and the exact error answers fal gives for each.
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;

@@ -13,8 +13,8 @@ use super::{
     sse, BenchArgs, Scenario, Sizes,
 };
 use crate::{
-    devdb::{DevDb, DevDbOptions},
     storage,
+    tools::devdb::{DevDb, DevDbOptions},
 };
 
 pub struct Rendered {
