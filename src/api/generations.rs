@@ -80,22 +80,38 @@ async fn submit(
     endpoint: Endpoint,
 ) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(&req, payload, &state.settings).await?;
-    let Some(key) = idempotency::parse_key(req.headers().get(idempotency::HEADER))? else {
+    let raw_key = req.headers().get(idempotency::HEADER).map(|v| v.as_bytes());
+    let Some(key) = idempotency::parse_key(raw_key).map_err(invalid_key)? else {
         return Ok(create_generation(&bytes, &state, &caller, endpoint)
             .await?
             .into_response(false));
     };
     let hash = idempotency::fingerprint(req.method().as_str(), req.path(), &bytes);
-    if let Claim::Replay { status, body } =
-        idempotency::claim(&state.pool, caller.tenant_id, &key, &hash).await?
-    {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-        return Ok(Answer {
-            status,
-            body,
-            headers: Vec::new(),
+    match idempotency::claim(&state.pool, caller.tenant_id, &key, &hash).await? {
+        Claim::Fresh => {}
+        Claim::Replay { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            return Ok(Answer {
+                status,
+                body,
+                headers: Vec::new(),
+            }
+            .into_response(true));
         }
-        .into_response(true));
+        Claim::Reused => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "Idempotency Key Reused",
+                "this Idempotency-Key was already used with a different request; use a new key for a new request",
+            ))
+        }
+        Claim::InFlight => {
+            return Err(ApiError::conflict(
+                "idempotency_key_in_flight",
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+            ))
+        }
     }
     let answer = match create_generation(&bytes, &state, &caller, endpoint).await {
         Ok(answer) => answer,
@@ -120,6 +136,14 @@ async fn submit(
     )
     .await?;
     Ok(answer.into_response(false))
+}
+
+fn invalid_key(why: idempotency::InvalidKey) -> ApiError {
+    ApiError::bad_request(
+        "invalid_idempotency_key",
+        format!("Idempotency-Key {}", why.0),
+    )
+    .with_extra("field", serde_json::json!("Idempotency-Key"))
 }
 
 async fn create_generation(

@@ -11,8 +11,7 @@ use crate::{
     api::state::AppState,
     domain::generation::parse_end_user,
     error::{ApiError, FieldError},
-    governance::usage,
-    storage::generations::usd,
+    storage::{generations::usd, usage},
 };
 
 const MAX_DAYS: i64 = 366;

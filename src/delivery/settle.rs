@@ -56,17 +56,12 @@ impl Deliverer {
             .map(|id| (id, "the target answered 410 Gone".to_owned()))
             .collect();
         if !failing.is_empty() {
-            let overdue: Vec<Uuid> = sqlx::query_scalar::<_, Option<Uuid>>(
-                "UPDATE subscriptions SET failing_since = COALESCE(failing_since, now()) WHERE id = ANY($1)
-                 RETURNING CASE WHEN failing_since < now() - make_interval(secs => $2) THEN id END",
+            let overdue = storage::subscriptions::mark_failing(
+                &mut *tx,
+                &failing,
+                self.disable_after.as_secs_f64(),
             )
-            .bind(&failing)
-            .bind(self.disable_after.as_secs_f64())
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .flatten()
-            .collect();
+            .await?;
             let days = self.disable_after.as_secs_f64() / 86_400.0;
             disable.extend(
                 overdue

@@ -1,38 +1,13 @@
-//! Daily budgets per tenant and per end user. The estimate is reserved in the same transaction
-//! that stores the generation, by one conditional upsert per scope: the row lock serialises
-//! concurrent requests for the same scope on every instance, and the condition refuses the
-//! one that would pass the cap. Completion converts the reservation into the actual spend;
-//! a request fal never ran releases it.
+//! Daily budgets per tenant and per end user: the rules. The estimate is reserved in the same
+//! transaction that stores the generation, under every cap that applies; the counter's
+//! conditional upsert (`storage::budget_usage`) refuses the request that would pass a cap, on
+//! any instance. Completion converts the reservation into the actual spend; a request fal
+//! never ran releases it (`storage::budget_usage::settle`).
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use uuid::Uuid;
 
-/// The limits that apply to one request.
-#[derive(Debug, Clone, Default, sqlx::FromRow)]
-pub struct Limits {
-    pub tenant_daily_budget_micros: Option<i64>,
-    pub tenant_requests_per_minute: Option<i32>,
-    pub end_user_daily_budget_micros: Option<i64>,
-    pub end_user_requests_per_minute: Option<i32>,
-}
-
-pub async fn limits_for(
-    db: impl sqlx::PgExecutor<'_>,
-    tenant_id: Uuid,
-    end_user: Option<&str>,
-) -> Result<Limits, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT t.daily_budget_micros AS tenant_daily_budget_micros, t.requests_per_minute AS tenant_requests_per_minute,
-                COALESCE(e.daily_budget_micros, t.end_user_daily_budget_micros) AS end_user_daily_budget_micros,
-                COALESCE(e.requests_per_minute, t.end_user_requests_per_minute) AS end_user_requests_per_minute
-         FROM tenants t LEFT JOIN end_user_limits e ON e.tenant_id = t.id AND e.end_user = $2
-         WHERE t.id = $1",
-    )
-    .bind(tenant_id)
-    .bind(end_user)
-    .fetch_optional(db)
-    .await
-    .map(Option::unwrap_or_default)
-}
+use crate::storage::budget_usage;
+pub use crate::storage::budget_usage::{limits_for, Limits, Settlement};
 
 /// Which cap refused a request, and when it resets.
 #[derive(Debug, Clone)]
@@ -84,103 +59,17 @@ pub async fn reserve(
             limits.end_user_daily_budget_micros.unwrap_or(i64::MAX),
         )
     })) {
-        let ok: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO budget_usage (tenant_id, scope, day, reserved_micros)
-             SELECT $1, $2, $3, $4 WHERE $4 <= $5
-             ON CONFLICT (tenant_id, scope, day) DO UPDATE
-                SET reserved_micros = budget_usage.reserved_micros + EXCLUDED.reserved_micros
-                WHERE budget_usage.reserved_micros + budget_usage.spent_micros + EXCLUDED.reserved_micros <= $5
-             RETURNING reserved_micros",
-        )
-        .bind(tenant_id)
-        .bind(scope)
-        .bind(day)
-        .bind(micros)
-        .bind(cap)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if ok.is_none() {
-            let used: i64 = sqlx::query_scalar("SELECT COALESCE(sum(reserved_micros + spent_micros), 0)::bigint FROM budget_usage WHERE tenant_id = $1 AND scope = $2 AND day = $3")
-                .bind(tenant_id)
-                .bind(scope)
-                .bind(day)
-                .fetch_one(&mut *tx)
-                .await?;
+        if !budget_usage::reserve_within(tx, tenant_id, scope, day, micros, cap).await? {
+            let (reserved, spent) = budget_usage::used(&mut *tx, tenant_id, scope, day).await?;
             return Ok(Err(Exhausted {
                 scope: label,
                 cap_micros: cap,
-                used_micros: used,
+                used_micros: reserved + spent,
                 resets_at,
             }));
         }
     }
     Ok(Ok(Some(day)))
-}
-
-/// A finished generation's reservation and actual cost (0 when fal never ran it or did not
-/// bill it).
-#[derive(Debug, Clone, Copy)]
-pub struct Settlement<'a> {
-    pub tenant_id: Uuid,
-    pub end_user: Option<&'a str>,
-    pub day: Option<NaiveDate>,
-    pub reserved: i64,
-    pub actual: i64,
-}
-
-impl Settlement<'_> {
-    /// Whether settling changes anything (the generation reserved budget).
-    pub fn reserves(&self) -> bool {
-        self.day.is_some() && self.reserved > 0
-    }
-}
-
-/// Turns a generation's reservation into its actual spend. A no-op for generations that
-/// reserved nothing.
-pub async fn settle(tx: &mut sqlx::PgConnection, s: Settlement<'_>) -> Result<(), sqlx::Error> {
-    settle_many(tx, &[s]).await
-}
-
-/// Settles a batch in one statement: the tenant's and each end user's row of the day take the
-/// sums of their generations, in key order (concurrent batches lock rows in the same order).
-pub async fn settle_many(
-    tx: &mut sqlx::PgConnection,
-    batch: &[Settlement<'_>],
-) -> Result<(), sqlx::Error> {
-    let mut sums: std::collections::BTreeMap<(Uuid, &str, NaiveDate), (i64, i64)> =
-        Default::default();
-    for s in batch {
-        let Some(day) = s.day.filter(|_| s.reserved > 0) else {
-            continue;
-        };
-        for scope in std::iter::once("").chain(s.end_user) {
-            let sum = sums.entry((s.tenant_id, scope, day)).or_default();
-            sum.0 += s.reserved;
-            sum.1 += s.actual.max(0);
-        }
-    }
-    if sums.is_empty() {
-        return Ok(());
-    }
-    let tenant: Vec<Uuid> = sums.keys().map(|k| k.0).collect();
-    let scope: Vec<&str> = sums.keys().map(|k| k.1).collect();
-    let day: Vec<NaiveDate> = sums.keys().map(|k| k.2).collect();
-    let reserved: Vec<i64> = sums.values().map(|v| v.0).collect();
-    let actual: Vec<i64> = sums.values().map(|v| v.1).collect();
-    sqlx::query(
-        "UPDATE budget_usage b SET reserved_micros = GREATEST(b.reserved_micros - x.reserved, 0),
-                spent_micros = b.spent_micros + x.actual
-         FROM unnest($1::uuid[], $2::text[], $3::date[], $4::int8[], $5::int8[]) AS x(tenant_id, scope, day, reserved, actual)
-         WHERE b.tenant_id = x.tenant_id AND b.scope = x.scope AND b.day = x.day",
-    )
-    .bind(&tenant)
-    .bind(&scope)
-    .bind(&day)
-    .bind(&reserved)
-    .bind(&actual)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
 }
 
 /// Today's reserved and spent micro-dollars for a scope (`""` = the tenant).
@@ -189,11 +78,5 @@ pub async fn usage_today(
     tenant_id: Uuid,
     scope: &str,
 ) -> Result<(i64, i64), sqlx::Error> {
-    let (day, _) = today();
-    sqlx::query_as("SELECT COALESCE(sum(reserved_micros), 0)::bigint, COALESCE(sum(spent_micros), 0)::bigint FROM budget_usage WHERE tenant_id = $1 AND scope = $2 AND day = $3")
-        .bind(tenant_id)
-        .bind(scope)
-        .bind(day)
-        .fetch_one(db)
-        .await
+    budget_usage::used(db, tenant_id, scope, today().0).await
 }

@@ -4,44 +4,45 @@
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::storage::idempotency_keys;
+pub use crate::storage::idempotency_keys::{abandon, complete, prune};
 
 pub const HEADER: &str = "idempotency-key";
 const MAX_LEN: usize = 255;
 
-/// What to do with a request carrying a key.
+/// What a key says of the request that comes with it.
 pub enum Claim {
-    /// First use: run the request, then `complete` (or `abandon` on a server error).
+    /// Not seen (or seen more than 24 h ago): this request takes it.
     Fresh,
-    /// Answered before: replay this.
+    /// Answered before, for the same request: this is the answer.
     Replay { status: u16, body: Vec<u8> },
+    /// Used with another request.
+    Reused,
+    /// The first request with it is still running.
+    InFlight,
 }
 
-pub fn parse_key(
-    raw: Option<&actix_web::http::header::HeaderValue>,
-) -> Result<Option<String>, ApiError> {
+/// Why an `Idempotency-Key` header is not one, worded to follow the header's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidKey(pub &'static str);
+
+/// The key a request carries, if any: 1–255 printable ASCII characters.
+pub fn parse_key(raw: Option<&[u8]>) -> Result<Option<String>, InvalidKey> {
     let Some(raw) = raw else { return Ok(None) };
-    let key = raw
-        .to_str()
-        .map_err(|_| invalid("must be printable ASCII"))?;
+    let key = std::str::from_utf8(raw).map_err(|_| InvalidKey("must be printable ASCII"))?;
     if key.is_empty() {
-        return Err(invalid("must not be empty"));
+        return Err(InvalidKey("must not be empty"));
     }
     if key.len() > MAX_LEN {
-        return Err(invalid("must be at most 255 characters"));
+        return Err(InvalidKey("must be at most 255 characters"));
     }
     if !key.bytes().all(|b| (b' '..=b'~').contains(&b)) {
-        return Err(invalid("must be printable ASCII"));
+        return Err(InvalidKey("must be printable ASCII"));
     }
     Ok(Some(key.to_owned()))
 }
 
-fn invalid(why: &str) -> ApiError {
-    ApiError::bad_request("invalid_idempotency_key", format!("Idempotency-Key {why}"))
-        .with_extra("field", serde_json::json!("Idempotency-Key"))
-}
-
-/// The fingerprint of a request: method, path and exact body bytes.
+/// What a request is, for its key: method, path and exact body.
 pub fn fingerprint(method: &str, path: &str, body: &[u8]) -> Vec<u8> {
     let mut h = Sha256::new();
     h.update(method.as_bytes());
@@ -57,82 +58,17 @@ pub async fn claim(
     tenant_id: Uuid,
     key: &str,
     hash: &[u8],
-) -> Result<Claim, ApiError> {
-    // A key older than 24 h is forgotten: the slot is reused.
-    let inserted = sqlx::query(
-        "INSERT INTO idempotency_keys (tenant_id, key, request_hash) VALUES ($1, $2, $3)
-         ON CONFLICT (tenant_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, status_code = NULL, response = NULL, created_at = now()
-         WHERE idempotency_keys.created_at < now() - interval '24 hours'",
-    )
-    .bind(tenant_id)
-    .bind(key)
-    .bind(hash)
-    .execute(db)
-    .await?;
-    if inserted.rows_affected() == 1 {
+) -> Result<Claim, sqlx::Error> {
+    if idempotency_keys::take(db, tenant_id, key, hash).await? {
         return Ok(Claim::Fresh);
     }
-    let (stored_hash, status, body): (Vec<u8>, Option<i32>, Option<Vec<u8>>) =
-        sqlx::query_as("SELECT request_hash, status_code, response FROM idempotency_keys WHERE tenant_id = $1 AND key = $2")
-            .bind(tenant_id)
-            .bind(key)
-            .fetch_one(db)
-            .await?;
-    if stored_hash != hash {
-        return Err(ApiError::new(
-            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-            "Idempotency Key Reused",
-            "this Idempotency-Key was already used with a different request; use a new key for a new request",
-        ));
-    }
-    match (status, body) {
-        (Some(status), Some(body)) => Ok(Claim::Replay {
+    let (stored_hash, status, body) = idempotency_keys::stored(db, tenant_id, key).await?;
+    Ok(match (stored_hash == hash, status, body) {
+        (false, _, _) => Claim::Reused,
+        (true, Some(status), Some(body)) => Claim::Replay {
             status: status as u16,
             body,
-        }),
-        _ => Err(ApiError::conflict(
-            "idempotency_key_in_flight",
-            "a request with this Idempotency-Key is still being processed; retry shortly",
-        )),
-    }
-}
-
-/// Stores the answer to replay.
-pub async fn complete(
-    db: &sqlx::PgPool,
-    tenant_id: Uuid,
-    key: &str,
-    status: u16,
-    body: &[u8],
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE idempotency_keys SET status_code = $3, response = $4 WHERE tenant_id = $1 AND key = $2")
-        .bind(tenant_id)
-        .bind(key)
-        .bind(i32::from(status))
-        .bind(body)
-        .execute(db)
-        .await?;
-    Ok(())
-}
-
-/// Forgets a key whose request failed on our side, so a retry can run it again.
-pub async fn abandon(db: &sqlx::PgPool, tenant_id: Uuid, key: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND status_code IS NULL",
-    )
-    .bind(tenant_id)
-    .bind(key)
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
-pub async fn prune(db: &sqlx::PgPool) -> Result<u64, sqlx::Error> {
-    Ok(
-        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < now() - interval '24 hours'")
-            .execute(db)
-            .await?
-            .rows_affected(),
-    )
+        },
+        _ => Claim::InFlight,
+    })
 }

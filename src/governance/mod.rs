@@ -6,4 +6,3 @@ pub mod cache;
 pub mod idempotency;
 pub mod money;
 pub mod rate_limit;
-pub mod usage;

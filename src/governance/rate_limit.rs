@@ -4,6 +4,8 @@
 use uuid::Uuid;
 
 use super::budgets::Limits;
+use crate::storage::rate_windows;
+pub use crate::storage::rate_windows::prune;
 
 /// The state of the window a request was counted in (for the `RateLimit-*` headers).
 #[derive(Debug, Clone, Copy)]
@@ -37,15 +39,7 @@ pub async fn admit(
     }
     let mut tightest: Option<Window> = None;
     for (scope, key, limit) in checks {
-        let row: Option<(i32, f64)> = sqlx::query_as(
-            "INSERT INTO rate_windows (key, window_start, count) VALUES ($1, date_trunc('minute', now()), 1)
-             ON CONFLICT (key, window_start) DO UPDATE SET count = rate_windows.count + 1 WHERE rate_windows.count < $2
-             RETURNING count, extract(epoch FROM (window_start + interval '1 minute' - now()))::float8",
-        )
-        .bind(&key)
-        .bind(limit)
-        .fetch_optional(db)
-        .await?;
+        let row = rate_windows::count(db, &key, limit).await?;
         match row {
             Some((count, reset)) => {
                 let w = Window {
@@ -58,9 +52,7 @@ pub async fn admit(
                 }
             }
             None => {
-                let reset: f64 = sqlx::query_scalar("SELECT extract(epoch FROM (date_trunc('minute', now()) + interval '1 minute' - now()))::float8")
-                    .fetch_one(db)
-                    .await?;
+                let reset = rate_windows::seconds_to_next_window(db).await?;
                 return Ok(Err(Limited {
                     scope,
                     window: Window {
@@ -73,14 +65,4 @@ pub async fn admit(
         }
     }
     Ok(Ok(tightest))
-}
-
-/// Drops windows that ended a while ago (called from a periodic task).
-pub async fn prune(db: &sqlx::PgPool) -> Result<u64, sqlx::Error> {
-    Ok(
-        sqlx::query("DELETE FROM rate_windows WHERE window_start < now() - interval '5 minutes'")
-            .execute(db)
-            .await?
-            .rows_affected(),
-    )
 }

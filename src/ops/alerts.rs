@@ -12,13 +12,14 @@
 //! is no evidence either way.
 use std::{sync::Arc, time::Duration};
 
-use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
-use crate::{config::Settings, storage::events};
+use crate::{
+    config::Settings,
+    storage::{alert_state, events},
+};
 
 /// `error.code`s of generations that failed because of fal or our fal account — not the
 /// caller's input (content policy, validation, the caller's own deadline are left out).
@@ -133,18 +134,18 @@ async fn evaluate_alert(
     alert: Alert,
     min_gap: Duration,
 ) -> Result<Option<Transition>, sqlx::Error> {
-    // Alerts added after the migration get their row on first use.
-    sqlx::query("INSERT INTO alert_state (name) VALUES ($1) ON CONFLICT DO NOTHING")
-        .bind(alert.name())
-        .execute(pool)
-        .await?;
+    alert_state::ensure(pool, alert.name()).await?;
     let mut tx = pool.begin().await?;
-    let Some((firing, previous)) = lock_state(&mut tx, alert, min_gap).await? else {
+    let Some((firing, previous)) = alert_state::lock(&mut tx, alert.name(), min_gap).await? else {
         return Ok(None); // another instance is evaluating, or just did
     };
     let (failures, total) = match alert {
-        Alert::FalErrorRate => fal_outcomes(&mut tx, s.alert_window).await?,
-        Alert::DeliveryFailureRate => delivery_outcomes(&mut tx, s.alert_window).await?,
+        Alert::FalErrorRate => {
+            alert_state::fal_outcomes(&mut tx, s.alert_window, FAL_SIDE_CODES).await?
+        }
+        Alert::DeliveryFailureRate => {
+            alert_state::delivery_outcomes(&mut tx, s.alert_window).await?
+        }
     };
     let ratio = if total > 0 {
         failures as f64 / total as f64
@@ -157,7 +158,8 @@ async fn evaluate_alert(
     } else {
         ratio >= threshold
     };
-    let since = save_state(&mut tx, alert, now_firing, ratio, failures, total).await?;
+    let since =
+        alert_state::save(&mut tx, alert.name(), now_firing, ratio, failures, total).await?;
     if now_firing == firing {
         tx.commit().await?;
         return Ok(None);
@@ -183,7 +185,7 @@ async fn evaluate_alert(
         "firing_since": if now_firing { None } else { previous },
         "message": message,
     });
-    let tenants = subscribed_tenants(&mut tx, kind).await?;
+    let tenants = alert_state::subscribed_tenants(&mut tx, kind).await?;
     for tenant in &tenants {
         events::append(&mut tx, *tenant, kind, None, data.clone()).await?;
     }
@@ -219,92 +221,4 @@ async fn evaluate_alert(
         total,
         tenants: tenants.len(),
     }))
-}
-
-/// Locks the alert's row for this transaction; returns whether it is firing and since when.
-/// `None` when another instance holds it or evaluated it less than `min_gap` ago.
-async fn lock_state(
-    tx: &mut PgConnection,
-    alert: Alert,
-    min_gap: Duration,
-) -> Result<Option<(bool, Option<DateTime<Utc>>)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT firing, changed_at FROM alert_state
-         WHERE name = $1 AND (evaluated_at IS NULL OR evaluated_at <= now() - make_interval(secs => $2))
-         FOR UPDATE SKIP LOCKED",
-    )
-    .bind(alert.name())
-    .bind(min_gap.as_secs_f64())
-    .fetch_optional(&mut *tx)
-    .await
-}
-
-/// Records the evaluation; returns when the (possibly new) current state began.
-async fn save_state(
-    tx: &mut PgConnection,
-    alert: Alert,
-    firing: bool,
-    ratio: f64,
-    failures: i64,
-    total: i64,
-) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar(
-        "UPDATE alert_state SET firing = $2, evaluated_at = now(), ratio = $3, failures = $4, total = $5,
-                changed_at = CASE WHEN firing <> $2 THEN now() ELSE changed_at END
-         WHERE name = $1 RETURNING changed_at",
-    )
-    .bind(alert.name())
-    .bind(firing)
-    .bind(ratio)
-    .bind(failures)
-    .bind(total)
-    .fetch_one(&mut *tx)
-    .await
-}
-
-// The windowed counts are unnamed statements (`persistent(false)`): planned with the actual
-// window each time, so the planner sees a narrow range and uses the time indexes.
-
-/// (failed on fal's side, completed or failed) among generations finished in the window.
-async fn fal_outcomes(tx: &mut PgConnection, window: Duration) -> Result<(i64, i64), sqlx::Error> {
-    sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE status = 'failed' AND error->>'code' = ANY($2)), count(*)
-         FROM generations
-         WHERE finished_at >= now() - make_interval(secs => $1) AND status IN ('completed', 'failed')",
-    )
-    .bind(window.as_secs_f64())
-    .bind(FAL_SIDE_CODES)
-    .persistent(false)
-    .fetch_one(&mut *tx)
-    .await
-}
-
-/// (without a 2xx, all) among delivery attempts started in the window.
-async fn delivery_outcomes(
-    tx: &mut PgConnection,
-    window: Duration,
-) -> Result<(i64, i64), sqlx::Error> {
-    sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE status_code IS NULL OR status_code NOT BETWEEN 200 AND 299), count(*)
-         FROM delivery_attempts WHERE started_at >= now() - make_interval(secs => $1)",
-    )
-    .bind(window.as_secs_f64())
-    .persistent(false)
-    .fetch_one(&mut *tx)
-    .await
-}
-
-/// Tenants with an active subscription matching `kind` (exact, `alert.*`, `*`), the same
-/// rule fan-out applies: only they get an event, so others' event logs stay free of alerts.
-async fn subscribed_tenants(tx: &mut PgConnection, kind: &str) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT DISTINCT tenant_id FROM subscriptions s
-         WHERE s.status = 'active' AND s.deleted_at IS NULL
-           AND EXISTS (SELECT 1 FROM unnest(s.event_types) p
-                       WHERE p = $1 OR p = '*' OR (right(p, 2) = '.*' AND starts_with($1, left(p, -1))))
-         ORDER BY tenant_id",
-    )
-    .bind(kind)
-    .fetch_all(&mut *tx)
-    .await
 }

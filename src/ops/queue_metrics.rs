@@ -1,6 +1,7 @@
 //! The `/metrics` gauges that describe the whole cluster rather than one process — queue
 //! depths and oldest-pending ages, spend, alert state — re-read from Postgres every
 //! `metrics_refresh`. Every instance reports the same values: aggregate with `max`, not `sum`.
+use crate::storage;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -45,9 +46,7 @@ pub async fn refresh(
     }
     let micros = spend.refresh(pool).await?;
     metrics.spend.set(micros as f64 / 1_000_000.0);
-    let alerts: Vec<(String, bool)> = sqlx::query_as("SELECT name, firing FROM alert_state")
-        .fetch_all(pool)
-        .await?;
+    let alerts = storage::alert_state::all(pool).await?;
     for (name, firing) in alerts {
         metrics
             .alert_firing
@@ -63,26 +62,7 @@ pub async fn refresh(
 async fn queue_stats(
     pool: &PgPool,
 ) -> Result<Vec<(&'static str, &'static str, i64, f64)>, sqlx::Error> {
-    let rows: Vec<(String, String, i64, f64)> = sqlx::query_as(
-        "WITH pending AS (
-            SELECT 'submissions' AS queue,
-                   CASE WHEN submit_attempts > 1 OR (submit_attempts = 1 AND (lease_until IS NULL OR lease_until < now()))
-                        THEN 'retry' ELSE 'first' END AS lane,
-                   created_at
-              FROM generations WHERE status = 'accepted'
-            UNION ALL
-            SELECT 'deliveries', 'first', created_at FROM deliveries WHERE status = 'pending' AND attempts = 0
-            UNION ALL
-            SELECT 'deliveries',
-                   CASE WHEN attempts = 1 AND lease_until >= now() THEN 'first' ELSE 'retry' END,
-                   created_at
-              FROM deliveries WHERE status = 'pending' AND attempts > 0
-         )
-         SELECT queue, lane, count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8
-         FROM pending GROUP BY queue, lane",
-    )
-    .fetch_all(pool)
-    .await?;
+    let rows = storage::gauges::queue_lanes(pool).await?;
     let mut stats = Vec::with_capacity(4);
     for queue in ["submissions", "deliveries"] {
         for lane in ["first", "retry"] {
@@ -107,17 +87,8 @@ impl SpendTally {
         let from = self.settled_until.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
         // Unnamed statement: planned with the actual bound each time, so after the first full
         // sum it reads only the recent range of the `finished_at` index.
-        let (cutoff, newly_settled, recent): (DateTime<Utc>, i64, i64) = sqlx::query_as(
-            "SELECT now() - make_interval(secs => $2),
-                    COALESCE(sum(cost_micros) FILTER (WHERE finished_at < now() - make_interval(secs => $2)), 0)::bigint,
-                    COALESCE(sum(cost_micros) FILTER (WHERE finished_at >= now() - make_interval(secs => $2)), 0)::bigint
-             FROM generations WHERE status = 'completed' AND finished_at >= $1",
-        )
-        .bind(from)
-        .bind(SETTLED_AFTER_SECS)
-        .persistent(false)
-        .fetch_one(pool)
-        .await?;
+        let (cutoff, newly_settled, recent) =
+            storage::gauges::spend_since(pool, from, SETTLED_AFTER_SECS).await?;
         self.settled_micros += newly_settled;
         self.settled_until = Some(cutoff);
         Ok(self.settled_micros + recent)

@@ -16,7 +16,6 @@ use uuid::Uuid;
 use self::plan::Plan;
 use crate::{
     assets::{Assets, CopyError},
-    governance::budgets,
     storage::{
         self,
         delivery_queue::Claimed,
@@ -219,7 +218,7 @@ async fn apply_locked(
     if !done.is_empty() {
         storage::generations::finish_many(&mut tx, &done).await?;
         let settlements: Vec<_> = done.iter().map(|g| g.settlement()).collect();
-        budgets::settle_many(&mut tx, &settlements).await?;
+        storage::budget_usage::settle_many(&mut tx, &settlements).await?;
     }
     for &(id, cost) in &plan.released {
         storage::generations::release_hold(&mut tx, id, cost).await?;

@@ -88,12 +88,7 @@ pub async fn run(p: Pipeline, stop: CancellationToken) {
             count = left.len(),
             "drain time over: releasing submission leases"
         );
-        let _ = sqlx::query(
-            "UPDATE generations SET lease_until = NULL WHERE id = ANY($1) AND status = 'accepted'",
-        )
-        .bind(&left)
-        .execute(&p.pool)
-        .await;
+        let _ = storage::generations::release_submissions(&p.pool, &left).await;
     }
 }
 

@@ -58,8 +58,8 @@ impl Generation {
     }
 
     /// What finishing this generation does to its budget reservation.
-    pub fn settlement(&self) -> crate::governance::budgets::Settlement<'_> {
-        crate::governance::budgets::Settlement {
+    pub fn settlement(&self) -> crate::storage::budget_usage::Settlement<'_> {
+        crate::storage::budget_usage::Settlement {
             tenant_id: self.tenant_id,
             end_user: self.end_user.as_deref(),
             day: self.budget_day,

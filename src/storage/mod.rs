@@ -1,15 +1,21 @@
 //! All SQL lives here, one file per table family. Functions take an executor so callers can
 //! compose them into one transaction.
+pub mod alert_state;
+pub mod budget_usage;
 pub mod callbacks;
 pub mod deliveries;
 pub mod delivery_queue;
 pub mod events;
+pub mod gauges;
 pub mod generations;
 pub mod held;
+pub mod idempotency_keys;
 pub mod keys;
+pub mod rate_windows;
 pub mod server_secrets;
 pub mod subscriptions;
 pub mod tenants;
+pub mod usage;
 
 use sqlx::{postgres::PgPoolOptions, PgPool};
 use std::{

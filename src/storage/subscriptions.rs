@@ -303,6 +303,24 @@ pub async fn rotate_secret(
     .await
 }
 
+/// Notes that deliveries to `ids` are failing (since the first failure of an unbroken run);
+/// returns those failing for longer than `disable_after_secs`.
+pub async fn mark_failing(
+    db: impl PgExecutor<'_>,
+    ids: &[Uuid],
+    disable_after_secs: f64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let overdue: Vec<Option<Uuid>> = sqlx::query_scalar(
+        "UPDATE subscriptions SET failing_since = COALESCE(failing_since, now()) WHERE id = ANY($1)
+         RETURNING CASE WHEN failing_since < now() - make_interval(secs => $2) THEN id END",
+    )
+    .bind(ids)
+    .bind(disable_after_secs)
+    .fetch_all(db)
+    .await?;
+    Ok(overdue.into_iter().flatten().collect())
+}
+
 /// Disables a subscription (410, or days of unbroken failure). Returns true if it changed.
 pub async fn disable(db: impl PgExecutor<'_>, id: Uuid, reason: &str) -> Result<bool, sqlx::Error> {
     let r = sqlx::query("UPDATE subscriptions SET status = 'disabled', disabled_reason = $2, updated_at = now() WHERE id = $1 AND status = 'active'")

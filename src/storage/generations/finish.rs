@@ -132,7 +132,7 @@ pub async fn finish(
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(g) = row.as_ref().filter(|_| !f.hold_reservation) {
-        crate::governance::budgets::settle(tx, g.settlement()).await?;
+        crate::storage::budget_usage::settle(tx, g.settlement()).await?;
     }
     Ok(row)
 }
@@ -153,7 +153,7 @@ pub async fn release_hold(
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(g) = &row {
-        crate::governance::budgets::settle(tx, g.settlement()).await?;
+        crate::storage::budget_usage::settle(tx, g.settlement()).await?;
     }
     Ok(row)
 }

@@ -142,6 +142,18 @@ pub async fn mark_cancel_requested(db: impl PgExecutor<'_>, id: Uuid) -> Result<
     Ok(())
 }
 
+/// Gives back the leases of submissions not made (a stop's drain ran out): the next worker
+/// claims them at once.
+pub async fn release_submissions(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE generations SET lease_until = NULL WHERE id = ANY($1) AND status = 'accepted'",
+    )
+    .bind(ids)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Queued generations that have waited too long for their callback, leased for a status check.
 pub async fn claim_overdue(
     db: impl PgExecutor<'_>,

@@ -1,4 +1,4 @@
-//! `GET /v1/usage`: requests, images, megapixels, spend, cache hits and savings, and failures
+//! The usage report of `GET /v1/usage`: requests, images, megapixels, spend, cache hits and savings, and failures
 //! by code — per UTC day, optionally for one end user. Derived from the generations
 //! themselves, so it is exact whatever instance served them.
 use chrono::NaiveDate;

@@ -1,0 +1,35 @@
+//! Fixed one-minute request windows, one counter row per key and minute.
+use sqlx::PgPool;
+
+/// Counts one request in `key`'s current minute if it is under `limit`: the count and the
+/// seconds left in the minute, or `None` when the window is full.
+pub async fn count(db: &PgPool, key: &str, limit: i32) -> Result<Option<(i32, f64)>, sqlx::Error> {
+    sqlx::query_as(
+        "INSERT INTO rate_windows (key, window_start, count) VALUES ($1, date_trunc('minute', now()), 1)
+         ON CONFLICT (key, window_start) DO UPDATE SET count = rate_windows.count + 1 WHERE rate_windows.count < $2
+         RETURNING count, extract(epoch FROM (window_start + interval '1 minute' - now()))::float8",
+    )
+    .bind(key)
+    .bind(limit)
+    .fetch_optional(db)
+    .await
+}
+
+/// Seconds until the next minute by the database's clock (the windows' clock).
+pub async fn seconds_to_next_window(db: &PgPool) -> Result<f64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT extract(epoch FROM (date_trunc('minute', now()) + interval '1 minute' - now()))::float8",
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Drops windows that ended a while ago (called from a periodic task).
+pub async fn prune(db: &PgPool) -> Result<u64, sqlx::Error> {
+    Ok(
+        sqlx::query("DELETE FROM rate_windows WHERE window_start < now() - interval '5 minutes'")
+            .execute(db)
+            .await?
+            .rows_affected(),
+    )
+}
