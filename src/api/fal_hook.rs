@@ -175,7 +175,7 @@ async fn prepare(state: &AppState, door: Door, incoming: &mut Incoming) -> Resul
         }
     }
     if let Some(stored) = target.fal_request_id.as_deref() {
-        if stored != incoming.result.request_id && !target.seen && !is_terminal(&target.status) {
+        if stored != incoming.result.request_id && !target.seen && !target.status.is_terminal() {
             return Err(ApiError::conflict(
                 "request_id_mismatch",
                 format!(
@@ -187,7 +187,7 @@ async fn prepare(state: &AppState, door: Door, incoming: &mut Incoming) -> Resul
     }
     // A duplicate changes nothing and a late result is recorded, never announced: neither is
     // worth a download.
-    let finishes = !target.seen && !is_terminal(&target.status);
+    let finishes = !target.seen && !target.status.is_terminal();
     if let (Some(assets), true) = (assets, copies && finishes) {
         let max = target.num_images.unwrap_or(1).clamp(1, 4) as usize;
         if let Err(e) = incoming.keep_images(assets, max).await {
@@ -198,10 +198,6 @@ async fn prepare(state: &AppState, door: Door, incoming: &mut Incoming) -> Resul
         }
     }
     Ok(())
-}
-
-fn is_terminal(status: &str) -> bool {
-    matches!(status, "completed" | "failed" | "cancelled")
 }
 
 /// One parse on the way in; only a body that fails it is parsed again, to tell JSON that is not

@@ -4,6 +4,7 @@ use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::domain::states::GenerationStatus;
 use crate::{
     api::state::AppState,
     api::{auth::Caller, body},
@@ -387,15 +388,14 @@ pub async fn list(
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let mut errors = Vec::new();
-    let status = query.status.as_deref().filter(|s| !s.is_empty());
-    if let Some(s) = status {
-        if !["accepted", "queued", "completed", "failed", "cancelled"].contains(&s) {
-            errors.push(FieldError::new(
-                "status",
-                "must be one of accepted, queued, completed, failed, cancelled",
-            ));
-        }
-    }
+    let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => GenerationStatus::parse(s).or_else(|| {
+            let all = GenerationStatus::names().join(", ");
+            errors.push(FieldError::new("status", format!("must be one of {all}")));
+            None
+        }),
+    };
     let limit = match query.limit.as_deref() {
         None | Some("") => 20,
         Some(l) => match l.parse::<i64>() {
@@ -464,8 +464,8 @@ pub async fn cancel(
         ));
     }
     storage::generations::mark_cancel_requested(&state.pool, g.id).await?;
-    let outcome = match (g.status.as_str(), g.cancel_url.as_deref()) {
-        ("queued", Some(url)) => match state.pipeline.fal.cancel(url).await {
+    let outcome = match (g.status, g.cancel_url.as_deref()) {
+        (GenerationStatus::Queued, Some(url)) => match state.pipeline.fal.cancel(url).await {
             Ok(CancelOutcome::Requested) => "cancelled_at_fal",
             Ok(CancelOutcome::NotFound) => "not_found_at_fal",
             Ok(CancelOutcome::AlreadyCompleted) => {
@@ -495,13 +495,12 @@ pub async fn cancel(
     });
     let finish = if held {
         Finish {
-            status: "cancelled",
             error: Some(&error),
             hold_reservation: true,
-            ..Default::default()
+            ..Finish::to(GenerationStatus::Cancelled)
         }
     } else {
-        Finish::unsuccessful("cancelled", &error)
+        Finish::unsuccessful(GenerationStatus::Cancelled, &error)
     };
     let mut tx = state.pool.begin().await?;
     let row = match storage::generations::finish(&mut tx, g.id, finish).await? {

@@ -1,5 +1,6 @@
 //! REST Hooks subscriptions (Zapier-style): create/list/get/patch/delete, rotate-secret, test,
 //! recover, and a subscription's deliveries.
+use crate::domain::states::{DeliveryStatus, SubscriptionStatus};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
@@ -342,8 +343,13 @@ pub async fn patch(
     p.description = parse_description(obj.get("description"), &mut errors);
     match obj.get("status").map(|s| s.as_str()) {
         None => {}
-        Some(Some(s @ ("active" | "disabled"))) => p.status = Some(s.to_owned()),
-        Some(_) => errors.push(FieldError::new("status", "must be active or disabled")),
+        Some(Some(s)) if SubscriptionStatus::parse(s).is_some() => {
+            p.status = SubscriptionStatus::parse(s)
+        }
+        Some(_) => errors.push(FieldError::new(
+            "status",
+            format!("must be one of {}", SubscriptionStatus::names().join(", ")),
+        )),
     }
     if obj.contains_key("max_in_flight") {
         p.max_in_flight = parse_limit(
@@ -523,18 +529,19 @@ pub async fn deliveries(
 ) -> Result<HttpResponse, ApiError> {
     let sub = find(&state, &caller, &path).await?;
     let (limit, cursor) = page_params(&query, ids::Kind::Delivery)?;
-    let status = query
+    let status = match query
         .get("status")
         .map(String::as_str)
-        .filter(|s| !s.is_empty());
-    if let Some(s) = status {
-        if !["pending", "succeeded", "failed", "exhausted", "cancelled"].contains(&s) {
-            return Err(ApiError::validation(vec![FieldError::new(
+        .filter(|s| !s.is_empty())
+    {
+        None => None,
+        Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
+            ApiError::validation(vec![FieldError::new(
                 "status",
-                "must be one of pending, succeeded, failed, exhausted, cancelled",
-            )]));
-        }
-    }
+                format!("must be one of {}", DeliveryStatus::names().join(", ")),
+            )])
+        })?),
+    };
     let before = match cursor {
         Some(c) => storage::deliveries::get(&state.pool, caller.tenant_id, c)
             .await?

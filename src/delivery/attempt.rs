@@ -1,6 +1,7 @@
 //! One delivery attempt: sign the exact stored payload bytes (Standard Webhooks), send them
 //! through the SSRF-guarded client, and judge the answer by the retry policy. Never fails:
 //! every result becomes an [`Outcome`] for the delivery loop to record.
+use crate::domain::states::DeliveryStatus;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -105,14 +106,14 @@ impl Deliverer {
             &mut rand::thread_rng(),
         );
         let (new_status, next_attempt_at, label) = match decision {
-            Decision::Done => ("succeeded", None, "succeeded"),
-            Decision::Disable => ("failed", None, "gone"),
+            Decision::Done => (DeliveryStatus::Succeeded, None, "succeeded"),
+            Decision::Disable => (DeliveryStatus::Failed, None, "gone"),
             Decision::RetryIn(d) => (
-                "pending",
+                DeliveryStatus::Pending,
                 Some(Utc::now() + chrono::Duration::from_std(d).unwrap_or_default()),
                 "retry_scheduled",
             ),
-            Decision::Exhausted => ("exhausted", None, "exhausted"),
+            Decision::Exhausted => (DeliveryStatus::Exhausted, None, "exhausted"),
         };
         self.metrics
             .deliveries

@@ -3,5 +3,6 @@ pub mod api_key;
 pub mod cidr;
 pub mod generation;
 pub mod ids;
+pub mod states;
 pub mod subscription;
 pub mod tenant;

@@ -123,13 +123,14 @@ impl Submitted {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::domain::states::GenerationStatus;
 
     pub(crate) fn row(id: Uuid) -> Generation {
         let now = chrono::Utc::now();
         Generation {
             id,
             tenant_id: id,
-            status: "accepted".into(),
+            status: GenerationStatus::Accepted,
             model: "fal-ai/flux-2".into(),
             input: sqlx::types::Json(serde_json::json!({})),
             webhook_url: None,

@@ -13,6 +13,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
 use super::{submitted::Callback, Pipeline};
+use crate::domain::states::GenerationStatus;
 use crate::{
     fal::errors::{ErrorClass, FalError},
     storage::{
@@ -207,7 +208,7 @@ async fn record_accepted(
     // The row as it reads once queued: the body of its `generation.queued` event.
     let at = chrono::Utc::now().trunc_subsecs(6);
     let mut queued = g.clone();
-    queued.status = "queued".to_owned();
+    queued.status = GenerationStatus::Queued;
     queued.fal_request_id = queued
         .fal_request_id
         .or_else(|| Some(sub.request_id.clone()));
@@ -249,7 +250,7 @@ async fn record_accepted(
         p.submitted.forget(g.id);
     }
     tracing::info!(fal_request_id = %sub.request_id, status = %status, "submitted to fal");
-    if status == "cancelled" {
+    if status == GenerationStatus::Cancelled {
         // Cancelled while the submit was in flight: ask fal to drop it too.
         if let Some(url) = sub.cancel_url.as_deref() {
             let _ = p.fal.cancel(url).await;
@@ -343,8 +344,12 @@ async fn fail(
         "details": e.body.as_ref().map(|b| b.get("detail").cloned().unwrap_or_else(|| b.clone())),
     });
     let mut tx = p.pool.begin().await?;
-    if let Some(row) =
-        storage::generations::finish(&mut tx, g.id, Finish::unsuccessful("failed", &error)).await?
+    if let Some(row) = storage::generations::finish(
+        &mut tx,
+        g.id,
+        Finish::unsuccessful(GenerationStatus::Failed, &error),
+    )
+    .await?
     {
         storage::events::append(
             &mut tx,

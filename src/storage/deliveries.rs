@@ -1,5 +1,6 @@
 //! Deliveries: fanned out in the event's own transaction, and read back for the API. Claiming
 //! and settling them is the queue's business (`delivery_queue`).
+use crate::domain::states::DeliveryStatus;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sqlx::{FromRow, PgExecutor};
@@ -97,7 +98,7 @@ pub struct Delivery {
     pub event_id: Uuid,
     pub subscription_id: Option<Uuid>,
     pub target_url: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     pub next_attempt_at: DateTime<Utc>,
     pub last_status_code: Option<i32>,
@@ -121,7 +122,7 @@ impl Delivery {
             "target_url": self.target_url,
             "status": self.status,
             "attempts": self.attempts,
-            "next_attempt_at": if self.status == "pending" { Some(self.next_attempt_at) } else { None },
+            "next_attempt_at": if self.status == DeliveryStatus::Pending { Some(self.next_attempt_at) } else { None },
             "last_status_code": self.last_status_code,
             "last_error_class": self.last_error_class,
             "created_at": self.created_at,
@@ -148,7 +149,7 @@ pub async fn get(
 pub async fn for_subscription(
     db: impl PgExecutor<'_>,
     subscription_id: Uuid,
-    status: Option<&str>,
+    status: Option<DeliveryStatus>,
     before: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> Result<Vec<Delivery>, sqlx::Error> {

@@ -2,6 +2,7 @@
 //! under each subscription's in-flight cap, and attempts settled in bulk. One statement settles
 //! a batch of attempts and leases their successors, so a slot freed by an answer is refilled
 //! in the same round trip and commit that frees it — the cap holds at every commit.
+use crate::domain::states::DeliveryStatus;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
@@ -37,7 +38,7 @@ pub struct Settled {
     pub error_class: Option<&'static str>,
     pub excerpt: Option<String>,
     /// `pending` (retry at `next_attempt_at`), `succeeded`, `failed` (410), `exhausted`.
-    pub new_status: &'static str,
+    pub new_status: DeliveryStatus,
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
@@ -215,7 +216,12 @@ pub async fn settle_and_claim(
                 .map(|s| s.excerpt.as_deref())
                 .collect::<Vec<_>>(),
         )
-        .bind(batch.iter().map(|s| s.new_status).collect::<Vec<_>>())
+        .bind(
+            batch
+                .iter()
+                .map(|s| s.new_status.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(batch.iter().map(|s| s.next_attempt_at).collect::<Vec<_>>())
         .bind(healthy)
         .bind(limit)

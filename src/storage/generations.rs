@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use sqlx::{types::Json, FromRow, PgExecutor};
 use uuid::Uuid;
 
-use crate::domain::{generation::GenerationRequest, ids};
+use crate::domain::{generation::GenerationRequest, ids, states::GenerationStatus};
 
 mod finish;
 mod outbox;
@@ -23,7 +23,7 @@ pub const COLUMNS: &str = "id, tenant_id, status, model, input, webhook_url, met
 pub struct Generation {
     pub id: Uuid,
     pub tenant_id: Uuid,
-    pub status: String,
+    pub status: GenerationStatus,
     pub model: String,
     pub input: Json<Value>,
     pub webhook_url: Option<String>,
@@ -69,7 +69,7 @@ impl Generation {
     }
 
     pub fn is_terminal(&self) -> bool {
-        matches!(self.status.as_str(), "completed" | "failed" | "cancelled")
+        self.status.is_terminal()
     }
 
     /// The generation object of the API, of events and of webhooks: one shape everywhere.
@@ -228,7 +228,7 @@ pub async fn get(
 pub async fn list(
     db: impl PgExecutor<'_>,
     tenant_id: Uuid,
-    status: Option<&str>,
+    status: Option<GenerationStatus>,
     end_user: Option<&str>,
     before: Option<Uuid>,
     limit: i64,

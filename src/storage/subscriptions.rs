@@ -1,4 +1,5 @@
 //! REST Hooks subscriptions.
+use crate::domain::states::SubscriptionStatus;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sqlx::{types::Json, FromRow, PgExecutor};
@@ -23,7 +24,7 @@ pub struct Subscription {
     pub secret: Stored,
     pub previous_secret: Option<Stored>,
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
-    pub status: String,
+    pub status: SubscriptionStatus,
     pub disabled_reason: Option<String>,
     pub failing_since: Option<DateTime<Utc>>,
     pub max_in_flight: i32,
@@ -216,7 +217,7 @@ pub struct Patch {
     pub filter: Option<Option<Value>>,
     pub description: Option<Option<String>>,
     pub headers: Option<Value>,
-    pub status: Option<String>,
+    pub status: Option<SubscriptionStatus>,
     pub max_in_flight: Option<i32>,
     pub rate_limit_per_sec: Option<Option<i32>>,
 }

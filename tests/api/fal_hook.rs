@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use crate::helpers::{
     callback_path, post_fal_callback as post_signed, problem, spawn_app_with, TestOptions, SIM_SEED,
 };
-use fluxgate::startup::Workers;
+use fluxgate::{domain::states::GenerationStatus, startup::Workers};
 
 fn ok_body(request_id: &str) -> Value {
     json!({"request_id": request_id, "gateway_request_id": request_id, "status": "OK", "payload": {
@@ -226,7 +226,7 @@ async fn an_unlocked_batch_write_leaves_a_generation_that_moved_on_alone() {
         .unwrap();
     let version = row.updated_at;
     let now = chrono::Utc::now();
-    row.status = "failed".into();
+    row.status = GenerationStatus::Failed;
     row.finished_at = Some(now);
     row.fal_request_id = Some("req-moved".into());
     let body = json!({"request_id": "req-moved", "status": "ERROR"}).to_string();
@@ -301,12 +301,12 @@ async fn a_callback_racing_the_record_of_its_submission_announces_queued_once() 
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(read.status, "accepted");
+        assert_eq!(read.status, GenerationStatus::Accepted);
         let now = chrono::Utc::now();
         let rid = format!("req-race-{callback_first}");
-        let event = |kind: &'static str, status: &str| {
+        let event = |kind: &'static str, status: GenerationStatus| {
             let mut row = read.clone();
-            row.status = status.into();
+            row.status = status;
             row.fal_request_id = Some(rid.clone());
             NewEvent {
                 tenant_id: app.tenant_id,
@@ -317,7 +317,7 @@ async fn a_callback_racing_the_record_of_its_submission_announces_queued_once() 
         };
         // The callback's plan for a row read `accepted`: queued, then its result.
         let mut finished = read.clone();
-        finished.status = "failed".into();
+        finished.status = GenerationStatus::Failed;
         finished.finished_at = Some(now);
         finished.fal_request_id = Some(rid.clone());
         let body = json!({"request_id": rid, "status": "ERROR"}).to_string();
@@ -331,8 +331,8 @@ async fn a_callback_racing_the_record_of_its_submission_announces_queued_once() 
             received_at: now,
         };
         let planned = [
-            event("generation.queued", "queued"),
-            event("generation.failed", "failed"),
+            event("generation.queued", GenerationStatus::Queued),
+            event("generation.failed", GenerationStatus::Failed),
         ];
         let write = || {
             write_unlocked(
@@ -356,7 +356,7 @@ async fn a_callback_racing_the_record_of_its_submission_announces_queued_once() 
                 read.id,
                 &submitted,
                 chrono::Utc::now(),
-                event("generation.queued", "queued"),
+                event("generation.queued", GenerationStatus::Queued),
                 None,
             )
         };
@@ -369,10 +369,10 @@ async fn a_callback_racing_the_record_of_its_submission_announces_queued_once() 
                 "queued and failed, by the callback"
             );
             let recorded = record().await.unwrap();
-            assert_eq!(status(recorded), Some(("failed".to_owned(), false)));
+            assert_eq!(status(recorded), Some((GenerationStatus::Failed, false)));
         } else {
             let recorded = record().await.unwrap();
-            assert_eq!(status(recorded), Some(("queued".to_owned(), true)));
+            assert_eq!(status(recorded), Some((GenerationStatus::Queued, true)));
             let written = write().await.unwrap();
             assert_eq!(
                 written.events.len(),

@@ -183,3 +183,27 @@ async fn pooled_connections_never_plan_a_scan_where_an_index_serves() {
     .unwrap();
     assert!(plan.iter().any(|l| l.contains("Index")), "{plan:#?}");
 }
+
+#[tokio::test]
+async fn each_state_enum_spells_exactly_what_its_columns_check_allows() {
+    use fluxgate::domain::states::{DeliveryStatus, GenerationStatus, SubscriptionStatus};
+    let (pool, _) = crate::helpers::fresh_database().await;
+    for (table, names) in [
+        ("generations", GenerationStatus::names()),
+        ("deliveries", DeliveryStatus::names()),
+        ("subscriptions", SubscriptionStatus::names()),
+    ] {
+        let check: String = sqlx::query_scalar(
+            "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c
+             WHERE c.conrelid = $1::regclass AND c.contype = 'c'
+               AND pg_get_constraintdef(c.oid) LIKE '%status%'",
+        )
+        .bind(table)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        // e.g. CHECK ((status = ANY (ARRAY['accepted'::text, …])))
+        let allowed: Vec<&str> = check.split('\'').skip(1).step_by(2).collect();
+        assert_eq!(allowed, names, "{table}: {check}");
+    }
+}

@@ -1,4 +1,5 @@
 //! The document's `components`: request and answer schemas, error answers, the key scheme.
+use crate::domain::states::{DeliveryStatus, GenerationStatus, SubscriptionStatus};
 use serde_json::{json, Map, Value};
 
 use super::schema_ref;
@@ -122,7 +123,7 @@ pub(super) fn components() -> Value {
                 "detail": {"type": "string"}, "code": {"type": "string", "description": "stable and machine-readable"},
                 "errors": {"type": "array", "items": {"type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
             }},
-            "GenerationStatus": {"type": "string", "enum": ["accepted", "queued", "completed", "failed", "cancelled"]},
+            "GenerationStatus": {"type": "string", "enum": GenerationStatus::names()},
             "EventType": {"type": "string", "enum": EVENT_TYPES},
             "GenerationRequest": input(false),
             "EditRequest": input(true),
@@ -172,7 +173,7 @@ pub(super) fn components() -> Value {
                 "id": {"type": "string", "pattern": "^sub_"}, "object": {"const": "subscription"},
                 "target_url": {"type": "string"}, "event_types": {"type": "array", "items": {"type": "string"}},
                 "filter": {"type": ["object", "null"]}, "description": {"type": ["string", "null"]},
-                "headers": {"type": "object"}, "status": {"type": "string", "enum": ["active", "disabled"]},
+                "headers": {"type": "object"}, "status": {"type": "string", "enum": SubscriptionStatus::names()},
                 "disabled_reason": {"type": ["string", "null"]},
                 "failing_since": {"type": ["string", "null"], "format": "date-time"},
                 "max_in_flight": {"type": "integer"}, "rate_limit_per_sec": {"type": ["integer", "null"]},
@@ -185,7 +186,7 @@ pub(super) fn components() -> Value {
                 "id": {"type": "string", "pattern": "^dlv_"}, "object": {"const": "delivery"},
                 "event_id": {"type": "string"}, "event_type": {"type": "string"},
                 "subscription_id": {"type": ["string", "null"]}, "target_url": {"type": "string"},
-                "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
+                "status": {"type": "string", "enum": DeliveryStatus::names()},
                 "attempts": {"description": "a count in lists; every attempt (time, duration, status code, error class, response excerpt) on GET /v1/deliveries/{id}"},
                 "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
                 "last_status_code": {"type": ["integer", "null"]}, "last_error_class": {"type": ["string", "null"]},

@@ -10,6 +10,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{Answers, Applied, ApplyError, FalResult, Incoming};
+use crate::domain::states::GenerationStatus;
 use crate::{
     fal::{errors::has_content_policy_violation, models},
     storage::{
@@ -46,7 +47,7 @@ impl<'a> Plan<'a> {
         let versions = rows.values().map(|g| (g.id, g.updated_at)).collect();
         let read_accepted = rows
             .values()
-            .filter(|g| g.status == "accepted")
+            .filter(|g| g.status == GenerationStatus::Accepted)
             .map(|g| g.id)
             .collect();
         let now = Utc::now().trunc_subsecs(6);
@@ -108,10 +109,10 @@ impl<'a> Plan<'a> {
             });
         }
         self.callbacks.push(record(true));
-        if g.status == "accepted" {
+        if g.status == GenerationStatus::Accepted {
             // fal's result beat the stored answer to our submission: announce the queued state
             // first, so every generation's stream reads queued → completed/failed.
-            g.status = "queued".to_owned();
+            g.status = GenerationStatus::Queued;
             g.fal_request_id = Some(r.request_id.clone());
             g.submitted_at = Some(now);
             g.updated_at = now;
@@ -144,7 +145,7 @@ impl<'a> Plan<'a> {
 /// type that announces it.
 fn finish(g: &mut Generation, r: &FalResult, at: DateTime<Utc>) -> &'static str {
     let o = outcome(g, r);
-    g.status = o.status.to_owned();
+    g.status = o.status;
     g.result = o.result.map(Json);
     g.seed = o.seed.or(g.seed);
     g.cost_micros = Some(o.cost_micros);
@@ -152,7 +153,7 @@ fn finish(g: &mut Generation, r: &FalResult, at: DateTime<Utc>) -> &'static str 
     g.fal_request_id.get_or_insert_with(|| r.request_id.clone());
     g.finished_at = Some(at);
     g.updated_at = at;
-    if o.status == "completed" {
+    if o.status == GenerationStatus::Completed {
         "generation.completed"
     } else {
         "generation.failed"
@@ -160,7 +161,7 @@ fn finish(g: &mut Generation, r: &FalResult, at: DateTime<Utc>) -> &'static str 
 }
 
 struct Outcome {
-    status: &'static str,
+    status: GenerationStatus,
     result: Option<Value>,
     seed: Option<i64>,
     cost_micros: i64,
@@ -169,7 +170,7 @@ struct Outcome {
 
 fn outcome(g: &Generation, r: &FalResult) -> Outcome {
     let failed = |error: Value| Outcome {
-        status: "failed",
+        status: GenerationStatus::Failed,
         result: None,
         seed: None,
         cost_micros: 0,
@@ -218,7 +219,7 @@ fn outcome(g: &Generation, r: &FalResult) -> Outcome {
         "prompt": payload.get("prompt").cloned().unwrap_or(Value::Null),
     });
     Outcome {
-        status: "completed",
+        status: GenerationStatus::Completed,
         cost_micros: actual_cost(g, &images),
         result: Some(result),
         seed,

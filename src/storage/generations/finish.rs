@@ -6,6 +6,7 @@ use sqlx::{types::Json, FromRow, PgExecutor};
 use uuid::Uuid;
 
 use super::{Generation, COLUMNS};
+use crate::domain::states::GenerationStatus;
 
 /// A generation locked for callbacks, with which of the callbacks' fal request ids were
 /// already recorded (for any generation).
@@ -41,7 +42,7 @@ pub async fn for_callbacks(
 /// written: whether it exists, how far it got, and whether this result is recorded already.
 #[derive(Debug, FromRow)]
 pub struct CallbackTarget {
-    pub status: String,
+    pub status: GenerationStatus,
     pub fal_request_id: Option<String>,
     pub created_at: DateTime<Utc>,
     /// The images asked for (fal never returns more).
@@ -82,9 +83,9 @@ pub async fn unfinished_created_before(
 }
 
 /// The fields a terminal state sets.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Finish<'a> {
-    pub status: &'a str,
+    pub status: GenerationStatus,
     pub result: Option<&'a Value>,
     pub seed: Option<i64>,
     pub cost_micros: Option<i64>,
@@ -97,12 +98,24 @@ pub struct Finish<'a> {
 
 impl<'a> Finish<'a> {
     /// `failed` or `cancelled` with an error object and nothing spent.
-    pub fn unsuccessful(status: &'a str, error: &'a Value) -> Finish<'a> {
+    /// `status` and nothing else set yet.
+    pub fn to(status: GenerationStatus) -> Finish<'a> {
         Finish {
             status,
+            result: None,
+            seed: None,
+            cost_micros: None,
+            error: None,
+            fal_request_id: None,
+            hold_reservation: false,
+        }
+    }
+
+    pub fn unsuccessful(status: GenerationStatus, error: &'a Value) -> Finish<'a> {
+        Finish {
             error: Some(error),
             cost_micros: Some(0),
-            ..Default::default()
+            ..Finish::to(status)
         }
     }
 }
@@ -166,7 +179,7 @@ fn json_text(v: &Option<Json<Value>>) -> Option<String> {
 /// Generations finished in memory, as parameter arrays for `FINISH`.
 pub struct FinishColumns {
     ids: Vec<Uuid>,
-    status: Vec<String>,
+    status: Vec<&'static str>,
     /// JSON text, as `error`.
     result: Vec<Option<String>>,
     seed: Vec<Option<i64>>,
@@ -187,7 +200,7 @@ impl FinishColumns {
         let read: Vec<_> = rows.iter().map(|g| read(g)).collect();
         FinishColumns {
             ids: rows.iter().map(|g| g.id).collect(),
-            status: rows.iter().map(|g| g.status.clone()).collect(),
+            status: rows.iter().map(|g| g.status.as_str()).collect(),
             result: rows.iter().map(|g| json_text(&g.result)).collect(),
             seed: rows.iter().map(|g| g.seed).collect(),
             cost: rows.iter().map(|g| g.cost_micros).collect(),

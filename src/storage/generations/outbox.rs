@@ -5,6 +5,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::{Generation, COLUMNS};
+use crate::domain::states::GenerationStatus;
 use crate::storage::{delivery_queue::Claimed, events};
 
 /// Claims due outbox rows with a lease, committed by the caller before any HTTP call.
@@ -103,16 +104,17 @@ pub async fn record_submitted(
     let appended = events::append_guarded(pool, &[queued_event], lease, Some(guard)).await?;
     if !appended.events.is_empty() {
         return Ok(Some(Recorded {
-            status: "queued".to_owned(),
+            status: GenerationStatus::Queued,
             moved: true,
             leased: appended.leased,
             unleased: appended.unleased,
         }));
     }
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM generations WHERE id = $1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+    let status: Option<GenerationStatus> =
+        sqlx::query_scalar("SELECT status FROM generations WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
     Ok(status.map(|status| Recorded {
         status,
         moved: false,
@@ -125,7 +127,7 @@ pub async fn record_submitted(
 #[derive(Debug)]
 pub struct Recorded {
     /// The generation's status afterwards.
-    pub status: String,
+    pub status: GenerationStatus,
     /// Whether this moved it to `queued` (and announced it).
     pub moved: bool,
     /// The `generation.queued` deliveries created leased to the caller: to send now.

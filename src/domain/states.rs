@@ -1,0 +1,148 @@
+//! The states of what the product talks about, each an enum that is the only spelling of its
+//! states in Rust. Stored as `text` (each column has a CHECK listing the same strings; a test
+//! holds the two to each other), so the schema stays readable with `psql` and a new state is
+//! one migration of a CHECK, not a type change. SQL in `storage/` still names states literally
+//! where it filters: partial indexes (`WHERE status = 'accepted'`) are only used for a query
+//! that spells the same literal.
+use std::fmt;
+
+use sqlx::{
+    encode::IsNull,
+    error::BoxDynError,
+    postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef},
+    Decode, Encode, Postgres, Type,
+};
+
+macro_rules! text_states {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
+        }
+
+        impl $name {
+            /// Every state, in the order the API documents them.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            pub fn parse(text: &str) -> Option<$name> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+
+            /// Every state's spelling, for messages and the API document.
+            pub fn names() -> Vec<&'static str> {
+                Self::ALL.iter().map(|s| s.as_str()).collect()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl Type<Postgres> for $name {
+            fn type_info() -> PgTypeInfo {
+                <&str as Type<Postgres>>::type_info()
+            }
+
+            fn compatible(ty: &PgTypeInfo) -> bool {
+                <&str as Type<Postgres>>::compatible(ty)
+            }
+        }
+
+        impl Encode<'_, Postgres> for $name {
+            fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+                <&str as Encode<Postgres>>::encode_by_ref(&self.as_str(), buf)
+            }
+        }
+
+        impl<'r> Decode<'r, Postgres> for $name {
+            fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+                let text = <&str as Decode<Postgres>>::decode(value)?;
+                $name::parse(text)
+                    .ok_or_else(|| format!("{text:?} is not a {}", stringify!($name)).into())
+            }
+        }
+    };
+}
+
+text_states! {
+    /// A generation's state: `accepted` (stored, the outbox) → `queued` (fal took it) →
+    /// `completed` | `failed` | `cancelled`.
+    GenerationStatus {
+        Accepted => "accepted",
+        Queued => "queued",
+        Completed => "completed",
+        Failed => "failed",
+        Cancelled => "cancelled",
+    }
+}
+
+impl GenerationStatus {
+    /// Completed, failed or cancelled: nothing moves it any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            GenerationStatus::Completed | GenerationStatus::Failed | GenerationStatus::Cancelled
+        )
+    }
+}
+
+text_states! {
+    /// A delivery's state: `pending` until it succeeds, is exhausted (the schedule ran out),
+    /// fails for good (the receiver said 410), or is cancelled with its subscription.
+    DeliveryStatus {
+        Pending => "pending",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        Exhausted => "exhausted",
+        Cancelled => "cancelled",
+    }
+}
+
+text_states! {
+    /// A subscription's state.
+    SubscriptionStatus {
+        Active => "active",
+        Disabled => "disabled",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_reads_back_as_itself_and_nothing_else_reads() {
+        for s in GenerationStatus::ALL {
+            assert_eq!(GenerationStatus::parse(s.as_str()), Some(*s));
+        }
+        assert_eq!(GenerationStatus::parse("Accepted"), None);
+        assert_eq!(
+            serde_json::to_value(DeliveryStatus::Exhausted).unwrap(),
+            "exhausted"
+        );
+        let terminal: Vec<_> = GenerationStatus::ALL
+            .iter()
+            .filter(|s| s.is_terminal())
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(terminal, ["completed", "failed", "cancelled"]);
+    }
+}
