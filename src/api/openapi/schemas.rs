@@ -101,8 +101,7 @@ pub(super) fn components() -> Value {
             "rate_limit_per_sec": {"type": ["integer", "null"], "minimum": 1, "maximum": 10000, "example": 50},
         });
         if patch {
-            props["status"] =
-                json!({"type": "string", "enum": ["active", "disabled"], "example": "active"});
+            props["status"] = json!({"type": "string", "enum": SubscriptionStatus::names(), "example": SubscriptionStatus::Active});
         }
         let required = if patch {
             json!([])
