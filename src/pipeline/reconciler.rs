@@ -16,7 +16,10 @@ use super::{
     callbacks::{self, FalResult},
     Pipeline,
 };
-use crate::storage::{self, generations::Generation};
+use crate::{
+    fal::{client::QueueStatus, errors::FalError},
+    storage::{self, generations::Generation},
+};
 
 pub async fn run(p: Pipeline, stop: CancellationToken) {
     let mut last_prune = std::time::Instant::now();
@@ -65,8 +68,8 @@ async fn check_held(p: &Pipeline, g: &Generation) {
     let Some(status_url) = g.status_url.as_deref() else {
         return settle_held(p, g, 0, "fal was never asked").await;
     };
-    match p.fal.status(status_url).await {
-        Ok(s) if s.status == "COMPLETED" => check(p, g).await,
+    match status_at_fal(p, status_url).await {
+        Ok(s) if s.status == "COMPLETED" => recover(p, g, &s).await,
         Err(e) if e.status == Some(404) => {
             settle_held(p, g, 0, "fal no longer knows the request: it never ran").await
         }
@@ -103,33 +106,38 @@ async fn settle_held(p: &Pipeline, g: &Generation, cost_micros: i64, why: &str) 
 
 #[tracing::instrument(skip_all, fields(generation = %g.public_id(), fal_request_id = ?g.fal_request_id))]
 async fn check(p: &Pipeline, g: &Generation) {
-    let (Some(request_id), Some(status_url)) =
-        (g.fal_request_id.as_deref(), g.status_url.as_deref())
-    else {
+    let Some(status_url) = g.status_url.as_deref() else {
         return;
     };
+    let Ok(status) = status_at_fal(p, status_url).await else {
+        return;
+    };
+    recover(p, g, &status).await;
+}
+
+/// fal's status of a request, counted and timed; a failure is logged (checked again later).
+async fn status_at_fal(p: &Pipeline, status_url: &str) -> Result<QueueStatus, FalError> {
     let started = Instant::now();
     let status = p.fal.status(status_url).await;
     p.metrics
         .fal_duration
         .with_label_values(&["status"])
         .observe(started.elapsed().as_secs_f64());
-    let status = match status {
-        Ok(s) => {
-            p.metrics
-                .fal_requests
-                .with_label_values(&["status", "ok"])
-                .inc();
-            s
-        }
-        Err(e) => {
-            p.metrics
-                .fal_requests
-                .with_label_values(&["status", e.class.label()])
-                .inc();
-            tracing::warn!(error = %e, "status check failed; will check again later");
-            return;
-        }
+    let outcome = status.as_ref().map_or_else(|e| e.class.label(), |_| "ok");
+    p.metrics
+        .fal_requests
+        .with_label_values(&["status", outcome])
+        .inc();
+    if let Err(e) = &status {
+        tracing::warn!(error = %e, "status check failed; will check again later");
+    }
+    status
+}
+
+/// Fetches a completed request's result and processes it exactly like a callback.
+async fn recover(p: &Pipeline, g: &Generation, status: &QueueStatus) {
+    let Some(request_id) = g.fal_request_id.as_deref() else {
+        return;
     };
     if status.status != "COMPLETED" {
         tracing::info!(fal_status = %status.status, "still running at fal");
