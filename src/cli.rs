@@ -1,11 +1,12 @@
 //! The command line: `serve`, `dev`, `migrate`, the operator commands, and `fal-sim`.
+use crate::domain::ids::ApiKeyId;
 use clap::{Args, Parser, Subcommand};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::{
     config::{Mode, RawSettings, Settings},
-    domain::{api_key::NewApiKey, ids, tenant::TenantName},
+    domain::{api_key::NewApiKey, tenant::TenantName},
     metrics::Metrics,
     startup, storage, telemetry,
 };
@@ -179,7 +180,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .ok_or_else(|| {
                     anyhow::anyhow!("a tenant named {:?} already exists", name.as_str())
                 })?;
-            let id = ids::encode(ids::Kind::Tenant, tenant.id);
+            let id = tenant.id.to_string();
             output(
                 db.json,
                 json!({"id": id, "name": tenant.name}),
@@ -280,7 +281,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 crate::governance::budgets::usage_today(&pool, t.id, "").await?;
             let keys = storage::keys::list_for_tenant(&pool, t.id).await?;
             let active = keys.iter().filter(|k| k.revoked_at.is_none()).count();
-            let id = ids::encode(ids::Kind::Tenant, t.id);
+            let id = t.id.to_string();
             let mut text = format!(
                 "{} ({id})\n  limits:          {}\n  each end user:   {}\n  today (UTC):     ${} spent, ${} reserved\n  API keys:        {active} active, {} revoked",
                 t.name,
@@ -311,7 +312,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("no tenant named {tenant:?} (create it with `fluxgate tenants create {tenant}`)"))?;
             let key = NewApiKey::generate();
             let row = storage::keys::create(&pool, t.id, &key, label.as_deref()).await?;
-            let id = ids::encode(ids::Kind::Key, row.id);
+            let id = row.id.to_string();
             let secret = key.secret.expose_secret();
             output(
                 db.json,
@@ -321,11 +322,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(KeysCommand::Revoke { id, db }) => {
-            let uuid = ids::decode(ids::Kind::Key, &id).ok_or_else(|| {
+            let key: ApiKeyId = id.parse().map_err(|_| {
                 anyhow::anyhow!("{id:?} is not a key id (they look like key_<32 hex>)")
             })?;
             let pool = connect(&db).await?;
-            let row = storage::keys::revoke(&pool, uuid)
+            let row = storage::keys::revoke(&pool, key)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no key {id}"))?;
             let at = row.revoked_at.map(|t| t.to_rfc3339()).unwrap_or_default();
@@ -346,7 +347,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .iter()
                 .map(|k| {
                     json!({
-                        "id": ids::encode(ids::Kind::Key, k.id),
+                        "id": k.id.to_string(),
                         "prefix": format!("fg_{}_", k.lookup),
                         "label": k.label,
                         "created_at": k.created_at.to_rfc3339(),

@@ -1,5 +1,6 @@
 //! Bearer API-key authentication for every `/v1` route. The authenticated caller is put in the
 //! request's extensions, where handlers read it with the `Caller` extractor.
+use crate::domain::ids::{ApiKeyId, TenantId};
 use std::future::{ready, Ready};
 
 use actix_web::{
@@ -9,16 +10,15 @@ use actix_web::{
     middleware::Next,
     web, FromRequest, HttpMessage, HttpRequest, ResponseError,
 };
-use uuid::Uuid;
 
 use crate::{api::state::AppState, domain::api_key::PresentedKey, error::ApiError, storage};
 
 /// The tenant (and key) a request is made by.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub tenant_name: String,
-    pub key_id: Uuid,
+    pub key_id: ApiKeyId,
 }
 
 impl FromRequest for Caller {

@@ -1,22 +1,23 @@
 //! One delivery with its every attempt, and a manual retry.
 use actix_web::{web, HttpResponse};
 
-use crate::{api::auth::Caller, api::state::AppState, domain::ids, error::ApiError, storage};
+use crate::{
+    api::auth::Caller, api::state::AppState, domain::ids::DeliveryId, error::ApiError, storage,
+};
 
-fn parse(id: &str) -> Result<uuid::Uuid, ApiError> {
-    ids::decode(ids::Kind::Delivery, id)
-        .ok_or_else(|| ApiError::not_found(format!("no delivery {id}")))
+fn not_found(id: DeliveryId) -> ApiError {
+    ApiError::not_found(format!("no delivery {id}"))
 }
 
 pub async fn get(
-    path: web::Path<String>,
+    path: web::Path<DeliveryId>,
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse(&path)?;
+    let id = path.into_inner();
     let d = storage::deliveries::get(&state.pool, caller.tenant_id, id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no delivery {}", path.as_str())))?;
+        .ok_or_else(|| not_found(id))?;
     let attempts = storage::deliveries::attempts(&state.pool, id).await?;
     let mut body = d.to_json();
     body["attempts_log"] = serde_json::to_value(attempts).unwrap_or_default();
@@ -24,15 +25,15 @@ pub async fn get(
 }
 
 pub async fn retry(
-    path: web::Path<String>,
+    path: web::Path<DeliveryId>,
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse(&path)?;
+    let id = path.into_inner();
     if !storage::deliveries::retry_now(&state.pool, caller.tenant_id, id).await? {
         let exists = storage::deliveries::get(&state.pool, caller.tenant_id, id).await?;
         return Err(match exists {
-            None => ApiError::not_found(format!("no delivery {}", path.as_str())),
+            None => not_found(id),
             Some(_) => ApiError::conflict(
                 "delivery_in_flight",
                 "this delivery is being attempted right now",

@@ -1,6 +1,7 @@
 //! `GET /v1/events`: the tenant's events, newest first, each exactly as webhooks deliver it —
 //! what Zapier's performList (the "test trigger") reads. `undelivered=true` lists the events
 //! that have not reached one of their subscribers (Stripe's pattern).
+use crate::domain::ids::EventId;
 use std::collections::HashMap;
 
 use actix_web::{web, HttpResponse};
@@ -9,7 +10,7 @@ use serde_json::json;
 use crate::{
     api::auth::Caller,
     api::state::AppState,
-    domain::{ids, subscription::EVENT_TYPES},
+    domain::subscription::EVENT_TYPES,
     error::{ApiError, FieldError},
     storage,
 };
@@ -46,9 +47,9 @@ pub async fn list(
         .filter(|a| !a.is_empty())
     {
         None => None,
-        Some(a) => match ids::decode(ids::Kind::Event, a) {
-            Some(id) => Some(id),
-            None => {
+        Some(a) => match a.parse::<EventId>() {
+            Ok(id) => Some(id),
+            Err(_) => {
                 errors.push(FieldError::new("after", "must be an event id (evt_…)"));
                 None
             }

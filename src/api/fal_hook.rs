@@ -12,13 +12,13 @@
 //! 5. one transaction, shared with the callbacks that arrive meanwhile (`pipeline::ingest`),
 //!    records it, finishes the generation and appends the event. Milliseconds, far inside
 //!    fal's 15 s.
+use crate::domain::ids::GenerationId;
 use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use crate::{
     api::body,
     api::state::AppState,
-    domain::ids,
     error::ApiError,
     fal::verify::{FalSignatureHeaders, VerifyError},
     metrics::Metrics,
@@ -31,7 +31,7 @@ use crate::{
 
 pub async fn receive(
     req: HttpRequest,
-    path: web::Path<String>,
+    path: web::Path<GenerationId>,
     payload: web::Payload,
     state: web::Data<AppState>,
     metrics: web::Data<Metrics>,
@@ -45,8 +45,7 @@ pub async fn receive(
         tracing::warn!(outcome, reason = %e.detail, "fal callback refused");
         e
     };
-    let generation_id = ids::decode(ids::Kind::Generation, &path)
-        .ok_or_else(|| ApiError::not_found(format!("no generation {}", path.as_str())))?;
+    let generation_id = path.into_inner();
     let door = state
         .pipeline
         .callbacks
@@ -96,7 +95,7 @@ pub async fn receive(
             "the body's request_id is not the signed X-Fal-Webhook-Request-Id",
         ));
     }
-    let span = tracing::info_span!("fal_callback", generation = %path.as_str(), fal_request_id = %result.request_id, fal_status = %result.status);
+    let span = tracing::info_span!("fal_callback", generation = %generation_id, fal_request_id = %result.request_id, fal_status = %result.status);
     let mut incoming = Incoming {
         generation_id,
         result,
@@ -127,8 +126,7 @@ pub async fn receive(
                 .with_label_values(&["webhook", "unknown_generation"])
                 .inc();
             Err(ApiError::not_found(format!(
-                "no generation {}",
-                path.as_str()
+                "no generation {generation_id}"
             )))
         }
         Err(e @ ApplyError::Contradiction { .. }) => {
@@ -156,12 +154,7 @@ async fn prepare(state: &AppState, door: Door, incoming: &mut Incoming) -> Resul
         return Ok(());
     }
     let id = incoming.generation_id;
-    let not_found = || {
-        ApiError::not_found(format!(
-            "no generation {}",
-            ids::encode(ids::Kind::Generation, id)
-        ))
-    };
+    let not_found = || ApiError::not_found(format!("no generation {id}"));
     let target =
         storage::generations::callback_target(&state.pool, id, &incoming.result.request_id)
             .await?

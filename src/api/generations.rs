@@ -1,5 +1,6 @@
 //! `/v1/generations`, `/v1/edits`, `/v1/estimates`: validate exactly, price, store as the
 //! outbox row and answer `202` at once; read, list and cancel.
+use crate::domain::ids::GenerationId;
 use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
@@ -8,10 +9,7 @@ use crate::domain::states::GenerationStatus;
 use crate::{
     api::state::AppState,
     api::{auth::Caller, body},
-    domain::{
-        generation::{Endpoint, GenerationRequest},
-        ids,
-    },
+    domain::generation::{Endpoint, GenerationRequest},
     error::{ApiError, FieldError},
     fal::client::CancelOutcome,
     governance::{
@@ -311,14 +309,17 @@ fn budget_exhausted(x: budgets::Exhausted) -> ApiError {
 }
 
 /// The seed of an earlier generation of this tenant: variations in a consistent style.
-async fn seed_from(state: &AppState, caller: &Caller, source: uuid::Uuid) -> Result<i64, ApiError> {
-    let source_id = ids::encode(ids::Kind::Generation, source);
+async fn seed_from(
+    state: &AppState,
+    caller: &Caller,
+    source: GenerationId,
+) -> Result<i64, ApiError> {
     match storage::generations::seed_of(&state.pool, caller.tenant_id, source).await? {
-        None => Err(ApiError::not_found(format!("seed_from: no generation {source_id}"))),
+        None => Err(ApiError::not_found(format!("seed_from: no generation {source}"))),
         Some((_, Some(seed))) => Ok(seed),
         Some((status, None)) => Err(ApiError::conflict(
             "seed_unavailable",
-            format!("seed_from: generation {source_id} has no seed yet (it is {status}); retry once it has completed"),
+            format!("seed_from: generation {source} has no seed yet (it is {status}); retry once it has completed"),
         )),
     }
 }
@@ -354,22 +355,20 @@ pub async fn estimate(
 }
 
 pub async fn get(
-    path: web::Path<String>,
+    path: web::Path<GenerationId>,
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let g = find(&state, &caller, &path).await?;
+    let g = find(&state, &caller, *path).await?;
     Ok(HttpResponse::Ok().json(g.to_json()))
 }
 
 async fn find(
     state: &AppState,
     caller: &Caller,
-    id: &str,
+    id: GenerationId,
 ) -> Result<storage::generations::Generation, ApiError> {
-    let uuid = ids::decode(ids::Kind::Generation, id)
-        .ok_or_else(|| ApiError::not_found(format!("no generation {id}")))?;
-    storage::generations::get(&state.pool, caller.tenant_id, uuid)
+    storage::generations::get(&state.pool, caller.tenant_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no generation {id}")))
 }
@@ -411,9 +410,9 @@ pub async fn list(
     };
     let cursor = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => None,
-        Some(c) => match ids::decode(ids::Kind::Generation, c) {
-            Some(id) => Some(id),
-            None => {
+        Some(c) => match c.parse::<GenerationId>() {
+            Ok(id) => Some(id),
+            Err(_) => {
                 errors.push(FieldError::new(
                     "cursor",
                     "must be the next_cursor of a previous page",
@@ -452,11 +451,11 @@ pub async fn list(
 /// Cancels at fal when submitted (PUT cancel_url), locally when not yet submitted. The answer
 /// says which happened; no transaction is held across the call to fal.
 pub async fn cancel(
-    path: web::Path<String>,
+    path: web::Path<GenerationId>,
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let g = find(&state, &caller, &path).await?;
+    let g = find(&state, &caller, *path).await?;
     if g.is_terminal() {
         return Err(ApiError::conflict(
             "not_cancellable",

@@ -4,13 +4,13 @@ use serde_json::json;
 
 use crate::{
     api::auth::Caller, api::state::AppState, delivery::tenant_secret::tenant_webhook_secret,
-    domain::ids, error::ApiError,
+    error::ApiError,
 };
 
 pub async fn me(caller: Caller) -> HttpResponse {
     HttpResponse::Ok().json(json!({
-        "tenant": { "id": ids::encode(ids::Kind::Tenant, caller.tenant_id), "name": caller.tenant_name },
-        "key": { "id": ids::encode(ids::Kind::Key, caller.key_id) },
+        "tenant": { "id": caller.tenant_id.to_string(), "name": caller.tenant_name },
+        "key": { "id": caller.key_id.to_string() },
     }))
 }
 

@@ -22,7 +22,8 @@ use crate::error::ApiError;
 /// Registers every route. Each resource answers 405 (as problem+json) for methods it lacks;
 /// anything unrouted is a 404 problem.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/healthz").route(web::get().to(health::healthz)))
+    cfg.app_data(web::PathConfig::default().error_handler(id_path_error))
+        .service(resource("/healthz").route(web::get().to(health::healthz)))
         .service(resource("/readyz").route(web::get().to(health::readyz)))
         .service(resource("/metrics").route(web::get().to(health::metrics)))
         .service(resource("/hooks/fal/{generation_id}").route(web::post().to(fal_hook::receive)))
@@ -101,6 +102,17 @@ pub fn resource(
     web::resource(path)
         .default_service(web::to(method_not_allowed))
         .wrap(actix_web::middleware::from_fn(panics::answer_panics))
+}
+
+/// A path id that is not of its kind (`web::Path<GenerationId>` given `sub_…` or `gen_x`) is
+/// answered as an unknown one is, 404 "no generation gen_x": its shape tells a caller nothing
+/// a lookup would not.
+fn id_path_error(err: actix_web::error::PathError, _: &HttpRequest) -> actix_web::Error {
+    let detail = match err {
+        actix_web::error::PathError::Deserialize(e) => e.to_string(),
+        other => other.to_string(),
+    };
+    ApiError::not_found(detail).into()
 }
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {

@@ -1,15 +1,14 @@
 //! Server-Sent-Event streams: `GET /v1/events/stream` (the tenant's events, filtered by type,
 //! resumable with Last-Event-ID) and `GET /v1/generations/{id}/events` (one generation, from its
 //! current state to its end).
+use crate::domain::ids::{EventId, GenerationId};
 use actix_web::{http::header, web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use serde::Deserialize;
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::{
     api::auth::Caller,
     api::state::AppState,
-    domain::ids,
     error::{ApiError, FieldError},
     live::{
         gate::{Admission, Refusal},
@@ -66,13 +65,13 @@ pub async fn tenant(
 /// closes after a terminal event.
 pub async fn generation(
     req: HttpRequest,
-    path: web::Path<String>,
+    path: web::Path<GenerationId>,
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let query = parse_query(&req)?;
-    let not_found = || ApiError::not_found(format!("no generation {}", path.as_str()));
-    let generation_id = ids::decode(ids::Kind::Generation, &path).ok_or_else(not_found)?;
+    let generation_id = path.into_inner();
+    let not_found = || ApiError::not_found(format!("no generation {generation_id}"));
     let resume = resume_point(&req, &query, &state, &caller).await?;
     let admission = admit(&state, &caller)?;
     let scope = Scope::Generation {
@@ -134,8 +133,9 @@ async fn resume_point(
     if raw.is_empty() {
         return Ok(None);
     }
-    let id: Uuid = ids::decode(ids::Kind::Event, raw)
-        .ok_or_else(|| bad_resume("must be the id of an event this stream sent (evt_…)"))?;
+    let id: EventId = raw
+        .parse()
+        .map_err(|_| bad_resume("must be the id of an event this stream sent (evt_…)"))?;
     storage::events::seq_of(&state.pool, caller.tenant_id, id)
         .await?
         .map(Some)

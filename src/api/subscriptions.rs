@@ -4,13 +4,16 @@ use crate::domain::states::{DeliveryStatus, SubscriptionStatus};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
-use uuid::Uuid;
 
 use crate::{
     api::state::AppState,
     api::{auth::Caller, body},
     delivery::{signing::SigningSecret, ssrf},
-    domain::{generation::parse_target_url, ids, subscription as rules},
+    domain::{
+        generation::parse_target_url,
+        ids::{DeliveryId, PrefixedId, SubscriptionId},
+        subscription as rules,
+    },
     error::{ApiError, FieldError},
     secrets::Owner,
     storage::{self, subscriptions::Patch},
@@ -18,20 +21,16 @@ use crate::{
 
 const MAX_GRACE_SECS: i64 = 7 * 24 * 3600;
 
-fn not_found(id: &str) -> ApiError {
+fn not_found(id: SubscriptionId) -> ApiError {
     ApiError::not_found(format!("no subscription {id}"))
-}
-
-pub fn parse_id(id: &str) -> Result<Uuid, ApiError> {
-    ids::decode(ids::Kind::Subscription, id).ok_or_else(|| not_found(id))
 }
 
 async fn find(
     state: &AppState,
     caller: &Caller,
-    id: &str,
+    id: SubscriptionId,
 ) -> Result<storage::subscriptions::Subscription, ApiError> {
-    storage::subscriptions::get(&state.pool, caller.tenant_id, parse_id(id)?)
+    storage::subscriptions::get(&state.pool, caller.tenant_id, id)
         .await?
         .ok_or_else(|| not_found(id))
 }
@@ -196,7 +195,7 @@ pub async fn create(
         return Err(ApiError::validation(errors));
     };
     let secret = SigningSecret::generate();
-    let id = ids::new_uuid();
+    let id = SubscriptionId::new();
     let sealed = state
         .settings
         .keyring
@@ -240,7 +239,7 @@ pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let (limit, cursor) = page_params(&query, ids::Kind::Subscription)?;
+    let (limit, cursor) = page_params::<SubscriptionId>(&query)?;
     let rows =
         storage::subscriptions::list(&state.pool, caller.tenant_id, cursor, limit + 1).await?;
     Ok(HttpResponse::Ok().json(page(
@@ -252,15 +251,14 @@ pub async fn list(
 }
 
 /// `limit` (1–100, default 20) and an id `cursor`.
-pub fn page_params(
+pub fn page_params<Id: PrefixedId>(
     query: &std::collections::HashMap<String, String>,
-    kind: ids::Kind,
-) -> Result<(i64, Option<Uuid>), ApiError> {
+) -> Result<(i64, Option<Id>), ApiError> {
     let mut errors = Vec::new();
     let limit = parse_page_limit(query, &mut errors);
     let cursor = match query.get("cursor").map(String::as_str) {
         None | Some("") => None,
-        Some(c) => ids::decode(kind, c).or_else(|| {
+        Some(c) => c.parse().ok().or_else(|| {
             errors.push(FieldError::new(
                 "cursor",
                 "must be the next_cursor of a previous page",
@@ -309,21 +307,21 @@ pub fn page(rows: Vec<(String, Value)>, limit: i64) -> Value {
 }
 
 pub async fn get(
-    path: web::Path<String>,
+    path: web::Path<SubscriptionId>,
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(find(&state, &caller, &path).await?.to_json(None)))
+    Ok(HttpResponse::Ok().json(find(&state, &caller, *path).await?.to_json(None)))
 }
 
 pub async fn patch(
     req: HttpRequest,
-    path: web::Path<String>,
+    path: web::Path<SubscriptionId>,
     payload: web::Payload,
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path)?;
+    let id = path.into_inner();
     let obj = body::parse_json_object(&body::read(&req, payload, &state.settings).await?)?;
     let mut errors = Vec::new();
     known_fields(&obj, PATCH_FIELDS, &mut errors);
@@ -373,7 +371,7 @@ pub async fn patch(
     }
     let sub = storage::subscriptions::update(&state.pool, caller.tenant_id, id, p)
         .await?
-        .ok_or_else(|| not_found(&path))?;
+        .ok_or_else(|| not_found(id))?;
     state.deliveries_wake.notify_one();
     Ok(HttpResponse::Ok().json(sub.to_json(None)))
 }
@@ -384,7 +382,7 @@ pub async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(id) = ids::decode(ids::Kind::Subscription, &path) {
+    if let Ok(id) = path.parse::<SubscriptionId>() {
         let mut tx = state.pool.begin().await?;
         storage::subscriptions::delete(&mut tx, caller.tenant_id, id).await?;
         tx.commit().await?;
@@ -394,12 +392,12 @@ pub async fn delete(
 
 pub async fn rotate_secret(
     req: HttpRequest,
-    path: web::Path<String>,
+    path: web::Path<SubscriptionId>,
     payload: web::Payload,
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path)?;
+    let id = path.into_inner();
     let bytes = body::read(&req, payload, &state.settings).await?;
     let grace = if bytes.iter().all(u8::is_ascii_whitespace) {
         86_400
@@ -440,17 +438,17 @@ pub async fn rotate_secret(
         grace as f64,
     )
     .await?
-    .ok_or_else(|| not_found(&path))?;
+    .ok_or_else(|| not_found(id))?;
     Ok(HttpResponse::Ok().json(sub.to_json(Some(secret.as_str()))))
 }
 
 /// Sends a `test.ping` event to this subscription only, now.
 pub async fn test(
-    path: web::Path<String>,
+    path: web::Path<SubscriptionId>,
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let sub = find(&state, &caller, &path).await?;
+    let sub = find(&state, &caller, path.into_inner()).await?;
     let mut tx = state.pool.begin().await?;
     let data = json!({"subscription_id": sub.public_id(), "message": "test event from fluxgate"});
     let event = storage::events::append(&mut tx, caller.tenant_id, "test.ping", None, data).await?;
@@ -466,7 +464,7 @@ pub async fn test(
     state.deliveries_wake.notify_one();
     Ok(HttpResponse::Accepted().json(json!({
         "event_id": event.public_id(),
-        "delivery_id": ids::encode(ids::Kind::Delivery, delivery),
+        "delivery_id": delivery.to_string(),
     })))
 }
 
@@ -491,12 +489,12 @@ fn parse_time(
 /// `{since, until?}`: re-queues every failed delivery of this subscription in the window.
 pub async fn recover(
     req: HttpRequest,
-    path: web::Path<String>,
+    path: web::Path<SubscriptionId>,
     payload: web::Payload,
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let sub = find(&state, &caller, &path).await?;
+    let sub = find(&state, &caller, path.into_inner()).await?;
     let obj = body::parse_json_object(&body::read(&req, payload, &state.settings).await?)?;
     let mut errors = Vec::new();
     known_fields(&obj, RECOVER_FIELDS, &mut errors);
@@ -522,13 +520,13 @@ pub async fn recover(
 }
 
 pub async fn deliveries(
-    path: web::Path<String>,
+    path: web::Path<SubscriptionId>,
     query: web::Query<std::collections::HashMap<String, String>>,
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let sub = find(&state, &caller, &path).await?;
-    let (limit, cursor) = page_params(&query, ids::Kind::Delivery)?;
+    let sub = find(&state, &caller, path.into_inner()).await?;
+    let (limit, cursor) = page_params::<DeliveryId>(&query)?;
     let status = match query
         .get("status")
         .map(String::as_str)
@@ -553,7 +551,7 @@ pub async fn deliveries(
             .await?;
     Ok(HttpResponse::Ok().json(page(
         rows.iter()
-            .map(|d| (ids::encode(ids::Kind::Delivery, d.id), d.to_json()))
+            .map(|d| (d.id.to_string(), d.to_json()))
             .collect(),
         limit,
     )))

@@ -13,6 +13,7 @@
 //! `GET /assets/{generation}/{n}-{hash}.{ext}` under its public URL. The name carries a hash of
 //! the bytes, so a second fal run's result (recorded, never announced) cannot overwrite the
 //! images of the first. Object stores are not built yet.
+use crate::domain::ids::GenerationId;
 mod fetch;
 
 use std::{path::PathBuf, time::Duration};
@@ -22,7 +23,6 @@ use sha2::Digest;
 use uuid::Uuid;
 
 pub use self::fetch::{Fetcher, MAX_IMAGE_BYTES};
-use crate::domain::ids::{self, Kind};
 
 /// How long copying one result may take, well inside fal's 15 s webhook timeout.
 pub const COPY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -75,7 +75,7 @@ impl Assets {
     /// unfetched). Returns how many images were copied.
     pub async fn copy(
         &self,
-        generation_id: Uuid,
+        generation_id: GenerationId,
         payload: &mut Value,
         max_images: usize,
     ) -> Result<usize, CopyError> {
@@ -86,7 +86,7 @@ impl Assets {
             tracing::warn!(%generation_id, images = images.len(), max_images, "a result with more images than asked for; the rest are dropped");
             images.truncate(max_images);
         }
-        let folder = ids::encode(Kind::Generation, generation_id);
+        let folder = generation_id.to_string();
         let copies = images.iter().enumerate().map(|(index, image)| {
             let source = image["url"].as_str().unwrap_or_default().to_owned();
             let declared = image["content_type"].as_str().map(str::to_owned);
@@ -154,7 +154,7 @@ impl Assets {
     /// The file a `GET /assets/{generation}/{file}` names, if the names are ones this store
     /// writes (nothing else under the directory is reachable).
     pub fn file(&self, generation: &str, file: &str) -> Option<(PathBuf, &'static str)> {
-        ids::decode(Kind::Generation, generation)?;
+        generation.parse::<GenerationId>().ok()?;
         let (stem, ext) = file.split_once('.')?;
         let (index, hash) = stem.split_once('-')?;
         let index_ok = !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit());
@@ -228,7 +228,7 @@ mod tests {
             fetcher(crate::config::HostList::Any),
         )
         .unwrap();
-        let gen = ids::encode(Kind::Generation, Uuid::now_v7());
+        let gen = GenerationId::new().to_string();
         let name = "0-0123456789abcdef.png";
         let (path, ct) = assets.file(&gen, name).unwrap();
         assert_eq!(path, dir.path().join(&gen).join(name));
@@ -264,11 +264,11 @@ mod tests {
             "data:image/png;base64,{}",
             base64::engine::general_purpose::STANDARD.encode(&png)
         );
-        let id = Uuid::now_v7();
+        let id = GenerationId::new();
         let mut payload =
             serde_json::json!({"images": [{"url": data, "content_type": "image/png"}], "seed": 7});
         assert_eq!(assets.copy(id, &mut payload, 4).await.unwrap(), 1);
-        let gen = ids::encode(Kind::Generation, id);
+        let gen = id.to_string();
         let name = format!("0-{}.png", hex::encode(&sha2::Sha256::digest(&png)[..8]));
         let url = format!("http://gw.example/assets/{gen}/{name}");
         assert_eq!(payload["images"][0]["url"], url);
@@ -305,7 +305,10 @@ mod tests {
             {"url": "https://10.0.0.7:8443/x.png"},
         ]});
         assert_eq!(
-            assets.copy(Uuid::now_v7(), &mut payload, 1).await.unwrap(),
+            assets
+                .copy(GenerationId::new(), &mut payload, 1)
+                .await
+                .unwrap(),
             0
         );
         let images = payload["images"].as_array().unwrap();

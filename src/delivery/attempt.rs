@@ -16,10 +16,7 @@ use super::{
     target::Target,
     worker::Deliverer,
 };
-use crate::{
-    domain::ids,
-    storage::delivery_queue::{Claimed, Settled},
-};
+use crate::storage::delivery_queue::{Claimed, Settled};
 
 /// One attempt's result, waiting to be recorded. `claimed.payload` has been sent and dropped.
 pub struct Outcome {
@@ -31,7 +28,7 @@ pub struct Outcome {
 impl Deliverer {
     pub(super) async fn attempt(&self, mut c: Claimed, target: &Target) -> Outcome {
         let started_at = Utc::now();
-        let msg_id = ids::encode(ids::Kind::Event, c.event_id);
+        let msg_id = c.event_id.to_string();
         let body = Bytes::from(std::mem::take(&mut c.payload));
         let ts = started_at.timestamp();
         let signature = signing::sign(
@@ -126,11 +123,11 @@ impl Deliverer {
                 .delivery_latency
                 .observe(latency.unwrap_or_default().as_secs_f64());
             // Every attempt is in `delivery_attempts`; a log line per success is noise.
-            tracing::debug!(delivery = %ids::encode(ids::Kind::Delivery, c.id), attempt = c.attempts, status_code = code, duration_ms, "delivered");
+            tracing::debug!(delivery = %c.id.to_string(), attempt = c.attempts, status_code = code, duration_ms, "delivered");
         } else {
             tracing::info!(
-                delivery = %ids::encode(ids::Kind::Delivery, c.id),
-                event = %ids::encode(ids::Kind::Event, c.event_id),
+                delivery = %c.id.to_string(),
+                event = %c.event_id.to_string(),
                 attempt = c.attempts,
                 status_code = code,
                 error_class = class.unwrap_or(""),

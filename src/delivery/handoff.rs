@@ -3,6 +3,7 @@
 //! (within each subscription's in-flight cap) and hands them straight to the loop once it has
 //! committed: no wake-up, no claim round trip. Should the instance die first, the leases expire
 //! and any instance's loop takes the deliveries over.
+use crate::domain::ids::DeliveryId;
 use std::{
     sync::{
         atomic::{AtomicUsize, Ordering},
@@ -84,7 +85,7 @@ impl Handoff {
     /// the loop be gone), and wakes the loop if `unleased` deliveries are left to claim.
     pub async fn dispatch(&self, pool: &sqlx::PgPool, leased: Vec<Claimed>, unleased: i64) {
         if let Err(unsent) = self.send(leased) {
-            let ids: Vec<uuid::Uuid> = unsent.iter().map(|c| c.id).collect();
+            let ids: Vec<DeliveryId> = unsent.iter().map(|c| c.id).collect();
             if let Err(e) = storage::delivery_queue::release(pool, &ids, 0.0).await {
                 tracing::warn!(error = %e, "releasing leased deliveries failed; their leases will expire");
             }

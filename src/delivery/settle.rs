@@ -3,9 +3,8 @@
 //! a batch with failures is one transaction that also carries their consequences — retries on
 //! the schedule, 410 ⇒ disable now, exhaustion, auto-disable after days of failure — and
 //! refills its freed slots last, so nothing is leased for a subscription it just disabled.
+use crate::domain::ids::SubscriptionId;
 use std::collections::HashSet;
-
-use uuid::Uuid;
 
 use super::{attempt::Outcome, retry::Decision, worker::Deliverer};
 use crate::storage::{
@@ -42,19 +41,20 @@ impl Deliverer {
         &self,
         tx: &mut sqlx::PgConnection,
         batch: &[Outcome],
-        healthy: &[Uuid],
+        healthy: &[SubscriptionId],
     ) -> Result<(), sqlx::Error> {
         // A subscription with a success in this batch is not one of "only failures".
-        let failing: Vec<Uuid> = subscriptions(batch, |d| {
+        let failing: Vec<SubscriptionId> = subscriptions(batch, |d| {
             matches!(d, Decision::RetryIn(_) | Decision::Exhausted)
         })
         .into_iter()
         .filter(|id| !healthy.contains(id))
         .collect();
-        let mut disable: Vec<(Uuid, String)> = subscriptions(batch, |d| *d == Decision::Disable)
-            .into_iter()
-            .map(|id| (id, "the target answered 410 Gone".to_owned()))
-            .collect();
+        let mut disable: Vec<(SubscriptionId, String)> =
+            subscriptions(batch, |d| *d == Decision::Disable)
+                .into_iter()
+                .map(|id| (id, "the target answered 410 Gone".to_owned()))
+                .collect();
         if !failing.is_empty() {
             let overdue = storage::subscriptions::mark_failing(
                 &mut *tx,
@@ -105,7 +105,10 @@ impl Deliverer {
 }
 
 /// The subscriptions of the outcomes whose decision matches, each once.
-pub(super) fn subscriptions(batch: &[Outcome], pred: impl Fn(&Decision) -> bool) -> Vec<Uuid> {
+pub(super) fn subscriptions(
+    batch: &[Outcome],
+    pred: impl Fn(&Decision) -> bool,
+) -> Vec<SubscriptionId> {
     batch
         .iter()
         .filter(|o| pred(&o.decision))

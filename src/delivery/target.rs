@@ -2,6 +2,9 @@
 //! (every change bumps it and the claim returns it), so the hot path neither re-reads them nor
 //! re-parses their URL, secrets and headers; tenants' webhook secrets never change once made.
 //! Also the per-instance token buckets of subscriptions' optional rate limits.
+use crate::domain::ids::DeliveryId;
+use crate::domain::ids::SubscriptionId;
+use crate::domain::ids::TenantId;
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -12,7 +15,6 @@ use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use sqlx::PgPool;
 use url::Url;
-use uuid::Uuid;
 
 use secrecy::ExposeSecret;
 
@@ -124,10 +126,10 @@ struct Bucket {
 /// Owned by the delivery loop, so no locks.
 #[derive(Default)]
 pub struct Targets {
-    subs: HashMap<Uuid, (DateTime<Utc>, Arc<Target>)>,
+    subs: HashMap<SubscriptionId, (DateTime<Utc>, Arc<Target>)>,
     /// Each tenant's secret, or why it cannot be read.
-    tenants: HashMap<Uuid, Result<SigningSecret, String>>,
-    buckets: HashMap<Uuid, Bucket>,
+    tenants: HashMap<TenantId, Result<SigningSecret, String>>,
+    buckets: HashMap<SubscriptionId, Bucket>,
 }
 
 impl Targets {
@@ -137,7 +139,7 @@ impl Targets {
         pool: &PgPool,
         keyring: &Keyring,
         claimed: Vec<Claimed>,
-    ) -> Result<(Vec<(Claimed, Arc<Target>)>, Vec<Uuid>), sqlx::Error> {
+    ) -> Result<(Vec<(Claimed, Arc<Target>)>, Vec<DeliveryId>), sqlx::Error> {
         self.load_stale(pool, keyring, &claimed).await?;
         let mut ready = Vec::with_capacity(claimed.len());
         let mut held = Vec::new();
@@ -172,7 +174,7 @@ impl Targets {
         keyring: &Keyring,
         claimed: &[Claimed],
     ) -> Result<(), sqlx::Error> {
-        let stale: Vec<Uuid> = claimed
+        let stale: Vec<SubscriptionId> = claimed
             .iter()
             .filter_map(|c| {
                 let id = c.subscription_id?;
@@ -200,7 +202,7 @@ impl Targets {
         &mut self,
         pool: &PgPool,
         keyring: &Keyring,
-        tenant_id: Uuid,
+        tenant_id: TenantId,
     ) -> Result<Result<SigningSecret, String>, sqlx::Error> {
         if let Some(s) = self.tenants.get(&tenant_id) {
             return Ok(s.clone());
@@ -217,7 +219,7 @@ impl Targets {
         Ok(secret)
     }
 
-    fn take_token(&mut self, sub: Option<Uuid>, rate: Option<i32>) -> bool {
+    fn take_token(&mut self, sub: Option<SubscriptionId>, rate: Option<i32>) -> bool {
         let (Some(sub), Some(rate)) = (sub, rate) else {
             return true;
         };

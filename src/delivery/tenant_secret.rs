@@ -1,7 +1,7 @@
 //! A tenant's webhook secret, which signs deliveries to its generations' own `webhook_url`s:
 //! made on first use, stored sealed (`crate::secrets`), never changed once made.
+use crate::domain::ids::TenantId;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use super::signing::SigningSecret;
 use crate::{
@@ -34,7 +34,7 @@ impl From<TenantSecretError> for crate::error::ApiError {
 pub async fn tenant_webhook_secret(
     pool: &PgPool,
     keyring: &Keyring,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
 ) -> Result<SigningSecret, TenantSecretError> {
     let owner = Owner::Tenant(tenant_id);
     let fresh = SigningSecret::generate();

@@ -1,6 +1,7 @@
 //! The delivery loop's bookkeeping: what is in flight, which slots running turns may fill, when
 //! to sweep, and how a batch of outcomes becomes a turn — a settle that hands each freed slot on
 //! to its subscription's next due delivery.
+use crate::domain::ids::{DeliveryId, SubscriptionId};
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -10,7 +11,6 @@ use std::{
 use chrono::{DateTime, Utc};
 use futures_util::{future::BoxFuture, FutureExt};
 use tokio::time::Instant;
-use uuid::Uuid;
 
 use super::{attempt::Outcome, handoff::LeaseLock, target::Targets, worker::Deliverer};
 use crate::storage::delivery_queue::{Claim, Claimed};
@@ -21,7 +21,7 @@ pub struct Plan {
     pub sweep: bool,
     /// The global concurrency, not the subscriptions' freed slots, set `limit`.
     pub bounded: bool,
-    subscriptions: Vec<Uuid>,
+    subscriptions: Vec<SubscriptionId>,
     slots: Vec<i32>,
 }
 
@@ -30,7 +30,7 @@ pub type Turn = BoxFuture<'static, (Plan, Result<Vec<Claimed>, sqlx::Error>)>;
 
 pub struct Turns {
     /// Claimed and handed to a task, outcome not back yet.
-    pub in_flight: HashSet<Uuid>,
+    pub in_flight: HashSet<DeliveryId>,
     /// Slots that running turns may fill.
     pub reserved: i64,
     pub targets: Targets,
@@ -87,7 +87,7 @@ impl Turns {
             return None;
         }
         let batch = std::mem::take(batch);
-        let mut freed: HashMap<Uuid, i32> = HashMap::new();
+        let mut freed: HashMap<SubscriptionId, i32> = HashMap::new();
         for o in &batch {
             self.in_flight.remove(&o.claimed.id);
             if let Some(at) = o.settled.next_attempt_at {

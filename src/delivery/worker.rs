@@ -5,6 +5,7 @@
 //! signed and sent by a task of its own, whose outcome comes back here. The global
 //! `concurrency` bounds those tasks, and each subscription's `max_in_flight` is counted by the
 //! database across instances.
+use crate::domain::ids::DeliveryId;
 use std::{
     sync::{atomic::Ordering, Arc},
     time::Duration,
@@ -18,7 +19,6 @@ use tokio::{
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use super::{
     attempt::Outcome,
@@ -144,7 +144,7 @@ impl Deliverer {
         // Hand-offs that came too late go back to the queue for the next instance.
         inbox.rx.close();
         while let Ok(claimed) = inbox.rx.try_recv() {
-            let ids: Vec<Uuid> = claimed.iter().map(|c| c.id).collect();
+            let ids: Vec<DeliveryId> = claimed.iter().map(|c| c.id).collect();
             me.release(&ids).await;
         }
         me.drain(turns, running, rx, batch).await;
@@ -246,7 +246,7 @@ impl Deliverer {
         let deadline = Instant::now() + self.drain;
         turns.stopping = true;
         while let Some((_, result)) = running.next().await {
-            let unsent: Vec<Uuid> = result.into_iter().flatten().map(|c| c.id).collect();
+            let unsent: Vec<DeliveryId> = result.into_iter().flatten().map(|c| c.id).collect();
             self.release(&unsent).await;
         }
         loop {
@@ -261,7 +261,7 @@ impl Deliverer {
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
-        let left: Vec<Uuid> = turns.in_flight.into_iter().collect();
+        let left: Vec<DeliveryId> = turns.in_flight.into_iter().collect();
         tracing::warn!(
             count = left.len(),
             "drain time over: releasing delivery leases"
@@ -269,7 +269,7 @@ impl Deliverer {
         self.release(&left).await;
     }
 
-    async fn release(&self, ids: &[Uuid]) {
+    async fn release(&self, ids: &[DeliveryId]) {
         if ids.is_empty() {
             return;
         }

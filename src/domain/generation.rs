@@ -2,10 +2,9 @@
 //! `fal::models`) plus fluxgate's own fields. A `GenerationRequest` that exists is valid.
 use serde_json::{Map, Value};
 use url::Url;
-use uuid::Uuid;
 
 use crate::{
-    domain::ids,
+    domain::ids::GenerationId,
     error::FieldError,
     fal::models::{self, Model, NormalizedInput},
 };
@@ -30,7 +29,7 @@ pub struct GenerationRequest {
     pub webhook_url: Option<Url>,
     pub metadata: Option<Map<String, Value>>,
     pub end_user: Option<String>,
-    pub seed_from: Option<Uuid>,
+    pub seed_from: Option<GenerationId>,
     pub cache: bool,
 }
 
@@ -92,9 +91,9 @@ impl GenerationRequest {
         };
         let seed_from = match body.remove("seed_from") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => match ids::decode(ids::Kind::Generation, &s) {
-                Some(id) => Some(id),
-                None => {
+            Some(Value::String(s)) => match s.parse::<GenerationId>() {
+                Ok(id) => Some(id),
+                Err(_) => {
                     errors.push(FieldError::new(
                         "seed_from",
                         "must be a generation id (gen_…)",
@@ -328,7 +327,7 @@ mod tests {
             )),
             vec!["metadata"]
         );
-        let id = ids::encode(ids::Kind::Generation, ids::new_uuid());
+        let id = GenerationId::new().to_string();
         assert_eq!(
             fields(parse(
                 json!({"prompt": "a", "seed": 1, "seed_from": id}),

@@ -3,8 +3,8 @@
 //! conditional upsert (`storage::budget_usage`) refuses the request that would pass a cap, on
 //! any instance. Completion converts the reservation into the actual spend; a request fal
 //! never ran releases it (`storage::budget_usage::settle`).
+use crate::domain::ids::TenantId;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use uuid::Uuid;
 
 use crate::storage::budget_usage;
 pub use crate::storage::budget_usage::{limits_for, Limits, Settlement};
@@ -34,7 +34,7 @@ pub fn today() -> (NaiveDate, DateTime<Utc>) {
 /// `None` when no cap applied).
 pub async fn reserve(
     tx: &mut sqlx::PgConnection,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     end_user: Option<&str>,
     limits: &Limits,
     micros: i64,
@@ -75,7 +75,7 @@ pub async fn reserve(
 /// Today's reserved and spent micro-dollars for a scope (`""` = the tenant).
 pub async fn usage_today(
     db: impl sqlx::PgExecutor<'_>,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     scope: &str,
 ) -> Result<(i64, i64), sqlx::Error> {
     budget_usage::used(db, tenant_id, scope, today().0).await

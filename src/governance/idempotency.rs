@@ -1,8 +1,8 @@
 //! Idempotency-Key: the first answer to a key is kept for 24 h and replayed for the
 //! same request; the same key with a different body is refused; a key whose first request is
 //! still running answers 409.
+use crate::domain::ids::TenantId;
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
 use crate::storage::idempotency_keys;
 pub use crate::storage::idempotency_keys::{abandon, complete, prune};
@@ -55,7 +55,7 @@ pub fn fingerprint(method: &str, path: &str, body: &[u8]) -> Vec<u8> {
 
 pub async fn claim(
     db: &sqlx::PgPool,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     key: &str,
     hash: &[u8],
 ) -> Result<Claim, sqlx::Error> {

@@ -1,7 +1,7 @@
 //! Requests per minute per tenant and per end user, in fixed one-minute windows counted in
 //! Postgres: a conditional upsert admits a request only while the window has room, so every
 //! instance together admits exactly the limit per window.
-use uuid::Uuid;
+use crate::domain::ids::TenantId;
 
 use super::budgets::Limits;
 use crate::storage::rate_windows;
@@ -26,7 +26,7 @@ pub struct Limited {
 /// `Ok(Some(window))` reports the tightest window for the headers; `Err` names the limit hit.
 pub async fn admit(
     db: &sqlx::PgPool,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     end_user: Option<&str>,
     limits: &Limits,
 ) -> Result<Result<Option<Window>, Limited>, sqlx::Error> {

@@ -15,7 +15,7 @@ use super::{
     hub::{Hub, LiveEvent, Scope, Subscription},
     sse,
 };
-use crate::{domain::ids, storage::events};
+use crate::storage::events;
 
 /// Rows read per catch-up query.
 const PAGE: i64 = 200;
@@ -149,7 +149,7 @@ impl Feed {
             if self.finished {
                 break;
             }
-            let id = ids::encode(ids::Kind::Event, row.id);
+            let id = row.id.to_string();
             sse::put_frame(&mut self.out, Some(&id), &row.kind, &row.payload);
             self.advance(row.seq, &row.kind);
         }

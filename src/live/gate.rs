@@ -2,13 +2,13 @@
 //! per tenant on this instance, and only while the API key that opened it stands. Each stream
 //! holds an [`Admission`]; the hub rechecks the keys of open streams every few seconds
 //! (`reader.rs`), and revoking a key closes every stream it opened.
+use crate::domain::ids::{ApiKeyId, TenantId};
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     sync::{Arc, Mutex, MutexGuard},
 };
 
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 /// Revoked keys remembered, so a stream that was admitted while its key's revocation was being
 /// noticed is refused or closed all the same.
@@ -29,18 +29,18 @@ pub struct Gate {
 
 #[derive(Default)]
 struct Inner {
-    per_tenant: HashMap<Uuid, usize>,
+    per_tenant: HashMap<TenantId, usize>,
     /// Streams per key, and the token that closes them all.
-    keys: HashMap<Uuid, (usize, CancellationToken)>,
-    revoked: HashSet<Uuid>,
-    revoked_order: VecDeque<Uuid>,
+    keys: HashMap<ApiKeyId, (usize, CancellationToken)>,
+    revoked: HashSet<ApiKeyId>,
+    revoked_order: VecDeque<ApiKeyId>,
 }
 
 /// A stream's place at the gate: counted until dropped; `closed()` fires when its key is revoked.
 pub struct Admission {
     gate: Arc<Gate>,
-    tenant_id: Uuid,
-    key_id: Uuid,
+    tenant_id: TenantId,
+    key_id: ApiKeyId,
     closed: CancellationToken,
 }
 
@@ -77,7 +77,11 @@ impl Gate {
         }
     }
 
-    pub fn admit(self: &Arc<Self>, tenant_id: Uuid, key_id: Uuid) -> Result<Admission, Refusal> {
+    pub fn admit(
+        self: &Arc<Self>,
+        tenant_id: TenantId,
+        key_id: ApiKeyId,
+    ) -> Result<Admission, Refusal> {
         let mut inner = self.lock();
         if inner.revoked.contains(&key_id) {
             return Err(Refusal::Revoked);
@@ -99,12 +103,12 @@ impl Gate {
     }
 
     /// The keys that hold streams open now.
-    pub fn keys(&self) -> Vec<Uuid> {
+    pub fn keys(&self) -> Vec<ApiKeyId> {
         self.lock().keys.keys().copied().collect()
     }
 
     /// Closes every stream `key_id` opened, and refuses it from now on.
-    pub fn revoke(&self, key_id: Uuid) {
+    pub fn revoke(&self, key_id: ApiKeyId) {
         let mut inner = self.lock();
         if let Some((_, token)) = inner.keys.get(&key_id) {
             token.cancel();
@@ -120,7 +124,7 @@ impl Gate {
     }
 
     /// Streams open for `tenant_id` on this instance.
-    pub fn held_by(&self, tenant_id: Uuid) -> usize {
+    pub fn held_by(&self, tenant_id: TenantId) -> usize {
         self.lock().per_tenant.get(&tenant_id).copied().unwrap_or(0)
     }
 
@@ -137,12 +141,12 @@ mod tests {
     #[test]
     fn a_tenant_holds_at_most_its_cap_and_a_closed_stream_frees_its_place() {
         let gate = Arc::new(Gate::new(2));
-        let (t, k) = (Uuid::now_v7(), Uuid::now_v7());
+        let (t, k) = (TenantId::new(), ApiKeyId::new());
         let a = gate.admit(t, k).unwrap();
         let _b = gate.admit(t, k).unwrap();
         assert_eq!(gate.admit(t, k).err(), Some(Refusal::TooMany(2)));
         // Another tenant is not counted against this one.
-        assert!(gate.admit(Uuid::now_v7(), Uuid::now_v7()).is_ok());
+        assert!(gate.admit(TenantId::new(), ApiKeyId::new()).is_ok());
         drop(a);
         assert_eq!(gate.held_by(t), 1);
         assert!(gate.admit(t, k).is_ok());
@@ -151,7 +155,7 @@ mod tests {
     #[tokio::test]
     async fn revoking_a_key_closes_its_streams_and_refuses_new_ones() {
         let gate = Arc::new(Gate::new(10));
-        let (t, k, other) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let (t, k, other) = (TenantId::new(), ApiKeyId::new(), ApiKeyId::new());
         let a = gate.admit(t, k).unwrap();
         let b = gate.admit(t, other).unwrap();
         gate.revoke(k);

@@ -3,6 +3,7 @@
 //! streams, and `publish` frames each once and hands the shared frame to the bounded buffer of
 //! every stream that wants it. Every event with `seq <= horizon` has been published (or its
 //! `seq` was never committed); streams read those from the database or the recent ring.
+use crate::domain::ids::{ApiKeyId, GenerationId, TenantId};
 use std::{
     collections::{HashMap, VecDeque},
     sync::{Arc, Mutex, MutexGuard},
@@ -22,7 +23,7 @@ use super::{
     gate::{Admission, Gate, Refusal},
     sse,
 };
-use crate::{domain::ids, storage::events::StreamEvent};
+use crate::storage::events::StreamEvent;
 
 /// How long `subscribe` waits for a starting hub.
 const READY_WAIT: Duration = Duration::from_secs(10);
@@ -35,8 +36,8 @@ const RECENT_BYTES: usize = 16 << 20;
 #[derive(Debug)]
 pub struct LiveEvent {
     pub seq: i64,
-    pub tenant_id: Uuid,
-    pub generation_id: Option<Uuid>,
+    pub tenant_id: TenantId,
+    pub generation_id: Option<GenerationId>,
     pub kind: String,
     pub frame: Bytes,
 }
@@ -48,11 +49,7 @@ impl LiveEvent {
             tenant_id: row.tenant_id,
             generation_id: row.generation_id,
             kind: row.kind.clone(),
-            frame: sse::frame(
-                Some(&ids::encode(ids::Kind::Event, row.id)),
-                &row.kind,
-                &row.payload,
-            ),
+            frame: sse::frame(Some(&row.id.to_string()), &row.kind, &row.payload),
         }
     }
 }
@@ -61,12 +58,12 @@ impl LiveEvent {
 #[derive(Debug, Clone)]
 pub enum Scope {
     Tenant {
-        tenant_id: Uuid,
+        tenant_id: TenantId,
         types: TypeFilter,
     },
     Generation {
-        tenant_id: Uuid,
-        generation_id: Uuid,
+        tenant_id: TenantId,
+        generation_id: GenerationId,
     },
 }
 
@@ -126,15 +123,15 @@ struct Registry {
 }
 
 struct Sub {
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     types: TypeFilter,
     tx: mpsc::Sender<Arc<LiveEvent>>,
 }
 
 #[derive(Clone, Copy)]
 enum Key {
-    Tenant(Uuid),
-    Generation(Uuid),
+    Tenant(TenantId),
+    Generation(GenerationId),
 }
 
 /// A stream's place in the hub: its bounded buffer of events after `horizon`. Dropping it
@@ -319,7 +316,7 @@ impl Hub {
     }
 
     /// A place for a new stream of `tenant_id`, opened with `key_id` (see `gate.rs`).
-    pub fn admit(&self, tenant_id: Uuid, key_id: Uuid) -> Result<Admission, Refusal> {
+    pub fn admit(&self, tenant_id: TenantId, key_id: ApiKeyId) -> Result<Admission, Refusal> {
         self.shared.gate.admit(tenant_id, key_id)
     }
 

@@ -90,7 +90,7 @@ impl Hub {
         match crate::storage::keys::revoked_among(self.pool(), &keys).await {
             Ok(revoked) => {
                 for key in revoked {
-                    tracing::info!(key = %crate::domain::ids::encode(crate::domain::ids::Kind::Key, key), "closing the live streams of a revoked API key");
+                    tracing::info!(%key, "closing the live streams of a revoked API key");
                     self.gate().revoke(key);
                 }
             }

@@ -13,16 +13,15 @@
 //! before it: nothing made since can be completed without a token. An instance that starts
 //! with no such generation unfinished (a fresh install, or once they are all done) takes no
 //! token-less callback at all.
+use crate::domain::ids::GenerationId;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretSlice};
 use sha2::Sha256;
-use uuid::Uuid;
 
 use crate::{
-    domain::ids,
     secrets::{Keyring, Owner},
     storage,
 };
@@ -115,9 +114,9 @@ impl CallbackUrls {
 
     /// The `fal_webhook` URL of a generation: `{public}/hooks/fal/gen_…?token=…`, with
     /// `inline=1` first when its images may come back in the body.
-    pub fn url(&self, generation_id: Uuid, inline: bool) -> String {
+    pub fn url(&self, generation_id: GenerationId, inline: bool) -> String {
         let token = self.token(generation_id, inline);
-        let id = ids::encode(ids::Kind::Generation, generation_id);
+        let id = generation_id.to_string();
         if inline {
             format!("{}{id}?inline=1&token={token}", self.base)
         } else {
@@ -126,7 +125,7 @@ impl CallbackUrls {
     }
 
     /// The path and query of that URL, as a request line carries it (tests, the bench).
-    pub fn path(&self, generation_id: Uuid, inline: bool) -> String {
+    pub fn path(&self, generation_id: GenerationId, inline: bool) -> String {
         let url = self.url(generation_id, inline);
         match url.find("/hooks/fal/") {
             Some(at) => url[at..].to_owned(),
@@ -137,7 +136,7 @@ impl CallbackUrls {
     /// Checks a callback's query string against its generation, with no I/O.
     pub fn admit(
         &self,
-        generation_id: Uuid,
+        generation_id: GenerationId,
         query: &str,
         now: DateTime<Utc>,
     ) -> Result<Door, Refused> {
@@ -170,16 +169,16 @@ impl CallbackUrls {
             .ok_or(Refused::Wrong)
     }
 
-    fn mac(&self, generation_id: Uuid, inline: bool) -> Hmac<Sha256> {
+    fn mac(&self, generation_id: GenerationId, inline: bool) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(self.key.expose_secret())
             .expect("HMAC takes any key length");
         mac.update(b"fluxgate fal callback v1\0");
-        mac.update(generation_id.as_bytes());
+        mac.update(generation_id.uuid().as_bytes());
         mac.update(&[u8::from(inline)]);
         mac
     }
 
-    fn token(&self, generation_id: Uuid, inline: bool) -> String {
+    fn token(&self, generation_id: GenerationId, inline: bool) -> String {
         let tag = self.mac(generation_id, inline).finalize().into_bytes();
         URL_SAFE_NO_PAD.encode(&tag[..TOKEN_BYTES])
     }
@@ -216,7 +215,7 @@ mod tests {
     fn a_generations_url_admits_its_own_callbacks_and_no_other_generations() {
         let now = Utc::now();
         let u = urls(0, now - chrono::Duration::days(1));
-        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let (a, b) = (GenerationId::new(), GenerationId::new());
         let url = u.url(a, false);
         assert!(
             url.starts_with("https://gw.example/hooks/fal/gen_"),
@@ -251,7 +250,7 @@ mod tests {
     #[test]
     fn token_less_callbacks_are_taken_only_during_the_grace_period() {
         let since = Utc::now() - chrono::Duration::hours(2);
-        let id = Uuid::now_v7();
+        let id = GenerationId::new();
         let within = urls(3 * 3600, since);
         assert_eq!(
             within.admit(id, "", Utc::now()),

@@ -3,6 +3,7 @@
 //! with their fan-out — a whole batch of callbacks at a time (`ingest.rs` gathers them).
 //! A duplicate changes nothing; a result for a generation that already finished is recorded but
 //! never announced, so a generation finishes — and fans out — exactly once.
+use crate::domain::ids::GenerationId;
 mod plan;
 
 use std::collections::HashSet;
@@ -11,7 +12,6 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
-use uuid::Uuid;
 
 use self::plan::Plan;
 use crate::{
@@ -74,7 +74,7 @@ pub enum ApplyError {
 /// A fal result to apply to its generation.
 #[derive(Debug, Clone)]
 pub struct Incoming {
-    pub generation_id: Uuid,
+    pub generation_id: GenerationId,
     pub result: FalResult,
     /// The body as received (JSON): recorded verbatim.
     pub raw: String,
@@ -173,7 +173,7 @@ pub async fn apply_many(
         lease,
     )
     .await?;
-    let applied: HashSet<Uuid> = appended
+    let applied: HashSet<GenerationId> = appended
         .events
         .iter()
         .filter_map(|e| e.generation_id)
@@ -269,7 +269,7 @@ async fn read(
     Ok(read)
 }
 
-fn keys(batch: &[Incoming]) -> (Vec<Uuid>, Vec<&str>) {
+fn keys(batch: &[Incoming]) -> (Vec<GenerationId>, Vec<&str>) {
     batch
         .iter()
         .map(|i| (i.generation_id, i.result.request_id.as_str()))

@@ -4,6 +4,7 @@
 //! written at once, and under load the callbacks that arrive while one batch commits form the
 //! next — so the round trips and the commit's fsync are shared, and the answer still goes out
 //! only after the callback is durable.
+use crate::domain::ids::GenerationId;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -179,7 +180,7 @@ impl Out {
             remembered.push(job.remembered);
             replies.push(job.reply);
         }
-        let ids: Vec<uuid::Uuid> = items.iter().map(|i| i.generation_id).collect();
+        let ids: Vec<GenerationId> = items.iter().map(|i| i.generation_id).collect();
         let lease = self.handoff.lease_for(items.len());
         let leasing = match lease {
             Some(_) => Some(self.handoff.lock().await),
@@ -246,7 +247,7 @@ mod tests {
             Arc::new(tokio::sync::Notify::new()),
         );
         let submitted = Submitted::default();
-        let id = uuid::Uuid::now_v7();
+        let id = GenerationId::new();
         let _ = submitted.remember(crate::pipeline::submitted::tests::row(id));
         // No writer is started: the callback stays queued.
         let (ingest, _writers) = Ingest::new(pool, handoff, submitted.clone());

@@ -1,6 +1,7 @@
 //! The generation pipeline: the outbox worker that submits to fal, the callback processor that
 //! turns fal's results into state changes and events in one transaction, and the reconciler
 //! that recovers results whose callbacks never came.
+use crate::domain::ids::GenerationId;
 pub mod callback_urls;
 pub mod callbacks;
 pub mod ingest;
@@ -91,7 +92,7 @@ impl Pipeline {
     /// The generation's `fal_webhook` URL: `{public}/hooks/fal/{gen_…}?token=…`. The id in the
     /// path lets a callback that races ahead of the stored submit answer still find its
     /// generation; the token proves the URL is one fluxgate handed out (`callback_urls`).
-    pub fn webhook_url(&self, generation_id: uuid::Uuid, input: &serde_json::Value) -> String {
+    pub fn webhook_url(&self, generation_id: GenerationId, input: &serde_json::Value) -> String {
         self.callbacks
             .url(generation_id, callback_urls::expects_inline(input))
     }

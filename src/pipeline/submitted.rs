@@ -7,13 +7,13 @@
 //!
 //! It is also where a submitter hears of its generation's callback (`Callback`): fal's answer
 //! to the submit need not be recorded when the result already finished the generation.
+use crate::domain::ids::GenerationId;
 use std::{
     collections::{HashMap, VecDeque},
     sync::{Arc, Mutex},
 };
 
 use tokio::sync::watch;
-use uuid::Uuid;
 
 use crate::storage::generations::Generation;
 
@@ -27,9 +27,9 @@ pub struct Submitted {
 
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<Uuid, Entry>,
+    entries: HashMap<GenerationId, Entry>,
     /// Insertion order, for eviction; may hold ids already taken or replaced.
-    order: VecDeque<Uuid>,
+    order: VecDeque<GenerationId>,
 }
 
 /// Where fal's result for a remembered generation is, as its submitter sees it.
@@ -79,7 +79,7 @@ impl Submitted {
     }
 
     /// Forgets the row remembered for `id` (it changed in a way not remembered here).
-    pub fn forget(&self, id: Uuid) {
+    pub fn forget(&self, id: GenerationId) {
         let mut inner = self.inner.lock().expect("submitted cache");
         if let Some(Entry::Row(..)) = inner.entries.get(&id) {
             inner.entries.remove(&id);
@@ -88,7 +88,7 @@ impl Submitted {
 
     /// Takes the row remembered for a callback of `id` (`None` when there is none, or another
     /// callback holds it); a taken row awaits `settled`.
-    pub fn take(&self, id: Uuid) -> Option<Generation> {
+    pub fn take(&self, id: GenerationId) -> Option<Generation> {
         let mut inner = self.inner.lock().expect("submitted cache");
         if !matches!(inner.entries.get(&id), Some(Entry::Row(..))) {
             return None;
@@ -102,7 +102,7 @@ impl Submitted {
     }
 
     /// The callback that took `id`'s row is done: `finished` if it committed a terminal state.
-    pub fn settled(&self, id: Uuid, finished: bool) {
+    pub fn settled(&self, id: GenerationId, finished: bool) {
         let mut inner = self.inner.lock().expect("submitted cache");
         if let Some(Entry::Taken(tx)) = inner.entries.get(&id) {
             tx.send_replace(Callback::Settled { finished });
@@ -112,7 +112,7 @@ impl Submitted {
 
     /// Whether a callback holds `id`'s row: it arrived and is being applied.
     #[cfg(test)]
-    pub(crate) fn applying(&self, id: Uuid) -> bool {
+    pub(crate) fn applying(&self, id: GenerationId) -> bool {
         matches!(
             self.inner.lock().expect("submitted cache").entries.get(&id),
             Some(Entry::Taken(_))
@@ -125,11 +125,11 @@ pub(crate) mod tests {
     use super::*;
     use crate::domain::states::GenerationStatus;
 
-    pub(crate) fn row(id: Uuid) -> Generation {
+    pub(crate) fn row(id: GenerationId) -> Generation {
         let now = chrono::Utc::now();
         Generation {
             id,
-            tenant_id: id,
+            tenant_id: crate::domain::ids::TenantId::from_uuid(id.uuid()),
             status: GenerationStatus::Accepted,
             model: "fal-ai/flux-2".into(),
             input: sqlx::types::Json(serde_json::json!({})),
@@ -162,7 +162,7 @@ pub(crate) mod tests {
     #[test]
     fn a_taken_row_is_gone_and_the_oldest_go_first() {
         let s = Submitted::default();
-        let ids: Vec<Uuid> = (0..CAPACITY + 2).map(|_| Uuid::now_v7()).collect();
+        let ids: Vec<GenerationId> = (0..CAPACITY + 2).map(|_| GenerationId::new()).collect();
         for id in &ids {
             let _ = s.remember(row(*id));
         }
@@ -184,7 +184,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_submitter_hears_when_its_callback_arrives_and_how_it_ended() {
         let s = Submitted::default();
-        let id = Uuid::now_v7();
+        let id = GenerationId::new();
         let mut heard = s.remember(row(id));
         assert_eq!(*heard.borrow(), Callback::Awaited);
         assert!(!s.applying(id), "no callback yet: record the answer");
@@ -205,7 +205,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_forgotten_row_tells_its_submitter_nothing_is_coming() {
         let s = Submitted::default();
-        let id = Uuid::now_v7();
+        let id = GenerationId::new();
         let mut heard = s.remember(row(id));
         s.forget(id);
         assert!(heard.wait_for(|c| *c != Callback::Awaited).await.is_err());

@@ -1,6 +1,7 @@
 //! The submission worker: claims `accepted` generations from the outbox with a lease (committed
 //! before the HTTP call), submits them to fal with the webhook URL, and records the answer —
 //! `queued`, a scheduled retry, or a terminal failure — according to fal's error class.
+use crate::domain::ids::GenerationId;
 use chrono::SubsecRound;
 use std::{
     sync::Arc,
@@ -10,7 +11,6 @@ use std::{
 use serde_json::json;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use uuid::Uuid;
 
 use super::{submitted::Callback, Pipeline};
 use crate::domain::states::GenerationStatus;
@@ -36,7 +36,8 @@ pub const RATE_LIMIT_BACKOFF_CAP: Duration = Duration::from_secs(32);
 pub async fn run(p: Pipeline, stop: CancellationToken) {
     let permits = Arc::new(Semaphore::new(p.settings.submit_concurrency));
     let tracker = TaskTracker::new();
-    let in_flight: Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>> = Default::default();
+    let in_flight: Arc<std::sync::Mutex<std::collections::HashSet<GenerationId>>> =
+        Default::default();
     while !stop.is_cancelled() {
         let available = permits.available_permits();
         let claimed = if available == 0 {
@@ -84,7 +85,7 @@ pub async fn run(p: Pipeline, stop: CancellationToken) {
     tracker.close();
     let drain = p.settings.shutdown_drain;
     if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
-        let left: Vec<Uuid> = in_flight.lock().expect("lock").iter().copied().collect();
+        let left: Vec<GenerationId> = in_flight.lock().expect("lock").iter().copied().collect();
         tracing::warn!(
             count = left.len(),
             "drain time over: releasing submission leases"
@@ -375,7 +376,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_result_arriving_within_the_window_spares_the_answer_its_write() {
         let s = Submitted::default();
-        let id = Uuid::now_v7();
+        let id = GenerationId::new();
         let heard = s.remember(row(id));
         let waiting = tokio::spawn(result_applied(heard));
         // The answer is waiting before the result arrives.
@@ -394,7 +395,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_answer_is_recorded_when_no_result_comes_in_the_window_or_it_did_not_finish() {
         let s = Submitted::default();
-        let (late, unfinished) = (Uuid::now_v7(), Uuid::now_v7());
+        let (late, unfinished) = (GenerationId::new(), GenerationId::new());
         let started = tokio::time::Instant::now();
         assert!(!result_applied(s.remember(row(late))).await);
         assert_eq!(

@@ -12,6 +12,7 @@
 //!
 //! Without a key, values are stored as they are (`whsec_…`), and values stored either way are
 //! read either way: turning encryption on needs no migration, and `reencrypt` seals old rows.
+use crate::domain::ids::{SubscriptionId, TenantId};
 pub mod reencrypt;
 
 use std::fmt;
@@ -68,8 +69,8 @@ pub enum OpenError {
 /// Which row a value belongs to: the associated data of its encryption.
 #[derive(Debug, Clone, Copy)]
 pub enum Owner {
-    Subscription(uuid::Uuid),
-    Tenant(uuid::Uuid),
+    Subscription(SubscriptionId),
+    Tenant(TenantId),
     Server(&'static str),
 }
 
@@ -233,7 +234,7 @@ mod tests {
     #[test]
     fn a_sealed_secret_opens_only_on_its_own_row_and_never_shows_the_plaintext() {
         let ring = Keyring::parse(&key(1)).unwrap();
-        let owner = Owner::Subscription(uuid::Uuid::from_u128(1));
+        let owner = Owner::Subscription(SubscriptionId::from_uuid(uuid::Uuid::from_u128(1)));
         let sealed = ring.seal("whsec_abc", owner);
         assert!(sealed.starts_with("enc:v1:") && !sealed.contains("whsec_abc"));
         assert_eq!(
@@ -242,7 +243,7 @@ mod tests {
         );
         // Each sealing draws a fresh nonce.
         assert_ne!(ring.seal("whsec_abc", owner), sealed);
-        let other = Owner::Subscription(uuid::Uuid::from_u128(2));
+        let other = Owner::Subscription(SubscriptionId::from_uuid(uuid::Uuid::from_u128(2)));
         assert_eq!(ring.open(&sealed, other).unwrap_err(), OpenError::Tampered);
         let mut flipped = sealed.clone().into_bytes();
         let last = flipped.len() - 3;
@@ -255,7 +256,7 @@ mod tests {
     #[test]
     fn the_first_key_seals_every_key_opens_and_plaintext_rows_still_read() {
         let old = Keyring::parse(&key(1)).unwrap();
-        let owner = Owner::Tenant(uuid::Uuid::from_u128(7));
+        let owner = Owner::Tenant(TenantId::from_uuid(uuid::Uuid::from_u128(7)));
         let by_old = old.seal("whsec_old", owner);
         let rotated = Keyring::parse(&format!("{}, {}", key(2), key(1))).unwrap();
         assert_eq!(

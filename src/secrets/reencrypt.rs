@@ -3,6 +3,7 @@
 //! with an older key are rewritten; rows already sealed with the first key are left alone. Each
 //! row is rewritten only if it still holds what was read, so a rotation running meanwhile is
 //! never undone; safe to run while fluxgate serves, and again at any time.
+use crate::domain::ids::SubscriptionId;
 use serde::Serialize;
 
 use super::{Keyring, Owner};
@@ -41,19 +42,14 @@ pub async fn run(pool: &sqlx::PgPool, keyring: &Keyring) -> Result<Report, Reenc
             .reseal(stored, owner)
             .map_err(|why| ReencryptError::Open { what: what(), why })
     };
-    let mut after = uuid::Uuid::nil();
+    let mut after = SubscriptionId::from_uuid(uuid::Uuid::nil());
     loop {
         let page = storage::subscriptions::secrets_page(pool, after, PAGE).await?;
         let Some(last) = page.last() else { break };
         after = last.0;
         for (id, secret, previous) in &page {
             let owner = Owner::Subscription(*id);
-            let name = || {
-                format!(
-                    "subscription {}",
-                    crate::domain::ids::encode(crate::domain::ids::Kind::Subscription, *id)
-                )
-            };
+            let name = || format!("subscription {id}");
             let new_secret = reseal(secret.as_str(), owner, &name)?;
             let new_previous = match previous {
                 Some(p) => reseal(p.as_str(), owner, &name)?,
@@ -78,12 +74,7 @@ pub async fn run(pool: &sqlx::PgPool, keyring: &Keyring) -> Result<Report, Reenc
         }
     }
     for (id, stored) in storage::tenants::webhook_secrets(pool).await? {
-        let name = || {
-            format!(
-                "tenant {}",
-                crate::domain::ids::encode(crate::domain::ids::Kind::Tenant, id)
-            )
-        };
+        let name = || format!("tenant {id}");
         if let Some(new) = reseal(&stored, Owner::Tenant(id), &name)? {
             if storage::tenants::replace_webhook_secret(pool, id, &stored, &new).await? {
                 report.tenants_resealed += 1;

@@ -1,10 +1,10 @@
 //! The alerts' state (a row per alert: firing or not, since when, the last evaluation) and the
 //! windowed counts they are computed from.
+use crate::domain::ids::TenantId;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
-use uuid::Uuid;
 
 /// Makes the alert's row if it has none (alerts added after the migration get it on first use).
 pub async fn ensure(pool: &PgPool, name: &str) -> Result<(), sqlx::Error> {
@@ -105,7 +105,7 @@ pub async fn delivery_outcomes(
 pub async fn subscribed_tenants(
     tx: &mut PgConnection,
     kind: &str,
-) -> Result<Vec<Uuid>, sqlx::Error> {
+) -> Result<Vec<TenantId>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT DISTINCT tenant_id FROM subscriptions s
          WHERE s.status = 'active' AND s.deleted_at IS NULL

@@ -1,9 +1,9 @@
 //! The `budget_usage` counters: a row per tenant (scope `""`) or end user and UTC day, holding
 //! what is reserved by running generations and what was spent. The rules that decide when a
 //! request fits are `governance::budgets`'; this file only reads and writes the counters.
+use crate::domain::ids::TenantId;
 use chrono::NaiveDate;
 use sqlx::PgExecutor;
-use uuid::Uuid;
 
 /// The limits that apply to one request.
 #[derive(Debug, Clone, Default, sqlx::FromRow)]
@@ -16,7 +16,7 @@ pub struct Limits {
 
 pub async fn limits_for(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     end_user: Option<&str>,
 ) -> Result<Limits, sqlx::Error> {
     sqlx::query_as(
@@ -38,7 +38,7 @@ pub async fn limits_for(
 /// instance. False when it would not fit.
 pub async fn reserve_within(
     tx: &mut sqlx::PgConnection,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     scope: &str,
     day: NaiveDate,
     micros: i64,
@@ -65,7 +65,7 @@ pub async fn reserve_within(
 /// A scope's reserved and spent micro-dollars of `day` (`""` = the tenant).
 pub async fn used(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     scope: &str,
     day: NaiveDate,
 ) -> Result<(i64, i64), sqlx::Error> {
@@ -81,7 +81,7 @@ pub async fn used(
 /// bill it).
 #[derive(Debug, Clone, Copy)]
 pub struct Settlement<'a> {
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub end_user: Option<&'a str>,
     pub day: Option<NaiveDate>,
     pub reserved: i64,
@@ -107,7 +107,7 @@ pub async fn settle_many(
     tx: &mut sqlx::PgConnection,
     batch: &[Settlement<'_>],
 ) -> Result<(), sqlx::Error> {
-    let mut sums: std::collections::BTreeMap<(Uuid, &str, NaiveDate), (i64, i64)> =
+    let mut sums: std::collections::BTreeMap<(TenantId, &str, NaiveDate), (i64, i64)> =
         Default::default();
     for s in batch {
         let Some(day) = s.day.filter(|_| s.reserved > 0) else {
@@ -122,7 +122,7 @@ pub async fn settle_many(
     if sums.is_empty() {
         return Ok(());
     }
-    let tenant: Vec<Uuid> = sums.keys().map(|k| k.0).collect();
+    let tenant: Vec<TenantId> = sums.keys().map(|k| k.0).collect();
     let scope: Vec<&str> = sums.keys().map(|k| k.1).collect();
     let day: Vec<NaiveDate> = sums.keys().map(|k| k.2).collect();
     let reserved: Vec<i64> = sums.values().map(|v| v.0).collect();

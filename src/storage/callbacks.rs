@@ -1,7 +1,7 @@
 //! fal callbacks as received (or fetched by the reconciler), unique on fal's request id.
+use crate::domain::ids::GenerationId;
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
-use uuid::Uuid;
 
 use super::{
     events::{self, AppendedBatch, Guard, NewEvent},
@@ -11,7 +11,7 @@ use super::{
 /// A callback to record.
 #[derive(Debug)]
 pub struct NewCallback<'a> {
-    pub generation_id: Uuid,
+    pub generation_id: GenerationId,
     pub fal_request_id: &'a str,
     pub source: &'a str,
     pub fal_status: &'a str,
@@ -23,7 +23,7 @@ pub struct NewCallback<'a> {
 
 /// Callbacks as parameter arrays for `record_sql`.
 pub struct CallbackColumns {
-    generation: Vec<Uuid>,
+    generation: Vec<GenerationId>,
     request_id: Vec<String>,
     source: Vec<String>,
     fal_status: Vec<String>,

@@ -1,12 +1,10 @@
 //! Deliveries: fanned out in the event's own transaction, and read back for the API. Claiming
 //! and settling them is the queue's business (`delivery_queue`).
+use crate::domain::ids::{DeliveryId, EventId, SubscriptionId, TenantId};
 use crate::domain::states::DeliveryStatus;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sqlx::{FromRow, PgExecutor};
-use uuid::Uuid;
-
-use crate::domain::ids;
 
 /// What decides an event's fan-out.
 pub struct FanOut {
@@ -75,11 +73,11 @@ pub const FAN_OUT: &str = "subs AS (
 /// One delivery to one subscription (e.g. `test.ping`).
 pub async fn insert_one(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
-    event_id: Uuid,
-    subscription_id: Uuid,
+    tenant_id: TenantId,
+    event_id: EventId,
+    subscription_id: SubscriptionId,
     target_url: &str,
-) -> Result<Uuid, sqlx::Error> {
+) -> Result<DeliveryId, sqlx::Error> {
     sqlx::query_scalar(
         "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, target_url) VALUES (gen_random_uuid(), $1, $2, $3, $4) RETURNING id",
     )
@@ -93,10 +91,10 @@ pub async fn insert_one(
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Delivery {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub event_id: Uuid,
-    pub subscription_id: Option<Uuid>,
+    pub id: DeliveryId,
+    pub tenant_id: TenantId,
+    pub event_id: EventId,
+    pub subscription_id: Option<SubscriptionId>,
     pub target_url: String,
     pub status: DeliveryStatus,
     pub attempts: i32,
@@ -114,11 +112,11 @@ const DELIVERY_COLUMNS: &str = "d.id, d.tenant_id, d.event_id, d.subscription_id
 impl Delivery {
     pub fn to_json(&self) -> Value {
         json!({
-            "id": ids::encode(ids::Kind::Delivery, self.id),
+            "id": self.id.to_string(),
             "object": "delivery",
-            "event_id": ids::encode(ids::Kind::Event, self.event_id),
+            "event_id": self.event_id.to_string(),
             "event_type": self.event_type,
-            "subscription_id": self.subscription_id.map(|s| ids::encode(ids::Kind::Subscription, s)),
+            "subscription_id": self.subscription_id.map(|s| s.to_string()),
             "target_url": self.target_url,
             "status": self.status,
             "attempts": self.attempts,
@@ -133,8 +131,8 @@ impl Delivery {
 
 pub async fn get(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
-    id: Uuid,
+    tenant_id: TenantId,
+    id: DeliveryId,
 ) -> Result<Option<Delivery>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1 AND d.tenant_id = $2"
@@ -148,9 +146,9 @@ pub async fn get(
 /// A subscription's deliveries, newest first; `before` pages by (created_at, id).
 pub async fn for_subscription(
     db: impl PgExecutor<'_>,
-    subscription_id: Uuid,
+    subscription_id: SubscriptionId,
     status: Option<DeliveryStatus>,
-    before: Option<(DateTime<Utc>, Uuid)>,
+    before: Option<(DateTime<Utc>, DeliveryId)>,
     limit: i64,
 ) -> Result<Vec<Delivery>, sqlx::Error> {
     sqlx::query_as(&format!(
@@ -180,7 +178,7 @@ pub struct Attempt {
 
 pub async fn attempts(
     db: impl PgExecutor<'_>,
-    delivery_id: Uuid,
+    delivery_id: DeliveryId,
 ) -> Result<Vec<Attempt>, sqlx::Error> {
     sqlx::query_as(
         "SELECT attempt, started_at, duration_ms, status_code, error_class, response_excerpt FROM delivery_attempts
@@ -194,8 +192,8 @@ pub async fn attempts(
 /// Re-queues one delivery now, whatever state it ended in.
 pub async fn retry_now(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
-    id: Uuid,
+    tenant_id: TenantId,
+    id: DeliveryId,
 ) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
         "UPDATE deliveries SET status = 'pending', next_attempt_at = now(), lease_until = NULL, finished_at = NULL
@@ -211,7 +209,7 @@ pub async fn retry_now(
 /// Re-queues every failed delivery of a subscription whose event falls in the window.
 pub async fn recover(
     db: impl PgExecutor<'_>,
-    subscription_id: Uuid,
+    subscription_id: SubscriptionId,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<u64, sqlx::Error> {

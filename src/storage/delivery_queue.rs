@@ -2,20 +2,20 @@
 //! under each subscription's in-flight cap, and attempts settled in bulk. One statement settles
 //! a batch of attempts and leases their successors, so a slot freed by an answer is refilled
 //! in the same round trip and commit that frees it — the cap holds at every commit.
+use crate::domain::ids::{DeliveryId, EventId, SubscriptionId, TenantId};
 use crate::domain::states::DeliveryStatus;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor};
-use uuid::Uuid;
 
 /// A claimed delivery with what is needed to send it.
 #[derive(Debug, Clone, FromRow)]
 pub struct Claimed {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub event_id: Uuid,
-    pub subscription_id: Option<Uuid>,
+    pub id: DeliveryId,
+    pub tenant_id: TenantId,
+    pub event_id: EventId,
+    pub subscription_id: Option<SubscriptionId>,
     /// The subscription's `updated_at`: what a cached copy of it must match.
     pub subscription_version: Option<DateTime<Utc>>,
     pub target_url: String,
@@ -30,7 +30,7 @@ pub struct Claimed {
 /// The outcome of one attempt, to be written with the rest of its batch.
 #[derive(Debug, Clone)]
 pub struct Settled {
-    pub delivery_id: Uuid,
+    pub delivery_id: DeliveryId,
     pub attempt: i32,
     pub started_at: DateTime<Utc>,
     pub duration_ms: i32,
@@ -51,7 +51,7 @@ pub enum Claim<'a> {
     /// `slots[i]`: the in-flight slots that this very batch frees. A refill only ever hands
     /// on slots its own statement frees, so refills running side by side cannot overrun a cap.
     Refill {
-        subscriptions: &'a [Uuid],
+        subscriptions: &'a [SubscriptionId],
         slots: &'a [i32],
         limit: i64,
     },
@@ -186,7 +186,7 @@ const LEASE: &str = "locked AS (
 pub async fn settle_and_claim(
     db: impl PgExecutor<'_>,
     batch: &[Settled],
-    healthy: &[Uuid],
+    healthy: &[SubscriptionId],
     claim: Claim<'_>,
     lease_secs: f64,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
@@ -251,7 +251,7 @@ pub async fn next_due(db: impl PgExecutor<'_>) -> Result<Option<DateTime<Utc>>, 
 /// Puts claimed deliveries back untouched (shutdown, or a rate limit not yet allowing them).
 pub async fn release(
     db: impl PgExecutor<'_>,
-    ids: &[Uuid],
+    ids: &[DeliveryId],
     delay_secs: f64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(

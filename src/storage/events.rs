@@ -1,12 +1,12 @@
 //! The event log: appended in the same transaction as the state change it announces, with a
 //! `NOTIFY` that Postgres delivers only on commit.
+use crate::domain::ids::{DeliveryId, SubscriptionId};
+use crate::domain::ids::{EventId, GenerationId, TenantId};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{types::Json, FromRow, PgExecutor};
-use uuid::Uuid;
 
 use super::delivery_queue::Claimed;
-use crate::domain::ids;
 
 /// Channel carrying the highest `seq` of each committed batch of events, followed by
 /// `NO_CLAIMS` when the batch left no delivery for the delivery workers to claim (its deliveries
@@ -16,51 +16,51 @@ pub const NO_CLAIMS: &str = " no-claims";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Event {
-    pub id: Uuid,
+    pub id: EventId,
     pub seq: i64,
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     #[sqlx(rename = "type")]
     pub kind: String,
-    pub generation_id: Option<Uuid>,
+    pub generation_id: Option<GenerationId>,
     pub payload: Json<Value>,
     pub created_at: DateTime<Utc>,
 }
 
 impl Event {
     pub fn public_id(&self) -> String {
-        ids::encode(ids::Kind::Event, self.id)
+        self.id.to_string()
     }
 }
 
 /// An event to append: `data` becomes the `data` of the body subscribers receive.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub kind: &'static str,
-    pub generation_id: Option<Uuid>,
+    pub generation_id: Option<GenerationId>,
     pub data: Value,
 }
 
 /// An appended event: its ids (the body is what was given; it is not read back).
 #[derive(Debug, Clone, FromRow)]
 pub struct Appended {
-    pub id: Uuid,
+    pub id: EventId,
     pub seq: i64,
-    pub generation_id: Option<Uuid>,
+    pub generation_id: Option<GenerationId>,
 }
 
 impl Appended {
     pub fn public_id(&self) -> String {
-        ids::encode(ids::Kind::Event, self.id)
+        self.id.to_string()
     }
 }
 
 /// Appends one event; see `append_many`.
 pub async fn append(
     tx: &mut sqlx::PgConnection,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     kind: &'static str,
-    generation_id: Option<Uuid>,
+    generation_id: Option<GenerationId>,
     data: Value,
 ) -> Result<Appended, sqlx::Error> {
     let event = NewEvent {
@@ -112,11 +112,11 @@ pub async fn append_guarded(
     let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut cols = Columns::default();
     for e in events {
-        let id = ids::new_uuid();
+        let id = EventId::new();
         let fan = super::deliveries::FanOut::of(e.kind, &e.data);
         cols.payload.push(
             serde_json::to_string(&Body {
-                id: &ids::encode(ids::Kind::Event, id),
+                id: &id.to_string(),
                 kind: e.kind,
                 timestamp: &stamp,
                 data: &e.data,
@@ -183,7 +183,7 @@ pub async fn append_guarded(
         None => query,
     };
     let rows: Vec<AppendedRow> = query.fetch_all(db).await?;
-    let mut by_id: std::collections::HashMap<Uuid, AppendedRow> =
+    let mut by_id: std::collections::HashMap<EventId, AppendedRow> =
         rows.into_iter().map(|r| (r.id, r)).collect();
     let mut appended = Vec::with_capacity(events.len());
     let mut claimed = Vec::new();
@@ -241,15 +241,15 @@ pub struct AppendedBatch {
 /// One appended event, with the deliveries created leased to the caller (if any).
 #[derive(FromRow)]
 pub struct AppendedRow {
-    id: Uuid,
+    id: EventId,
     seq: i64,
-    generation_id: Option<Uuid>,
+    generation_id: Option<GenerationId>,
     unleased: i64,
     /// The stored body's text — the bytes leased deliveries sign and send.
     payload: Option<String>,
-    ids: Option<Vec<Uuid>>,
-    tenants: Option<Vec<Uuid>>,
-    subscriptions: Option<Vec<Option<Uuid>>>,
+    ids: Option<Vec<DeliveryId>>,
+    tenants: Option<Vec<TenantId>>,
+    subscriptions: Option<Vec<Option<SubscriptionId>>>,
     targets: Option<Vec<String>>,
     versions: Option<Vec<Option<DateTime<Utc>>>>,
 }
@@ -268,10 +268,10 @@ struct Body<'a> {
 /// `append_many`'s parameters, one array per column.
 #[derive(Default)]
 struct Columns {
-    id: Vec<Uuid>,
-    tenant: Vec<Uuid>,
+    id: Vec<EventId>,
+    tenant: Vec<TenantId>,
     kind: Vec<&'static str>,
-    generation: Vec<Option<Uuid>>,
+    generation: Vec<Option<GenerationId>>,
     /// JSON text (`Body`).
     payload: Vec<String>,
     fan: Vec<bool>,
@@ -300,11 +300,11 @@ pub async fn notify(
 #[derive(Debug, Clone, FromRow)]
 pub struct StreamEvent {
     pub seq: i64,
-    pub id: Uuid,
-    pub tenant_id: Uuid,
+    pub id: EventId,
+    pub tenant_id: TenantId,
     #[sqlx(rename = "type")]
     pub kind: String,
-    pub generation_id: Option<Uuid>,
+    pub generation_id: Option<GenerationId>,
     pub payload: String,
 }
 
@@ -366,7 +366,7 @@ pub async fn snapshot_bounds(db: impl PgExecutor<'_>) -> Result<(i64, i64), sqlx
 /// The tenant's events, newest first (Zapier's performList); `before_seq` pages.
 pub async fn list(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     kind: Option<&str>,
     before_seq: Option<i64>,
     undelivered: bool,
@@ -393,8 +393,8 @@ pub async fn list(
 /// The `seq` of one of the tenant's events (resuming a stream after it).
 pub async fn seq_of(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
-    id: Uuid,
+    tenant_id: TenantId,
+    id: EventId,
 ) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar("SELECT seq FROM events WHERE id = $1 AND tenant_id = $2")
         .bind(id)
@@ -414,7 +414,7 @@ pub struct TypeMatch<'a> {
 /// The tenant's events with `after < seq <= upto` that match `types`, in `seq` order.
 pub async fn tenant_page(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     types: TypeMatch<'_>,
     after: i64,
     upto: i64,
@@ -441,8 +441,8 @@ pub async fn tenant_page(
 /// One generation's events with `after < seq <= upto`, in `seq` order.
 pub async fn generation_page(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
-    generation_id: Uuid,
+    tenant_id: TenantId,
+    generation_id: GenerationId,
     after: i64,
     upto: i64,
     limit: i64,

@@ -1,10 +1,10 @@
 //! Generations: the row is the request and its state machine. The submission outbox and our
 //! record of fal's answers live in `outbox.rs`; finishing them (callbacks, cancels) in
 //! `finish.rs`.
+use crate::domain::ids::{GenerationId, TenantId};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sqlx::{types::Json, FromRow, PgExecutor};
-use uuid::Uuid;
 
 use crate::domain::{generation::GenerationRequest, ids, states::GenerationStatus};
 
@@ -21,8 +21,8 @@ pub const COLUMNS: &str = "id, tenant_id, status, model, input, webhook_url, met
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Generation {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
+    pub id: GenerationId,
+    pub tenant_id: TenantId,
     pub status: GenerationStatus,
     pub model: String,
     pub input: Json<Value>,
@@ -54,7 +54,7 @@ pub struct Generation {
 
 impl Generation {
     pub fn public_id(&self) -> String {
-        ids::encode(ids::Kind::Generation, self.id)
+        self.id.to_string()
     }
 
     /// What finishing this generation does to its budget reservation.
@@ -136,7 +136,7 @@ pub struct Bookkeeping<'a> {
 
 pub async fn insert(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     req: &GenerationRequest,
     input: &Value,
     seed: Option<i64>,
@@ -166,7 +166,7 @@ pub async fn insert(
 /// The newest completed generation of this tenant with this cache key, within the TTL.
 pub async fn cached_source(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     cache_key: &str,
     ttl_secs: f64,
 ) -> Result<Option<Generation>, sqlx::Error> {
@@ -185,7 +185,7 @@ pub async fn cached_source(
 /// A new generation answered from `source`'s result: completed at once, `cached`, cost 0.
 pub async fn insert_cached(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     req: &GenerationRequest,
     input: &Value,
     source: &Generation,
@@ -212,8 +212,8 @@ pub async fn insert_cached(
 
 pub async fn get(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
-    id: Uuid,
+    tenant_id: TenantId,
+    id: GenerationId,
 ) -> Result<Option<Generation>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM generations WHERE id = $1 AND tenant_id = $2"
@@ -227,10 +227,10 @@ pub async fn get(
 /// Newest first; `before` is the id of the last row of the previous page (UUIDv7 ids sort by time).
 pub async fn list(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     status: Option<GenerationStatus>,
     end_user: Option<&str>,
-    before: Option<Uuid>,
+    before: Option<GenerationId>,
     limit: i64,
 ) -> Result<Vec<Generation>, sqlx::Error> {
     sqlx::query_as(&format!(
@@ -250,8 +250,8 @@ pub async fn list(
 
 pub async fn seed_of(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
-    id: Uuid,
+    tenant_id: TenantId,
+    id: GenerationId,
 ) -> Result<Option<(String, Option<i64>)>, sqlx::Error> {
     sqlx::query_as("SELECT status, seed FROM generations WHERE id = $1 AND tenant_id = $2")
         .bind(id)

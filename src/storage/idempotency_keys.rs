@@ -1,7 +1,7 @@
 //! Idempotency keys: a tenant's key, the fingerprint of the request it first came with, and the
 //! answer once there is one. Kept 24 h.
+use crate::domain::ids::TenantId;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 /// What is stored for a key: the request's fingerprint, and the answer (status, body) once made.
 pub type Stored = (Vec<u8>, Option<i32>, Option<Vec<u8>>);
@@ -10,7 +10,7 @@ pub type Stored = (Vec<u8>, Option<i32>, Option<Vec<u8>>);
 /// when the key is held, in which case `stored` says by what.
 pub async fn take(
     db: &PgPool,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     key: &str,
     hash: &[u8],
 ) -> Result<bool, sqlx::Error> {
@@ -27,7 +27,7 @@ pub async fn take(
     Ok(inserted.rows_affected() == 1)
 }
 
-pub async fn stored(db: &PgPool, tenant_id: Uuid, key: &str) -> Result<Stored, sqlx::Error> {
+pub async fn stored(db: &PgPool, tenant_id: TenantId, key: &str) -> Result<Stored, sqlx::Error> {
     sqlx::query_as("SELECT request_hash, status_code, response FROM idempotency_keys WHERE tenant_id = $1 AND key = $2")
         .bind(tenant_id)
         .bind(key)
@@ -37,7 +37,7 @@ pub async fn stored(db: &PgPool, tenant_id: Uuid, key: &str) -> Result<Stored, s
 
 pub async fn complete(
     db: &PgPool,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     key: &str,
     status: u16,
     body: &[u8],
@@ -53,7 +53,7 @@ pub async fn complete(
 }
 
 /// Frees a key whose request ended without an answer worth keeping.
-pub async fn abandon(db: &PgPool, tenant_id: Uuid, key: &str) -> Result<(), sqlx::Error> {
+pub async fn abandon(db: &PgPool, tenant_id: TenantId, key: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND status_code IS NULL",
     )

@@ -1,13 +1,13 @@
 //! API keys: created, looked up for authentication, revoked.
+use crate::domain::ids::{ApiKeyId, TenantId};
 use sqlx::{FromRow, PgExecutor};
-use uuid::Uuid;
 
 use crate::domain::{api_key::NewApiKey, ids};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct KeyRow {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
+    pub id: ApiKeyId,
+    pub tenant_id: TenantId,
     pub lookup: String,
     pub label: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -17,8 +17,8 @@ pub struct KeyRow {
 /// What authentication needs: the stored hash and whether the key is usable.
 #[derive(Debug, Clone, FromRow)]
 pub struct KeyCredential {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
+    pub id: ApiKeyId,
+    pub tenant_id: TenantId,
     pub tenant_name: String,
     pub secret_hash: Vec<u8>,
     pub revoked: bool,
@@ -26,7 +26,7 @@ pub struct KeyCredential {
 
 pub async fn create(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     key: &NewApiKey,
     label: Option<&str>,
 ) -> Result<KeyRow, sqlx::Error> {
@@ -57,7 +57,7 @@ pub async fn credential_by_lookup(
 }
 
 /// Revokes a key; `None` if there is no such key. Revoking twice keeps the first time.
-pub async fn revoke(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<KeyRow>, sqlx::Error> {
+pub async fn revoke(db: impl PgExecutor<'_>, id: ApiKeyId) -> Result<Option<KeyRow>, sqlx::Error> {
     sqlx::query_as(
         "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1
          RETURNING id, tenant_id, lookup, label, created_at, revoked_at",
@@ -70,8 +70,8 @@ pub async fn revoke(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<KeyRow>,
 /// Which of `ids` are revoked now.
 pub async fn revoked_among(
     db: impl PgExecutor<'_>,
-    ids: &[Uuid],
-) -> Result<Vec<Uuid>, sqlx::Error> {
+    ids: &[ApiKeyId],
+) -> Result<Vec<ApiKeyId>, sqlx::Error> {
     sqlx::query_scalar("SELECT id FROM api_keys WHERE id = ANY($1) AND revoked_at IS NOT NULL")
         .bind(ids)
         .fetch_all(db)
@@ -80,7 +80,7 @@ pub async fn revoked_among(
 
 pub async fn list_for_tenant(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
 ) -> Result<Vec<KeyRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, tenant_id, lookup, label, created_at, revoked_at FROM api_keys

@@ -1,20 +1,19 @@
 //! REST Hooks subscriptions.
+use crate::domain::ids::{SubscriptionId, TenantId};
 use crate::domain::states::SubscriptionStatus;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sqlx::{types::Json, FromRow, PgExecutor};
-use uuid::Uuid;
 
 use super::Stored;
-use crate::domain::ids;
 
 pub const COLUMNS: &str = "id, tenant_id, target_url, event_types, filter, description, headers, secret, previous_secret, \
     previous_secret_expires_at, status, disabled_reason, failing_since, max_in_flight, rate_limit_per_sec, created_at, updated_at";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Subscription {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
+    pub id: SubscriptionId,
+    pub tenant_id: TenantId,
     pub target_url: String,
     pub event_types: Vec<String>,
     pub filter: Option<Json<Value>>,
@@ -35,7 +34,7 @@ pub struct Subscription {
 
 impl Subscription {
     pub fn public_id(&self) -> String {
-        ids::encode(ids::Kind::Subscription, self.id)
+        self.id.to_string()
     }
 
     /// The API shape. The secret is shown only when it was just created or rotated, by the
@@ -66,7 +65,7 @@ impl Subscription {
 }
 
 pub struct NewSubscription<'a> {
-    pub id: Uuid,
+    pub id: SubscriptionId,
     pub target_url: &'a str,
     pub event_types: &'a [String],
     pub filter: Option<&'a Value>,
@@ -80,7 +79,7 @@ pub struct NewSubscription<'a> {
 
 pub async fn insert(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     s: NewSubscription<'_>,
 ) -> Result<Subscription, sqlx::Error> {
     sqlx::query_as(&format!(
@@ -105,7 +104,7 @@ pub async fn insert(
 /// tenant take turns on an advisory lock, so concurrent ones cannot pass the cap together.
 pub async fn insert_within(
     pool: &sqlx::PgPool,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     s: NewSubscription<'_>,
     cap: i64,
 ) -> Result<Option<Subscription>, sqlx::Error> {
@@ -134,9 +133,9 @@ pub async fn insert_within(
 /// a page at a time after `after` (for `fluxgate secrets reencrypt`).
 pub async fn secrets_page(
     db: impl PgExecutor<'_>,
-    after: Uuid,
+    after: SubscriptionId,
     limit: i64,
-) -> Result<Vec<(Uuid, Stored, Option<Stored>)>, sqlx::Error> {
+) -> Result<Vec<(SubscriptionId, Stored, Option<Stored>)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, secret, previous_secret FROM subscriptions WHERE id > $1 ORDER BY id LIMIT $2",
     )
@@ -150,7 +149,7 @@ pub async fn secrets_page(
 /// happened meanwhile wins, and its values are resealed on the next run).
 pub async fn replace_secrets(
     db: impl PgExecutor<'_>,
-    id: Uuid,
+    id: SubscriptionId,
     old: (&Stored, Option<&Stored>),
     new: (&str, Option<&str>),
 ) -> Result<bool, sqlx::Error> {
@@ -170,8 +169,8 @@ pub async fn replace_secrets(
 
 pub async fn get(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
-    id: Uuid,
+    tenant_id: TenantId,
+    id: SubscriptionId,
 ) -> Result<Option<Subscription>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM subscriptions WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL"))
         .bind(id)
@@ -182,7 +181,7 @@ pub async fn get(
 
 pub async fn get_many(
     db: impl PgExecutor<'_>,
-    ids: &[Uuid],
+    ids: &[SubscriptionId],
 ) -> Result<Vec<Subscription>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM subscriptions WHERE id = ANY($1)"
@@ -194,8 +193,8 @@ pub async fn get_many(
 
 pub async fn list(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
-    before: Option<Uuid>,
+    tenant_id: TenantId,
+    before: Option<SubscriptionId>,
     limit: i64,
 ) -> Result<Vec<Subscription>, sqlx::Error> {
     sqlx::query_as(&format!(
@@ -224,8 +223,8 @@ pub struct Patch {
 
 pub async fn update(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
-    id: Uuid,
+    tenant_id: TenantId,
+    id: SubscriptionId,
     p: Patch,
 ) -> Result<Option<Subscription>, sqlx::Error> {
     sqlx::query_as(&format!(
@@ -263,8 +262,8 @@ pub async fn update(
 /// Soft delete; pending deliveries are cancelled. Idempotent.
 pub async fn delete(
     tx: &mut sqlx::PgConnection,
-    tenant_id: Uuid,
-    id: Uuid,
+    tenant_id: TenantId,
+    id: SubscriptionId,
 ) -> Result<(), sqlx::Error> {
     let deleted = sqlx::query(
         "UPDATE subscriptions SET deleted_at = now(), status = 'disabled', disabled_reason = 'deleted', updated_at = now()
@@ -286,8 +285,8 @@ pub async fn delete(
 /// New secret; the old one keeps signing alongside it until `grace_secs` from now.
 pub async fn rotate_secret(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
-    id: Uuid,
+    tenant_id: TenantId,
+    id: SubscriptionId,
     new_secret: &str,
     grace_secs: f64,
 ) -> Result<Option<Subscription>, sqlx::Error> {
@@ -308,10 +307,10 @@ pub async fn rotate_secret(
 /// returns those failing for longer than `disable_after_secs`.
 pub async fn mark_failing(
     db: impl PgExecutor<'_>,
-    ids: &[Uuid],
+    ids: &[SubscriptionId],
     disable_after_secs: f64,
-) -> Result<Vec<Uuid>, sqlx::Error> {
-    let overdue: Vec<Option<Uuid>> = sqlx::query_scalar(
+) -> Result<Vec<SubscriptionId>, sqlx::Error> {
+    let overdue: Vec<Option<SubscriptionId>> = sqlx::query_scalar(
         "UPDATE subscriptions SET failing_since = COALESCE(failing_since, now()) WHERE id = ANY($1)
          RETURNING CASE WHEN failing_since < now() - make_interval(secs => $2) THEN id END",
     )
@@ -323,7 +322,11 @@ pub async fn mark_failing(
 }
 
 /// Disables a subscription (410, or days of unbroken failure). Returns true if it changed.
-pub async fn disable(db: impl PgExecutor<'_>, id: Uuid, reason: &str) -> Result<bool, sqlx::Error> {
+pub async fn disable(
+    db: impl PgExecutor<'_>,
+    id: SubscriptionId,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
     let r = sqlx::query("UPDATE subscriptions SET status = 'disabled', disabled_reason = $2, updated_at = now() WHERE id = $1 AND status = 'active'")
         .bind(id)
         .bind(reason)

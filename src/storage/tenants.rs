@@ -1,12 +1,12 @@
 //! Tenants.
+use crate::domain::ids::TenantId;
 use sqlx::{FromRow, PgExecutor};
-use uuid::Uuid;
 
 use crate::domain::{ids, tenant::TenantName};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Tenant {
-    pub id: Uuid,
+    pub id: TenantId,
     pub name: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
@@ -39,7 +39,7 @@ pub async fn find_by_name(
 /// The tenant's stored webhook secret, storing `fresh` first if it has none.
 pub async fn webhook_secret(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     fresh: &str,
 ) -> Result<String, sqlx::Error> {
     sqlx::query_scalar(
@@ -52,7 +52,9 @@ pub async fn webhook_secret(
 }
 
 /// Every tenant's stored webhook secret (for `fluxgate secrets reencrypt`).
-pub async fn webhook_secrets(db: impl PgExecutor<'_>) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+pub async fn webhook_secrets(
+    db: impl PgExecutor<'_>,
+) -> Result<Vec<(TenantId, String)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, webhook_secret FROM tenants WHERE webhook_secret IS NOT NULL ORDER BY id",
     )
@@ -63,7 +65,7 @@ pub async fn webhook_secrets(db: impl PgExecutor<'_>) -> Result<Vec<(Uuid, Strin
 /// Replaces a tenant's webhook secret only if it is still `old`.
 pub async fn replace_webhook_secret(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     old: &str,
     new: &str,
 ) -> Result<bool, sqlx::Error> {
@@ -96,7 +98,10 @@ pub struct TenantLimits {
     pub end_user_requests_per_minute: Option<i32>,
 }
 
-pub async fn limits(db: impl PgExecutor<'_>, tenant_id: Uuid) -> Result<TenantLimits, sqlx::Error> {
+pub async fn limits(
+    db: impl PgExecutor<'_>,
+    tenant_id: TenantId,
+) -> Result<TenantLimits, sqlx::Error> {
     sqlx::query_as(
         "SELECT daily_budget_micros, requests_per_minute, end_user_daily_budget_micros, end_user_requests_per_minute
          FROM tenants WHERE id = $1",
@@ -127,7 +132,7 @@ impl<T: Copy> Change<T> {
 
 pub async fn set_limits(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     budget: Change<i64>,
     rpm: Change<i32>,
     end_user_budget: Change<i64>,
@@ -169,7 +174,7 @@ pub struct EndUserLimits {
 
 pub async fn set_end_user_limits(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     end_user: &str,
     budget: Change<i64>,
     rpm: Change<i32>,
@@ -195,7 +200,7 @@ pub async fn set_end_user_limits(
 
 pub async fn end_user_limits(
     db: impl PgExecutor<'_>,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
 ) -> Result<Vec<EndUserLimits>, sqlx::Error> {
     sqlx::query_as("SELECT end_user, daily_budget_micros, requests_per_minute FROM end_user_limits WHERE tenant_id = $1 ORDER BY end_user")
         .bind(tenant_id)

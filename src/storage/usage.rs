@@ -1,10 +1,10 @@
 //! The usage report of `GET /v1/usage`: requests, images, megapixels, spend, cache hits and savings, and failures
 //! by code — per UTC day, optionally for one end user. Derived from the generations
 //! themselves, so it is exact whatever instance served them.
+use crate::domain::ids::TenantId;
 use chrono::NaiveDate;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use uuid::Uuid;
 
 use crate::domain::ids;
 
@@ -26,7 +26,7 @@ pub struct Day {
 
 pub async fn by_day(
     db: &sqlx::PgPool,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     from: NaiveDate,
     to: NaiveDate,
     end_user: Option<&str>,

@@ -323,11 +323,11 @@ async fn metrics_show_queue_depths_oldest_ages_and_spend_read_from_postgres() {
     for i in 0..3 {
         let g = app.generate(json!({"prompt": format!("queued {i}")})).await;
         ids.push(
-            fluxgate::domain::ids::decode(
-                fluxgate::domain::ids::Kind::Generation,
-                g["id"].as_str().unwrap(),
-            )
-            .unwrap(),
+            g["id"]
+                .as_str()
+                .unwrap()
+                .parse::<fluxgate::domain::ids::GenerationId>()
+                .unwrap(),
         );
     }
     sqlx::query("UPDATE generations SET created_at = now() - interval '42 seconds' WHERE id = $1")

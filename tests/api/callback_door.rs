@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use fluxgate::{domain::ids, fal::signature::sign_hex, startup::Workers};
+use fluxgate::{fal::signature::sign_hex, startup::Workers};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -242,7 +242,7 @@ async fn restart_after_backdating(app: TestApp, ids: &[&str], grace: Duration) -
         sqlx::query(
             "UPDATE generations SET created_at = created_at - interval '1 day' WHERE id = $1",
         )
-        .bind(ids::decode(ids::Kind::Generation, id).unwrap())
+        .bind(id.parse::<fluxgate::domain::ids::GenerationId>().unwrap())
         .execute(&app.pool)
         .await
         .unwrap();
@@ -322,7 +322,7 @@ async fn the_callback_url_given_to_fal_carries_the_token_and_fal_completes_throu
         .await;
     assert!(verified >= 1.0);
     // And a replay of what fal signed, to an id it was not for, is refused by the token.
-    let stranger = ids::encode(ids::Kind::Generation, uuid::Uuid::now_v7());
+    let stranger = fluxgate::domain::ids::GenerationId::new().to_string();
     let res = post_fal_callback(
         &app,
         id,

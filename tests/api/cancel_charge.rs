@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use fluxgate::{
-    domain::ids, pipeline::reconciler, pipeline::submitter, startup::Workers,
-    tools::simulator::SimConfig,
+    pipeline::reconciler, pipeline::submitter, startup::Workers, tools::simulator::SimConfig,
 };
 use serde_json::{json, Value};
 
@@ -44,18 +43,18 @@ async fn budget(app: &TestApp) -> (i64, i64) {
 }
 
 /// A 512×512 generation ($0.008), submitted to the simulator.
-async fn submitted(app: &TestApp) -> (String, uuid::Uuid) {
+async fn submitted(app: &TestApp) -> (String, fluxgate::domain::ids::GenerationId) {
     let g = app
         .generate(json!({"prompt": "a", "image_size": "square"}))
         .await;
     let id = g["id"].as_str().unwrap().to_owned();
     submitter::drain_once(&app.pipeline).await.unwrap();
     assert_eq!(app.generation(&id).await["status"], "queued");
-    let uuid = ids::decode(ids::Kind::Generation, &id).unwrap();
+    let uuid = id.parse::<fluxgate::domain::ids::GenerationId>().unwrap();
     (id, uuid)
 }
 
-async fn status_url(app: &TestApp, id: uuid::Uuid) -> String {
+async fn status_url(app: &TestApp, id: fluxgate::domain::ids::GenerationId) -> String {
     sqlx::query_scalar("SELECT status_url FROM generations WHERE id = $1")
         .bind(id)
         .fetch_one(&app.pool)
@@ -71,7 +70,7 @@ async fn cancel(app: &TestApp, id: &str) -> Value {
     res.json().await.unwrap()
 }
 
-async fn held(app: &TestApp, id: uuid::Uuid) -> bool {
+async fn held(app: &TestApp, id: fluxgate::domain::ids::GenerationId) -> bool {
     sqlx::query_scalar("SELECT reservation_held_since IS NOT NULL FROM generations WHERE id = $1")
         .bind(id)
         .fetch_one(&app.pool)

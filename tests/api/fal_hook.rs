@@ -95,10 +95,7 @@ async fn signed_callbacks_are_applied_once_and_forgeries_change_nothing() {
     assert_eq!(announced, [true, false]);
 
     // Unknown generation → 404; contradicting request id on an unfinished one → 409.
-    let unknown = fluxgate::domain::ids::encode(
-        fluxgate::domain::ids::Kind::Generation,
-        uuid::Uuid::now_v7(),
-    );
+    let unknown = fluxgate::domain::ids::GenerationId::new().to_string();
     problem(
         post_signed(&app, &unknown, &ok_body("req-3"), &sim_key, None).await,
         404,
@@ -204,13 +201,10 @@ async fn error_callbacks_and_null_payloads_fail_the_generation_with_fal_details(
 /// state, no announced callback, no event — so it can be applied again under a lock.
 #[tokio::test]
 async fn an_unlocked_batch_write_leaves_a_generation_that_moved_on_alone() {
-    use fluxgate::{
-        domain::ids,
-        storage::{
-            callbacks::{write_unlocked, NewCallback},
-            events::NewEvent,
-            generations::{self, FinishColumns},
-        },
+    use fluxgate::storage::{
+        callbacks::{write_unlocked, NewCallback},
+        events::NewEvent,
+        generations::{self, FinishColumns},
     };
     let app = spawn_app_with(TestOptions {
         workers: Workers::NONE,
@@ -219,7 +213,9 @@ async fn an_unlocked_batch_write_leaves_a_generation_that_moved_on_alone() {
     .await;
     let g = app.generate(json!({"prompt": "a"})).await;
     let public = g["id"].as_str().unwrap();
-    let id = ids::decode(ids::Kind::Generation, public).unwrap();
+    let id = public
+        .parse::<fluxgate::domain::ids::GenerationId>()
+        .unwrap();
     let mut row = generations::get(&app.pool, app.tenant_id, id)
         .await
         .unwrap()
@@ -280,7 +276,6 @@ async fn an_unlocked_batch_write_leaves_a_generation_that_moved_on_alone() {
 #[tokio::test]
 async fn a_callback_racing_the_record_of_its_submission_announces_queued_once() {
     use fluxgate::{
-        domain::ids,
         fal::client::Submitted,
         storage::{
             callbacks::{write_unlocked, NewCallback},
@@ -296,7 +291,9 @@ async fn a_callback_racing_the_record_of_its_submission_announces_queued_once() 
         .await;
         let g = app.generate(json!({"prompt": "a"})).await;
         let public = g["id"].as_str().unwrap();
-        let id = ids::decode(ids::Kind::Generation, public).unwrap();
+        let id = public
+            .parse::<fluxgate::domain::ids::GenerationId>()
+            .unwrap();
         let read = generations::get(&app.pool, app.tenant_id, id)
             .await
             .unwrap()

@@ -538,10 +538,11 @@ async fn the_loop_sleeps_until_the_next_delivery_scheduled_for_later() {
     .await;
     let rx = Receiver::start().await;
     subscribe(&app, json!({"target_url": rx.url, "event_types": ["*"]})).await;
-    let tenant: uuid::Uuid = sqlx::query_scalar("SELECT tenant_id FROM subscriptions")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let tenant: fluxgate::domain::ids::TenantId =
+        sqlx::query_scalar("SELECT tenant_id FROM subscriptions")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     let mut tx = app.pool.begin().await.unwrap();
     for _ in 0..3 {
         events::append(&mut tx, tenant, "generation.completed", None, json!({}))
@@ -549,10 +550,11 @@ async fn the_loop_sleeps_until_the_next_delivery_scheduled_for_later() {
             .unwrap();
     }
     tx.commit().await.unwrap();
-    let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM deliveries ORDER BY id")
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
+    let ids: Vec<fluxgate::domain::ids::DeliveryId> =
+        sqlx::query_scalar("SELECT id FROM deliveries ORDER BY id")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(ids.len(), 3);
     let next = || async { delivery_queue::next_due(&app.pool).await.unwrap() };
     assert_eq!(

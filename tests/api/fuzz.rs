@@ -207,7 +207,7 @@ async fn known_ids(
     base: &str,
     bearer: &str,
     pool: &sqlx::PgPool,
-    tenant: uuid::Uuid,
+    tenant: fluxgate::domain::ids::TenantId,
 ) -> String {
     let g: serde_json::Value = client
         .post(format!("{base}/v1/generations"))
@@ -228,7 +228,7 @@ async fn known_ids(
         pool,
         tenant,
         storage::subscriptions::NewSubscription {
-            id: fluxgate::domain::ids::new_uuid(),
+            id: fluxgate::domain::ids::SubscriptionId::new(),
             target_url: "https://receiver.example/hook",
             event_types: &["*".to_owned()],
             filter: None,
@@ -241,7 +241,7 @@ async fn known_ids(
     )
     .await
     .unwrap();
-    let sub = fluxgate::domain::ids::encode(fluxgate::domain::ids::Kind::Subscription, sub.id);
+    let sub = sub.id.to_string();
     let ping: serde_json::Value = client
         .post(format!("{base}/v1/subscriptions/{sub}/test"))
         .header("authorization", bearer)

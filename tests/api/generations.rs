@@ -337,8 +337,7 @@ async fn each_fal_error_class_ends_in_its_documented_state() {
     );
     // 5xx: exactly three attempts; fail-fast classes: exactly one.
     let attempts = |id: &str| {
-        let uuid =
-            fluxgate::domain::ids::decode(fluxgate::domain::ids::Kind::Generation, id).unwrap();
+        let uuid = id.parse::<fluxgate::domain::ids::GenerationId>().unwrap();
         sqlx::query_scalar::<_, i32>("SELECT submit_attempts FROM generations WHERE id = $1")
             .bind(uuid)
             .fetch_one(&app.pool)
@@ -461,10 +460,7 @@ async fn seed_from_reuses_an_earlier_seed_and_refuses_other_tenants() {
     let second = app.wait_terminal(second["id"].as_str().unwrap()).await;
     assert_eq!(second["seed"], 123456789012345678u64);
 
-    let unknown = fluxgate::domain::ids::encode(
-        fluxgate::domain::ids::Kind::Generation,
-        uuid::Uuid::now_v7(),
-    );
+    let unknown = fluxgate::domain::ids::GenerationId::new().to_string();
     problem(
         app.post(
             "/v1/generations",
@@ -647,5 +643,20 @@ async fn a_restart_in_the_middle_of_a_burst_loses_nothing() {
             1,
             "{id}: {events:?}"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_or_foreign_id_in_a_path_is_answered_like_an_unknown_one() {
+    let app = spawn_app().await;
+    let sub = fluxgate::domain::ids::SubscriptionId::new().to_string();
+    for (path, named) in [
+        ("/v1/generations/gen_xyz".to_owned(), "no generation gen_xyz".to_owned()),
+        (format!("/v1/generations/{sub}"), format!("no generation {sub}")),
+        ("/v1/deliveries/42".to_owned(), "no delivery 42".to_owned()),
+        (format!("/v1/subscriptions/{sub}"), format!("no subscription {sub}")),
+    ] {
+        let body = problem(app.get(&path).await, 404, "not_found").await;
+        assert_eq!(body["detail"], named, "{path}");
     }
 }

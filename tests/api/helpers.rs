@@ -9,6 +9,7 @@ use std::sync::{
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
+use fluxgate::domain::ids::{GenerationId, TenantId};
 use fluxgate::fal::signature::sign_hex;
 use fluxgate::{
     config::Settings,
@@ -132,7 +133,7 @@ pub struct TestApp {
     pub db_url: String,
     pub client: reqwest::Client,
     pub api_key: String,
-    pub tenant_id: Uuid,
+    pub tenant_id: TenantId,
     pub sim: SimHandle,
     pub pipeline: Pipeline,
     /// The callback route's slots (`FLUXGATE_CALLBACK_CONCURRENCY`).
@@ -223,8 +224,7 @@ impl TestApp {
 
     /// Event types of a generation, in order.
     pub async fn event_types(&self, id: &str) -> Vec<String> {
-        let uuid =
-            fluxgate::domain::ids::decode(fluxgate::domain::ids::Kind::Generation, id).unwrap();
+        let uuid = id.parse::<fluxgate::domain::ids::GenerationId>().unwrap();
         sqlx::query_scalar("SELECT type FROM events WHERE generation_id = $1 ORDER BY seq")
             .bind(uuid)
             .fetch_all(&self.pool)
@@ -248,7 +248,7 @@ impl TestApp {
     }
 
     /// Creates another tenant with a key; returns (tenant id, key).
-    pub async fn new_tenant(&self, name: &str) -> (Uuid, String) {
+    pub async fn new_tenant(&self, name: &str) -> (TenantId, String) {
         let tenant = storage::tenants::create(&self.pool, &TenantName::parse(name).unwrap())
             .await
             .unwrap()
@@ -329,17 +329,18 @@ pub async fn start_app(
             .build()
             .unwrap(),
         api_key: String::new(),
-        tenant_id: Uuid::nil(),
+        tenant_id: TenantId::from_uuid(Uuid::nil()),
         sim,
         pipeline,
         callback_slots,
         handle,
         server,
     };
-    let existing: Option<Uuid> = sqlx::query_scalar("SELECT id FROM tenants WHERE name = 'acme'")
-        .fetch_optional(&test.pool)
-        .await
-        .unwrap();
+    let existing: Option<TenantId> =
+        sqlx::query_scalar("SELECT id FROM tenants WHERE name = 'acme'")
+            .fetch_optional(&test.pool)
+            .await
+            .unwrap();
     let (tenant_id, api_key) = match existing {
         None => test.new_tenant("acme").await,
         Some(id) => {
@@ -377,8 +378,9 @@ pub async fn problem(res: reqwest::Response, status: u16, code: &str) -> serde_j
 
 /// The callback URL path fluxgate gave fal for `gen_id` (with its token), or would give.
 pub async fn callback_path(app: &TestApp, gen_id: &str) -> String {
-    let id = fluxgate::domain::ids::decode(fluxgate::domain::ids::Kind::Generation, gen_id)
-        .unwrap_or_else(Uuid::nil);
+    let id: GenerationId = gen_id
+        .parse()
+        .unwrap_or(GenerationId::from_uuid(Uuid::nil()));
     let input: Option<sqlx::types::Json<serde_json::Value>> =
         sqlx::query_scalar("SELECT input FROM generations WHERE id = $1")
             .bind(id)
@@ -388,11 +390,7 @@ pub async fn callback_path(app: &TestApp, gen_id: &str) -> String {
     let inline = input.is_some_and(|i| fluxgate::pipeline::callback_urls::expects_inline(&i.0));
     let path = app.pipeline.callbacks.path(id, inline);
     // Keep the id as the test wrote it (a malformed one stays malformed).
-    path.replacen(
-        &fluxgate::domain::ids::encode(fluxgate::domain::ids::Kind::Generation, id),
-        gen_id,
-        1,
-    )
+    path.replacen(&id.to_string(), gen_id, 1)
 }
 
 /// POSTs `body` to fal's callback route for `gen_id` (its URL with its token), signed fal-style

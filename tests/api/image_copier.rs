@@ -8,7 +8,7 @@ use std::sync::{
 
 use base64::Engine;
 use ed25519_dalek::SigningKey;
-use fluxgate::{config::HostList, domain::ids, startup::Workers};
+use fluxgate::{config::HostList, startup::Workers};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
@@ -92,7 +92,7 @@ async fn results_replayed_to_made_up_generations_write_no_files() {
     let app = spawn_app_with(with_store(&dir)).await;
     let body = result("req-1", &[png_data_uri("a")]);
     for _ in 0..5 {
-        let made_up = ids::encode(ids::Kind::Generation, uuid::Uuid::now_v7());
+        let made_up = fluxgate::domain::ids::GenerationId::new().to_string();
         // Without the token fal was given, 401; with a (leaked) token of an id that was never a
         // generation, 404: in neither case is an image written.
         let res = app

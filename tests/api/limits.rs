@@ -34,7 +34,7 @@ async fn ends_within(mut res: reqwest::Response, within: Duration) -> bool {
     .is_ok()
 }
 
-async fn key_id(app: &TestApp) -> uuid::Uuid {
+async fn key_id(app: &TestApp) -> fluxgate::domain::ids::ApiKeyId {
     sqlx::query_scalar(
         "SELECT id FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL LIMIT 1",
     )

@@ -2,7 +2,7 @@
 //! operation is routed, every documented example is accepted, every documented bound holds.
 use std::time::Duration;
 
-use fluxgate::domain::ids::{self, Kind};
+use fluxgate::domain::ids::{DeliveryId, GenerationId, SubscriptionId};
 use serde_json::{json, Value};
 
 use crate::{
@@ -27,9 +27,9 @@ async fn document(app: &TestApp) -> Value {
 fn placeholder(param: &Value) -> String {
     let unknown = uuid::Uuid::now_v7();
     match param["schema"]["pattern"].as_str() {
-        Some("^gen_") => ids::encode(Kind::Generation, unknown),
-        Some("^sub_") => ids::encode(Kind::Subscription, unknown),
-        Some("^dlv_") => ids::encode(Kind::Delivery, unknown),
+        Some("^gen_") => GenerationId::from_uuid(unknown).to_string(),
+        Some("^sub_") => SubscriptionId::from_uuid(unknown).to_string(),
+        Some("^dlv_") => DeliveryId::from_uuid(unknown).to_string(),
         _ => unknown.to_string(),
     }
 }

@@ -9,11 +9,7 @@ use tokio::time::{timeout, Instant};
 use crate::helpers::{
     problem, spawn_app, spawn_app_with, start_app, test_settings, TestApp, TestOptions,
 };
-use fluxgate::{
-    domain::ids::{self, Kind},
-    startup::Workers,
-    storage,
-};
+use fluxgate::{startup::Workers, storage};
 
 /// Longest wait for any one frame: generous, since a healthy stream answers in milliseconds.
 const FRAME_WAIT: Duration = Duration::from_secs(10);
@@ -150,8 +146,8 @@ fn parse(block: &str) -> Frame {
 }
 
 /// The tenant's stored events as a stream sends them, in `seq` order.
-async fn stored(app: &TestApp, tenant: uuid::Uuid) -> Vec<Event> {
-    let rows: Vec<(uuid::Uuid, String, Value)> =
+async fn stored(app: &TestApp, tenant: fluxgate::domain::ids::TenantId) -> Vec<Event> {
+    let rows: Vec<(fluxgate::domain::ids::EventId, String, Value)> =
         sqlx::query_as("SELECT id, type, payload FROM events WHERE tenant_id = $1 ORDER BY seq")
             .bind(tenant)
             .fetch_all(&app.pool)
@@ -159,7 +155,7 @@ async fn stored(app: &TestApp, tenant: uuid::Uuid) -> Vec<Event> {
             .unwrap();
     rows.into_iter()
         .map(|(id, kind, data)| Event {
-            id: Some(ids::encode(Kind::Event, id)),
+            id: Some(id.to_string()),
             kind,
             data,
         })
@@ -181,7 +177,7 @@ fn is_end_of(id: &str) -> impl Fn(&Event) -> bool + '_ {
 }
 
 /// Commits one `test.ping` event for the tenant, numbered `n`.
-async fn ping(app: &TestApp, tenant: uuid::Uuid, n: usize) {
+async fn ping(app: &TestApp, tenant: fluxgate::domain::ids::TenantId, n: usize) {
     let mut tx = app.pool.begin().await.unwrap();
     storage::events::append(&mut tx, tenant, "test.ping", None, json!({"n": n}))
         .await
@@ -311,7 +307,7 @@ async fn another_tenant_sees_none_of_our_events_and_none_of_our_generations() {
 #[tokio::test]
 async fn malformed_or_unknown_last_event_ids_are_400_problems() {
     let app = spawn_app().await;
-    let unknown = ids::encode(Kind::Event, ids::new_uuid());
+    let unknown = fluxgate::domain::ids::EventId::new().to_string();
     for id in ["42", "gen_0123", unknown.as_str()] {
         let res = app
             .client

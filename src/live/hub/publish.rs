@@ -58,15 +58,15 @@ impl Hub {
             });
             subs.is_empty()
         };
-        if let Some(subs) = reg.tenants.get_mut(&event.tenant_id) {
+        if let Some(subs) = reg.tenants.get_mut(&event.tenant_id.uuid()) {
             if offer(subs) {
-                reg.tenants.remove(&event.tenant_id);
+                reg.tenants.remove(&event.tenant_id.uuid());
             }
         }
         if let Some(g) = event.generation_id {
-            if let Some(subs) = reg.generations.get_mut(&g) {
+            if let Some(subs) = reg.generations.get_mut(&g.uuid()) {
                 if offer(subs) {
-                    reg.generations.remove(&g);
+                    reg.generations.remove(&g.uuid());
                 }
             }
         }
@@ -105,7 +105,8 @@ impl Registry {
 impl Key {
     pub(super) fn uuid(self) -> Uuid {
         match self {
-            Key::Tenant(id) | Key::Generation(id) => id,
+            Key::Tenant(id) => id.uuid(),
+            Key::Generation(id) => id.uuid(),
         }
     }
 }

@@ -2,12 +2,12 @@
 //! answer to each, the callbacks to record, the generations to finish (as they will be stored)
 //! and the events that announce them. Both ways of writing a batch (`super::apply_many`) start
 //! here.
+use crate::domain::ids::GenerationId;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{json, Value};
 use sqlx::types::Json;
-use uuid::Uuid;
 
 use super::{Answers, Applied, ApplyError, FalResult, Incoming};
 use crate::domain::states::GenerationStatus;
@@ -24,22 +24,22 @@ pub struct Plan<'a> {
     pub answers: Answers,
     pub callbacks: Vec<NewCallback<'a>>,
     /// The generations this batch finishes, in order, as they will be stored.
-    pub finished: Vec<Uuid>,
-    pub rows: HashMap<Uuid, Generation>,
+    pub finished: Vec<GenerationId>,
+    pub rows: HashMap<GenerationId, Generation>,
     /// Each generation's `updated_at` as read: the version an unlocked write must still find.
-    pub versions: HashMap<Uuid, DateTime<Utc>>,
+    pub versions: HashMap<GenerationId, DateTime<Utc>>,
     /// The generations read as `accepted` (not yet recorded as submitted).
-    pub read_accepted: HashSet<Uuid>,
+    pub read_accepted: HashSet<GenerationId>,
     pub events: Vec<NewEvent>,
     /// Cancelled generations whose held reservation this batch settles (fal's final word), with
     /// what fal's result costs.
-    pub released: Vec<(Uuid, i64)>,
+    pub released: Vec<(GenerationId, i64)>,
 }
 
 impl<'a> Plan<'a> {
     pub fn make(batch: &'a [Incoming], read: Vec<LockedForCallbacks>) -> Plan<'a> {
         let mut seen: HashSet<String> = HashSet::new();
-        let mut rows: HashMap<Uuid, Generation> = HashMap::with_capacity(read.len());
+        let mut rows: HashMap<GenerationId, Generation> = HashMap::with_capacity(read.len());
         for l in read {
             seen.extend(l.seen.unwrap_or_default());
             rows.insert(l.generation.id, l.generation);
@@ -72,7 +72,7 @@ impl<'a> Plan<'a> {
     fn decide(
         &mut self,
         item: &'a Incoming,
-        rows: &mut HashMap<Uuid, Generation>,
+        rows: &mut HashMap<GenerationId, Generation>,
         seen: &mut HashSet<String>,
         now: DateTime<Utc>,
     ) -> Result<Applied, ApplyError> {

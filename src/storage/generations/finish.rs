@@ -1,5 +1,6 @@
 //! Finishing generations: the rows callbacks read (and lock), the terminal states they and
 //! cancels write, one row at a time or a whole batch in one statement.
+use crate::domain::ids::GenerationId;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{types::Json, FromRow, PgExecutor};
@@ -22,7 +23,7 @@ pub struct LockedForCallbacks {
 /// whole batch of callbacks.
 pub async fn for_callbacks(
     db: impl PgExecutor<'_>,
-    ids: &[Uuid],
+    ids: &[GenerationId],
     fal_request_ids: &[&str],
     lock: bool,
 ) -> Result<Vec<LockedForCallbacks>, sqlx::Error> {
@@ -53,7 +54,7 @@ pub struct CallbackTarget {
 
 pub async fn callback_target(
     db: impl PgExecutor<'_>,
-    id: Uuid,
+    id: GenerationId,
     fal_request_id: &str,
 ) -> Result<Option<CallbackTarget>, sqlx::Error> {
     sqlx::query_as(
@@ -125,7 +126,7 @@ impl<'a> Finish<'a> {
 /// be held (`release_hold` settles it later).
 pub async fn finish(
     tx: &mut sqlx::PgConnection,
-    id: Uuid,
+    id: GenerationId,
     f: Finish<'_>,
 ) -> Result<Option<Generation>, sqlx::Error> {
     let row: Option<Generation> = sqlx::query_as(&format!(
@@ -154,7 +155,7 @@ pub async fn finish(
 /// (what fal ran, or 0), which settles the reservation. `None` when nothing was held (any more).
 pub async fn release_hold(
     tx: &mut sqlx::PgConnection,
-    id: Uuid,
+    id: GenerationId,
     cost_micros: i64,
 ) -> Result<Option<Generation>, sqlx::Error> {
     let row: Option<Generation> = sqlx::query_as(&format!(
@@ -178,7 +179,7 @@ fn json_text(v: &Option<Json<Value>>) -> Option<String> {
 
 /// Generations finished in memory, as parameter arrays for `FINISH`.
 pub struct FinishColumns {
-    ids: Vec<Uuid>,
+    ids: Vec<GenerationId>,
     status: Vec<&'static str>,
     /// JSON text, as `error`.
     result: Vec<Option<String>>,

@@ -1,8 +1,8 @@
 //! The submission outbox: claiming `accepted` generations with a lease, rescheduling them, and
 //! recording fal's answer; and the queued generations overdue for their callback.
+use crate::domain::ids::GenerationId;
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
-use uuid::Uuid;
 
 use super::{Generation, COLUMNS};
 use crate::domain::states::GenerationStatus;
@@ -43,7 +43,7 @@ pub async fn next_submission_due(
 /// Puts a claimed row back for a later attempt.
 pub async fn reschedule(
     db: impl PgExecutor<'_>,
-    id: Uuid,
+    id: GenerationId,
     delay_secs: f64,
     transient: bool,
 ) -> Result<(), sqlx::Error> {
@@ -68,7 +68,7 @@ pub async fn reschedule(
 /// has announced queued itself.
 pub async fn record_submitted(
     pool: &sqlx::PgPool,
-    id: Uuid,
+    id: GenerationId,
     sub: &crate::fal::client::Submitted,
     at: DateTime<Utc>,
     queued_event: events::NewEvent,
@@ -136,7 +136,10 @@ pub struct Recorded {
     pub unleased: i64,
 }
 
-pub async fn mark_cancel_requested(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn mark_cancel_requested(
+    db: impl PgExecutor<'_>,
+    id: GenerationId,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE generations SET cancel_requested_at = COALESCE(cancel_requested_at, now()), updated_at = now() WHERE id = $1")
         .bind(id)
         .execute(db)
@@ -146,7 +149,10 @@ pub async fn mark_cancel_requested(db: impl PgExecutor<'_>, id: Uuid) -> Result<
 
 /// Gives back the leases of submissions not made (a stop's drain ran out): the next worker
 /// claims them at once.
-pub async fn release_submissions(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+pub async fn release_submissions(
+    db: impl PgExecutor<'_>,
+    ids: &[GenerationId],
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE generations SET lease_until = NULL WHERE id = ANY($1) AND status = 'accepted'",
     )

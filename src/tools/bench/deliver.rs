@@ -2,6 +2,8 @@
 //! transaction with a NOTIFY) drained by fluxgate's delivery worker into a fast local receiver.
 //! The figure runs from the backlog's commit to the last attempt recorded
 //! (`max(finished_at)`), so it counts signing, sending and recording — and every row is checked.
+use crate::domain::ids::TenantId;
+use crate::domain::ids::{EventId, GenerationId};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
@@ -15,7 +17,7 @@ use super::{
     report::{Basis, ScenarioResult},
     Sizes,
 };
-use crate::{domain::ids, startup::Workers, storage};
+use crate::{startup::Workers, storage};
 
 pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> {
     let mut r = ScenarioResult::new("deliver");
@@ -69,14 +71,14 @@ pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> 
 
 /// Inserts `events` generation.completed events and one delivery per (event, subscription),
 /// then NOTIFYs the worker; returns the wall-clock time of the commit.
-async fn backlog(pool: &PgPool, tenant_id: Uuid, events: usize) -> anyhow::Result<SystemTime> {
-    let ids: Vec<Uuid> = (0..events).map(|_| ids::new_uuid()).collect();
+async fn backlog(pool: &PgPool, tenant_id: TenantId, events: usize) -> anyhow::Result<SystemTime> {
+    let ids: Vec<EventId> = (0..events).map(|_| EventId::new()).collect();
     let payloads: Vec<String> = ids
         .iter()
         .enumerate()
         .map(|(i, id)| {
             json!({
-                "id": ids::encode(ids::Kind::Event, *id),
+                "id": id.to_string(),
                 "type": "generation.completed",
                 "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 "data": sample_generation(i),
@@ -145,7 +147,7 @@ async fn verify(pool: &PgPool, r: &mut ScenarioResult, n: i64) -> anyhow::Result
 /// A completed generation object in the shape events carry (≈1.3 KB of JSON). Written out
 /// rather than built from `storage::generations::Generation`, whose fields other work changes.
 fn sample_generation(i: usize) -> serde_json::Value {
-    let id = ids::encode(ids::Kind::Generation, ids::new_uuid());
+    let id = GenerationId::new().to_string();
     let now = Utc::now();
     json!({
         "id": id, "object": "generation", "status": "completed", "model": "fal-ai/flux-2/turbo",

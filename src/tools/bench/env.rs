@@ -1,13 +1,14 @@
 //! The pieces every scenario assembles: a fal simulator with zero latency and a known signing
 //! key, fluxgate itself in-process on a loopback port, a tenant with a key, subscriptions, and
 //! reading the process's resident memory.
+use crate::domain::ids::SubscriptionId;
+use crate::domain::ids::TenantId;
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context;
 use ed25519_dalek::SigningKey;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use crate::{
     config::{Cidr, Settings},
@@ -103,7 +104,7 @@ impl Fluxgate {
 }
 
 /// A tenant and an API key for it: (tenant id, key).
-pub async fn tenant(pool: &PgPool, name: &str) -> anyhow::Result<(Uuid, String)> {
+pub async fn tenant(pool: &PgPool, name: &str) -> anyhow::Result<(TenantId, String)> {
     let name = TenantName::parse(name).map_err(anyhow::Error::msg)?;
     let t = storage::tenants::ensure(pool, &name).await?;
     let key = NewApiKey::generate();
@@ -114,11 +115,11 @@ pub async fn tenant(pool: &PgPool, name: &str) -> anyhow::Result<(Uuid, String)>
 /// `n` active subscriptions to `generation.completed`, each to its own path on `receiver`.
 pub async fn subscribe(
     pool: &PgPool,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     receiver: &super::receiver::Receiver,
     n: usize,
     max_in_flight: i32,
-) -> anyhow::Result<Vec<Uuid>> {
+) -> anyhow::Result<Vec<SubscriptionId>> {
     let types = vec!["generation.completed".to_owned()];
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
@@ -127,7 +128,7 @@ pub async fn subscribe(
             pool,
             tenant_id,
             NewSubscription {
-                id: crate::domain::ids::new_uuid(),
+                id: SubscriptionId::new(),
                 target_url: &receiver.url(&format!("s{i}")),
                 event_types: &types,
                 filter: None,

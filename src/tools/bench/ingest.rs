@@ -2,6 +2,8 @@
 //! `POST /hooks/fal/{id}`; each is verified, stored in one transaction with its event, and
 //! fanned out to S subscriptions. The delivery worker is off: this measures the callback path,
 //! and the deliveries it creates are checked as `pending` rows.
+use crate::domain::ids::GenerationId;
+use crate::domain::ids::TenantId;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,7 +19,6 @@ use super::{
     Sizes,
 };
 use crate::{
-    domain::ids,
     fal::signature::{self, sign_hex},
     startup::Workers,
 };
@@ -114,10 +115,10 @@ async fn verify(pool: &PgPool, r: &mut ScenarioResult, total: i64, s: i64) -> an
 /// Inserts `n` generations as fal has queued them, in one statement: (id, fal request id).
 pub async fn create_queued(
     pool: &PgPool,
-    tenant_id: Uuid,
+    tenant_id: TenantId,
     n: usize,
-) -> anyhow::Result<Vec<(Uuid, String)>> {
-    let ids: Vec<Uuid> = (0..n).map(|_| ids::new_uuid()).collect();
+) -> anyhow::Result<Vec<(GenerationId, String)>> {
+    let ids: Vec<GenerationId> = (0..n).map(|_| GenerationId::new()).collect();
     let rids: Vec<String> = (0..n).map(|_| Uuid::new_v4().to_string()).collect();
     let inputs: Vec<String> = (0..n)
         .map(|i| env::generation_input(i).to_string())

@@ -3,6 +3,7 @@
 //! and fan-out → delivery worker → S local subscribers. Latencies are joined in the database:
 //! the callback's `fal_callbacks.received_at` (when its request reached fluxgate, before the
 //! body was read and verified) and the API request's send time, to each subscriber's arrival.
+use crate::domain::ids::{EventId, GenerationId};
 use std::{
     collections::HashMap,
     time::{Duration, SystemTime},
@@ -11,7 +12,6 @@ use std::{
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use super::{
     env::{self, Fluxgate},
@@ -20,7 +20,7 @@ use super::{
     report::{Basis, Percentiles, ScenarioResult},
     Sizes,
 };
-use crate::{domain::ids, startup::Workers};
+use crate::startup::Workers;
 
 pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> {
     let mut r = ScenarioResult::new("pipeline");
@@ -69,7 +69,7 @@ pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> 
 
     let count = (rate * sizes.duration.as_secs_f64()).round().max(1.0) as usize;
     let answers = load::open_loop(app.addr, rate, count, make).await;
-    let sent: HashMap<Uuid, SystemTime> = accepted(&answers).into_iter().collect();
+    let sent: HashMap<GenerationId, SystemTime> = accepted(&answers).into_iter().collect();
     let expected = sent.len() as u64 * s;
     let got = receiver
         .wait_for(before + expected, Duration::from_secs(60))
@@ -79,7 +79,7 @@ pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> 
 
     let (mut from_callback, mut from_api) = (Vec::new(), Vec::new());
     for (evt, at) in receiver.arrivals() {
-        let Some((g, cb)) = ids::decode(ids::Kind::Event, &evt).and_then(|e| joined.get(&e)) else {
+        let Some((g, cb)) = evt.parse::<EventId>().ok().and_then(|e| joined.get(&e)) else {
             continue;
         };
         let since = |t: SystemTime| at.duration_since(t).unwrap_or_default();
@@ -128,13 +128,13 @@ pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> 
 }
 
 /// (generation id, send time) of every request answered 202.
-fn accepted(answers: &[load::Answer]) -> Vec<(Uuid, SystemTime)> {
+fn accepted(answers: &[load::Answer]) -> Vec<(GenerationId, SystemTime)> {
     answers
         .iter()
         .filter(|a| a.status == 202)
         .filter_map(|a| {
             let v: serde_json::Value = serde_json::from_slice(&a.body).ok()?;
-            let id = ids::decode(ids::Kind::Generation, v["id"].as_str()?)?;
+            let id = v["id"].as_str()?.parse::<GenerationId>().ok()?;
             Some((id, a.sent_at))
         })
         .collect()
@@ -143,10 +143,10 @@ fn accepted(answers: &[load::Answer]) -> Vec<(Uuid, SystemTime)> {
 /// event id → (generation id, when its callback was received), for the given generations.
 async fn callback_times(
     pool: &PgPool,
-    sent: &HashMap<Uuid, SystemTime>,
-) -> anyhow::Result<HashMap<Uuid, (Uuid, SystemTime)>> {
-    let gens: Vec<Uuid> = sent.keys().copied().collect();
-    let rows: Vec<(Uuid, Uuid, DateTime<Utc>)> = sqlx::query_as(
+    sent: &HashMap<GenerationId, SystemTime>,
+) -> anyhow::Result<HashMap<EventId, (GenerationId, SystemTime)>> {
+    let gens: Vec<GenerationId> = sent.keys().copied().collect();
+    let rows: Vec<(EventId, GenerationId, DateTime<Utc>)> = sqlx::query_as(
         "SELECT e.id, e.generation_id, c.received_at FROM events e
          JOIN fal_callbacks c ON c.generation_id = e.generation_id AND c.announced
          WHERE e.type = 'generation.completed' AND e.generation_id = ANY($1)",

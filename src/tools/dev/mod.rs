@@ -164,7 +164,7 @@ async fn run_with_db(settings: &mut Settings, devdb: Option<&DevDb>) -> anyhow::
         .execute(&pool)
         .await?;
     let secret = crate::delivery::signing::SigningSecret::generate();
-    let id = crate::domain::ids::new_uuid();
+    let id = crate::domain::ids::SubscriptionId::new();
     let sealed = settings
         .keyring
         .seal(secret.as_str(), crate::secrets::Owner::Subscription(id));
