@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::{
     api::auth::Caller,
     api::state::AppState,
-    domain::subscription::EVENT_TYPES,
+    domain::event_type::EventType,
     error::{ApiError, FieldError},
     storage,
 };
@@ -26,8 +26,10 @@ pub async fn list(
         .map(String::as_str)
         .filter(|t| !t.is_empty());
     if let Some(t) = kind {
-        let ok =
-            t == "*" || EVENT_TYPES.contains(&t) || t.ends_with(".*") || t.starts_with("alert.");
+        let ok = t == "*"
+            || EventType::parse(t).is_some()
+            || t.ends_with(".*")
+            || t.starts_with("alert.");
         if !ok {
             errors.push(FieldError::new("type", format!("unknown event type {t:?}")));
         }

@@ -1,5 +1,6 @@
 //! `/v1/generations`, `/v1/edits`, `/v1/estimates`: validate exactly, price, store as the
 //! outbox row and answer `202` at once; read, list and cancel.
+use crate::domain::event_type::EventType;
 use crate::domain::ids::GenerationId;
 use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -207,7 +208,7 @@ async fn create_generation(
             storage::events::append(
                 &mut tx,
                 hit.tenant_id,
-                "generation.completed",
+                EventType::GenerationCompleted,
                 Some(hit.id),
                 hit.to_json(),
             )
@@ -507,7 +508,7 @@ pub async fn cancel(
             storage::events::append(
                 &mut tx,
                 row.tenant_id,
-                "generation.cancelled",
+                EventType::GenerationCancelled,
                 Some(row.id),
                 row.to_json(),
             )

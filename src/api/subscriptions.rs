@@ -1,5 +1,6 @@
 //! REST Hooks subscriptions (Zapier-style): create/list/get/patch/delete, rotate-secret, test,
 //! recover, and a subscription's deliveries.
+use crate::domain::event_type::EventType;
 use crate::domain::states::{DeliveryStatus, SubscriptionStatus};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -451,7 +452,8 @@ pub async fn test(
     let sub = find(&state, &caller, path.into_inner()).await?;
     let mut tx = state.pool.begin().await?;
     let data = json!({"subscription_id": sub.public_id(), "message": "test event from fluxgate"});
-    let event = storage::events::append(&mut tx, caller.tenant_id, "test.ping", None, data).await?;
+    let event =
+        storage::events::append(&mut tx, caller.tenant_id, EventType::TestPing, None, data).await?;
     let delivery = storage::deliveries::insert_one(
         &mut *tx,
         caller.tenant_id,

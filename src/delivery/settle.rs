@@ -3,6 +3,7 @@
 //! a batch with failures is one transaction that also carries their consequences — retries on
 //! the schedule, 410 ⇒ disable now, exhaustion, auto-disable after days of failure — and
 //! refills its freed slots last, so nothing is leased for a subscription it just disabled.
+use crate::domain::event_type::EventType;
 use crate::domain::ids::SubscriptionId;
 use std::collections::HashSet;
 
@@ -79,7 +80,7 @@ impl Deliverer {
                     storage::events::append(
                         tx,
                         sub.tenant_id,
-                        "subscription.disabled",
+                        EventType::SubscriptionDisabled,
                         None,
                         sub.to_json(None),
                     )
@@ -89,15 +90,21 @@ impl Deliverer {
         }
         for o in batch.iter().filter(|o| o.decision == Decision::Exhausted) {
             if matches!(
-                o.claimed.event_type.as_str(),
-                "delivery.exhausted" | "subscription.disabled"
+                o.claimed.event_type,
+                EventType::DeliveryExhausted | EventType::SubscriptionDisabled
             ) {
                 continue; // never announce the failure of an announcement of failure
             }
             let (tenant, id) = (o.claimed.tenant_id, o.claimed.id);
             if let Some(d) = storage::deliveries::get(&mut *tx, tenant, id).await? {
-                storage::events::append(tx, tenant, "delivery.exhausted", None, d.to_json())
-                    .await?;
+                storage::events::append(
+                    tx,
+                    tenant,
+                    EventType::DeliveryExhausted,
+                    None,
+                    d.to_json(),
+                )
+                .await?;
             }
         }
         Ok(())

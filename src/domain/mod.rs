@@ -1,6 +1,7 @@
 //! Validated domain types: a value of one of these types is valid by construction.
 pub mod api_key;
 pub mod cidr;
+pub mod event_type;
 pub mod generation;
 pub mod ids;
 pub mod states;

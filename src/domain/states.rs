@@ -13,6 +13,8 @@ use sqlx::{
     Decode, Encode, Postgres, Type,
 };
 
+/// An enum stored and sent as one of a fixed set of strings (`Display`, `Serialize`, sqlx
+/// `Type`/`Encode`/`Decode` as `text`, `parse`, `ALL`, `names`).
 macro_rules! text_states {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
@@ -81,6 +83,8 @@ macro_rules! text_states {
         }
     };
 }
+
+pub(crate) use text_states;
 
 text_states! {
     /// A generation's state: `accepted` (stored, the outbox) → `queued` (fal took it) →

@@ -2,22 +2,7 @@
 //! `metadata`/`end_user`, and custom headers that cannot collide with the ones we sign.
 use serde_json::{Map, Value};
 
-use crate::error::FieldError;
-
-/// Every event type fluxgate emits. `alert.*` types are open-ended (one per monitor).
-pub const EVENT_TYPES: &[&str] = &[
-    "generation.queued",
-    "generation.completed",
-    "generation.failed",
-    "generation.cancelled",
-    "subscription.disabled",
-    "delivery.exhausted",
-    "alert.fal_error_rate",
-    "alert.fal_error_rate_recovered",
-    "alert.delivery_failure_rate",
-    "alert.delivery_failure_rate_recovered",
-    "test.ping",
-];
+use crate::{domain::event_type::EventType, error::FieldError};
 
 const PREFIXES: &[&str] = &["generation", "subscription", "delivery", "alert", "test"];
 pub const MAX_HEADERS: usize = 20;
@@ -68,7 +53,7 @@ pub fn parse_event_types(v: &Value, errors: &mut Vec<FieldError>) -> Option<Vec<
             continue;
         };
         let known = s == "*"
-            || EVENT_TYPES.contains(&s)
+            || EventType::parse(s).is_some()
             || s.strip_suffix(".*").is_some_and(|p| PREFIXES.contains(&p))
             || s.strip_prefix("alert.").is_some_and(|rest| {
                 !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
@@ -82,7 +67,7 @@ pub fn parse_event_types(v: &Value, errors: &mut Vec<FieldError>) -> Option<Vec<
                 field,
                 format!(
                     "unknown event type {s:?}; use one of {}, or a wildcard such as generation.*",
-                    EVENT_TYPES.join(", ")
+                    EventType::names().join(", ")
                 ),
             ));
         }

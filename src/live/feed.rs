@@ -4,6 +4,7 @@
 //! fills and the hub lets go of it).
 mod body;
 
+use crate::domain::event_type::EventType;
 use std::{sync::Arc, time::Duration};
 
 use bytes::BytesMut;
@@ -21,13 +22,6 @@ use crate::storage::events;
 const PAGE: i64 = 200;
 /// Live events coalesced into one write when they arrive together.
 const COALESCE: usize = 64;
-
-/// Event types after which a generation's stream is over.
-pub const TERMINAL: [&str; 3] = [
-    "generation.completed",
-    "generation.failed",
-    "generation.cancelled",
-];
 
 pub use body::Body;
 
@@ -170,7 +164,9 @@ impl Feed {
 
     fn advance(&mut self, seq: i64, kind: &str) {
         self.cursor = seq;
-        if matches!(self.scope, Scope::Generation { .. }) && TERMINAL.contains(&kind) {
+        if matches!(self.scope, Scope::Generation { .. })
+            && EventType::parse(kind).is_some_and(EventType::ends_a_generation)
+        {
             self.finished = true;
         }
     }

@@ -10,6 +10,7 @@
 //! commit in one transaction: however many instances evaluate, and across restarts, each
 //! transition is announced exactly once. Below the minimum volume the state holds: no traffic
 //! is no evidence either way.
+use crate::domain::event_type::EventType;
 use std::{sync::Arc, time::Duration};
 
 use serde_json::json;
@@ -49,12 +50,12 @@ impl Alert {
         }
     }
 
-    pub fn event_type(self, firing: bool) -> &'static str {
+    pub fn event_type(self, firing: bool) -> EventType {
         match (self, firing) {
-            (Alert::FalErrorRate, true) => "alert.fal_error_rate",
-            (Alert::FalErrorRate, false) => "alert.fal_error_rate_recovered",
-            (Alert::DeliveryFailureRate, true) => "alert.delivery_failure_rate",
-            (Alert::DeliveryFailureRate, false) => "alert.delivery_failure_rate_recovered",
+            (Alert::FalErrorRate, true) => EventType::AlertFalErrorRate,
+            (Alert::FalErrorRate, false) => EventType::AlertFalErrorRateRecovered,
+            (Alert::DeliveryFailureRate, true) => EventType::AlertDeliveryFailureRate,
+            (Alert::DeliveryFailureRate, false) => EventType::AlertDeliveryFailureRateRecovered,
         }
     }
 
@@ -185,7 +186,7 @@ async fn evaluate_alert(
         "firing_since": if now_firing { None } else { previous },
         "message": message,
     });
-    let tenants = alert_state::subscribed_tenants(&mut tx, kind).await?;
+    let tenants = alert_state::subscribed_tenants(&mut tx, kind.as_str()).await?;
     for tenant in &tenants {
         events::append(&mut tx, *tenant, kind, None, data.clone()).await?;
     }

@@ -3,6 +3,7 @@
 //! with their fan-out — a whole batch of callbacks at a time (`ingest.rs` gathers them).
 //! A duplicate changes nothing; a result for a generation that already finished is recorded but
 //! never announced, so a generation finishes — and fans out — exactly once.
+use crate::domain::event_type::EventType;
 use crate::domain::ids::GenerationId;
 mod plan;
 
@@ -42,7 +43,7 @@ pub struct FalResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     /// The generation finished with this event type.
-    Finished(&'static str),
+    Finished(EventType),
     /// Already recorded: nothing changed.
     Duplicate,
     /// Recorded, but the generation had already finished: not announced.

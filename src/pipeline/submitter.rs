@@ -1,6 +1,7 @@
 //! The submission worker: claims `accepted` generations from the outbox with a lease (committed
 //! before the HTTP call), submits them to fal with the webhook URL, and records the answer —
 //! `queued`, a scheduled retry, or a terminal failure — according to fal's error class.
+use crate::domain::event_type::EventType;
 use crate::domain::ids::GenerationId;
 use chrono::SubsecRound;
 use std::{
@@ -217,7 +218,7 @@ async fn record_accepted(
     queued.updated_at = at;
     let event = storage::events::NewEvent {
         tenant_id: g.tenant_id,
-        kind: "generation.queued",
+        kind: EventType::GenerationQueued,
         generation_id: Some(g.id),
         data: queued.to_json(),
     };
@@ -355,7 +356,7 @@ async fn fail(
         storage::events::append(
             &mut tx,
             row.tenant_id,
-            "generation.failed",
+            EventType::GenerationFailed,
             Some(row.id),
             row.to_json(),
         )

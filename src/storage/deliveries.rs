@@ -1,5 +1,6 @@
 //! Deliveries: fanned out in the event's own transaction, and read back for the API. Claiming
 //! and settling them is the queue's business (`delivery_queue`).
+use crate::domain::event_type::EventType;
 use crate::domain::ids::{DeliveryId, EventId, SubscriptionId, TenantId};
 use crate::domain::states::DeliveryStatus;
 use chrono::{DateTime, Utc};
@@ -18,8 +19,8 @@ pub struct FanOut {
 impl FanOut {
     /// Filters apply to generation events (they carry `metadata`/`end_user`); `test.ping` goes
     /// only to the subscription it tests.
-    pub fn of(kind: &str, data: &Value) -> FanOut {
-        let is_generation = kind.starts_with("generation.");
+    pub fn of(kind: EventType, data: &Value) -> FanOut {
+        let is_generation = kind.is_generation();
         let field = |name: &str| {
             if is_generation {
                 data.get(name).filter(|v| !v.is_null()).cloned()
@@ -28,7 +29,7 @@ impl FanOut {
             }
         };
         FanOut {
-            enabled: kind != "test.ping",
+            enabled: kind.fans_out(),
             is_generation,
             metadata: field("metadata").filter(Value::is_object),
             end_user: field("end_user").and_then(|v| v.as_str().map(str::to_owned)),
@@ -103,7 +104,7 @@ pub struct Delivery {
     pub last_error_class: Option<String>,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub event_type: String,
+    pub event_type: EventType,
 }
 
 const DELIVERY_COLUMNS: &str = "d.id, d.tenant_id, d.event_id, d.subscription_id, d.target_url, d.status, d.attempts, \

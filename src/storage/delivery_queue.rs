@@ -2,6 +2,7 @@
 //! under each subscription's in-flight cap, and attempts settled in bulk. One statement settles
 //! a batch of attempts and leases their successors, so a slot freed by an answer is refilled
 //! in the same round trip and commit that frees it — the cap holds at every commit.
+use crate::domain::event_type::EventType;
 use crate::domain::ids::{DeliveryId, EventId, SubscriptionId, TenantId};
 use crate::domain::states::DeliveryStatus;
 use std::sync::LazyLock;
@@ -21,7 +22,7 @@ pub struct Claimed {
     pub target_url: String,
     /// Including the one being made now.
     pub attempts: i32,
-    pub event_type: String,
+    pub event_type: EventType,
     /// The event payload as stored: these exact bytes are signed and sent.
     pub payload: String,
     pub event_created_at: DateTime<Utc>,

@@ -1,5 +1,6 @@
 //! The event log: appended in the same transaction as the state change it announces, with a
 //! `NOTIFY` that Postgres delivers only on commit.
+use crate::domain::event_type::EventType;
 use crate::domain::ids::{DeliveryId, SubscriptionId};
 use crate::domain::ids::{EventId, GenerationId, TenantId};
 use chrono::{DateTime, Utc};
@@ -36,7 +37,7 @@ impl Event {
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub tenant_id: TenantId,
-    pub kind: &'static str,
+    pub kind: EventType,
     pub generation_id: Option<GenerationId>,
     pub data: Value,
 }
@@ -59,7 +60,7 @@ impl Appended {
 pub async fn append(
     tx: &mut sqlx::PgConnection,
     tenant_id: TenantId,
-    kind: &'static str,
+    kind: EventType,
     generation_id: Option<GenerationId>,
     data: Value,
 ) -> Result<Appended, sqlx::Error> {
@@ -125,7 +126,7 @@ pub async fn append_guarded(
         );
         cols.id.push(id);
         cols.tenant.push(e.tenant_id);
-        cols.kind.push(e.kind);
+        cols.kind.push(e.kind.as_str());
         cols.generation.push(e.generation_id);
         cols.fan.push(fan.enabled);
         cols.is_generation.push(fan.is_generation);
@@ -214,7 +215,7 @@ pub async fn append_guarded(
                 subscription_version: versions.as_ref().and_then(|v| v[j]),
                 target_url: targets.as_ref().map(|t| t[j].clone()).unwrap_or_default(),
                 attempts: 1,
-                event_type: cols.kind[i].to_owned(),
+                event_type: events[i].kind,
                 payload: payload.clone(),
                 event_created_at: now,
             });
@@ -260,7 +261,7 @@ pub struct AppendedRow {
 struct Body<'a> {
     id: &'a str,
     #[serde(rename = "type")]
-    kind: &'a str,
+    kind: EventType,
     timestamp: &'a str,
     data: &'a Value,
 }

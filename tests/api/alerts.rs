@@ -1,6 +1,7 @@
 //! Alerts and the Postgres-derived metrics: a fal outage and failing deliveries raise exactly
 //! one `alert.*` event per transition (also with two monitors on one database), nothing fires
 //! below the minimum volume, and `/metrics` shows queue depths, ages and spend.
+use fluxgate::domain::event_type::EventType;
 use std::time::Duration;
 
 use fluxgate::{
@@ -350,7 +351,7 @@ async fn metrics_show_queue_depths_oldest_ages_and_spend_read_from_postgres() {
         storage::events::append(
             &mut tx,
             app.tenant_id,
-            "alert.fal_error_rate",
+            EventType::AlertFalErrorRate,
             None,
             json!({}),
         )

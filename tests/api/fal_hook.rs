@@ -1,5 +1,6 @@
 //! The callback receiver: signatures, unknown generations, contradictions, replays.
 use ed25519_dalek::SigningKey;
+use fluxgate::domain::event_type::EventType;
 use fluxgate::fal::signature::sign_hex;
 use serde_json::{json, Value};
 
@@ -237,7 +238,7 @@ async fn an_unlocked_batch_write_leaves_a_generation_that_moved_on_alone() {
     };
     let event = NewEvent {
         tenant_id: app.tenant_id,
-        kind: "generation.failed",
+        kind: EventType::GenerationFailed,
         generation_id: Some(id),
         data: row.to_json(),
     };
@@ -301,7 +302,7 @@ async fn a_callback_racing_the_record_of_its_submission_announces_queued_once() 
         assert_eq!(read.status, GenerationStatus::Accepted);
         let now = chrono::Utc::now();
         let rid = format!("req-race-{callback_first}");
-        let event = |kind: &'static str, status: GenerationStatus| {
+        let event = |kind: EventType, status: GenerationStatus| {
             let mut row = read.clone();
             row.status = status;
             row.fal_request_id = Some(rid.clone());
@@ -328,8 +329,8 @@ async fn a_callback_racing_the_record_of_its_submission_announces_queued_once() 
             received_at: now,
         };
         let planned = [
-            event("generation.queued", GenerationStatus::Queued),
-            event("generation.failed", GenerationStatus::Failed),
+            event(EventType::GenerationQueued, GenerationStatus::Queued),
+            event(EventType::GenerationFailed, GenerationStatus::Failed),
         ];
         let write = || {
             write_unlocked(
@@ -353,7 +354,7 @@ async fn a_callback_racing_the_record_of_its_submission_announces_queued_once() 
                 read.id,
                 &submitted,
                 chrono::Utc::now(),
-                event("generation.queued", GenerationStatus::Queued),
+                event(EventType::GenerationQueued, GenerationStatus::Queued),
                 None,
             )
         };

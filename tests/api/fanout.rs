@@ -1,5 +1,6 @@
 //! Fan-out: REST Hooks subscriptions, signed deliveries with retries, 410, exhaustion,
 //! rotation, recover, the events list — against a real receiver on loopback.
+use fluxgate::domain::event_type::EventType;
 use std::time::Duration;
 
 use fluxgate::delivery::signing::{self, SigningSecret};
@@ -545,9 +546,15 @@ async fn the_loop_sleeps_until_the_next_delivery_scheduled_for_later() {
             .unwrap();
     let mut tx = app.pool.begin().await.unwrap();
     for _ in 0..3 {
-        events::append(&mut tx, tenant, "generation.completed", None, json!({}))
-            .await
-            .unwrap();
+        events::append(
+            &mut tx,
+            tenant,
+            EventType::GenerationCompleted,
+            None,
+            json!({}),
+        )
+        .await
+        .unwrap();
     }
     tx.commit().await.unwrap();
     let ids: Vec<fluxgate::domain::ids::DeliveryId> =

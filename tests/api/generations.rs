@@ -651,10 +651,19 @@ async fn a_malformed_or_foreign_id_in_a_path_is_answered_like_an_unknown_one() {
     let app = spawn_app().await;
     let sub = fluxgate::domain::ids::SubscriptionId::new().to_string();
     for (path, named) in [
-        ("/v1/generations/gen_xyz".to_owned(), "no generation gen_xyz".to_owned()),
-        (format!("/v1/generations/{sub}"), format!("no generation {sub}")),
+        (
+            "/v1/generations/gen_xyz".to_owned(),
+            "no generation gen_xyz".to_owned(),
+        ),
+        (
+            format!("/v1/generations/{sub}"),
+            format!("no generation {sub}"),
+        ),
         ("/v1/deliveries/42".to_owned(), "no delivery 42".to_owned()),
-        (format!("/v1/subscriptions/{sub}"), format!("no subscription {sub}")),
+        (
+            format!("/v1/subscriptions/{sub}"),
+            format!("no subscription {sub}"),
+        ),
     ] {
         let body = problem(app.get(&path).await, 404, "not_found").await;
         assert_eq!(body["detail"], named, "{path}");

@@ -1,6 +1,7 @@
 //! Live SSE streams over real loopback HTTP: tenant streams with type filters and exact resume,
 //! per-generation streams that end with the generation, heartbeats, several instances on one
 //! database, and a client that stops reading.
+use fluxgate::domain::event_type::EventType;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -179,7 +180,7 @@ fn is_end_of(id: &str) -> impl Fn(&Event) -> bool + '_ {
 /// Commits one `test.ping` event for the tenant, numbered `n`.
 async fn ping(app: &TestApp, tenant: fluxgate::domain::ids::TenantId, n: usize) {
     let mut tx = app.pool.begin().await.unwrap();
-    storage::events::append(&mut tx, tenant, "test.ping", None, json!({"n": n}))
+    storage::events::append(&mut tx, tenant, EventType::TestPing, None, json!({"n": n}))
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -367,7 +368,7 @@ async fn a_resumed_stream_gets_every_event_exactly_once_in_order_while_more_are_
                 for i in 0..30 {
                     let mut tx = pool.begin().await.unwrap();
                     let data = json!({"writer": w, "n": i});
-                    storage::events::append(&mut tx, tenant, "test.ping", None, data)
+                    storage::events::append(&mut tx, tenant, EventType::TestPing, None, data)
                         .await
                         .unwrap();
                     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -412,9 +413,15 @@ async fn events_committed_out_of_seq_order_are_streamed_in_seq_order_and_holes_a
         let pool = app.pool.clone();
         async move {
             let mut tx = pool.begin().await.unwrap();
-            let e = storage::events::append(&mut tx, tenant, "test.ping", None, json!({"n": n}))
-                .await
-                .unwrap();
+            let e = storage::events::append(
+                &mut tx,
+                tenant,
+                EventType::TestPing,
+                None,
+                json!({"n": n}),
+            )
+            .await
+            .unwrap();
             (tx, e.seq)
         }
     };
@@ -533,9 +540,15 @@ async fn a_client_that_stops_reading_is_cut_loose_without_delaying_others_and_ca
         let mut tx = app.pool.begin().await.unwrap();
         for i in 0..50 {
             let data = json!({"n": batch * 50 + i, "blob": blob});
-            storage::events::append(&mut tx, tenant, "test.flood", None, data)
-                .await
-                .unwrap();
+            storage::events::append(
+                &mut tx,
+                tenant,
+                EventType::SubscriptionDisabled,
+                None,
+                data,
+            )
+            .await
+            .unwrap();
         }
         tx.commit().await.unwrap();
         let committed = Instant::now();
@@ -572,7 +585,7 @@ async fn events_passed_by_while_no_stream_was_open_reach_a_stream_resuming_from_
         let pool = app.pool.clone();
         async move {
             let mut tx = pool.begin().await.unwrap();
-            storage::events::append(&mut tx, tenant, "test.ping", None, json!({"n": n}))
+            storage::events::append(&mut tx, tenant, EventType::TestPing, None, json!({"n": n}))
                 .await
                 .unwrap();
             tx.commit().await.unwrap();

@@ -4,7 +4,7 @@ use serde_json::{json, Map, Value};
 
 use super::schema_ref;
 use crate::{
-    domain::subscription::EVENT_TYPES,
+    domain::event_type::EventType,
     fal::models::{Acceleration, ImagePreset, OutputFormat, MODELS},
 };
 
@@ -123,7 +123,7 @@ pub(super) fn components() -> Value {
                 "errors": {"type": "array", "items": {"type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
             }},
             "GenerationStatus": {"type": "string", "enum": GenerationStatus::names()},
-            "EventType": {"type": "string", "enum": EVENT_TYPES},
+            "EventType": {"type": "string", "enum": EventType::names()},
             "GenerationRequest": input(false),
             "EditRequest": input(true),
             "Generation": {"type": "object", "properties": {

@@ -2,6 +2,7 @@
 //! answer to each, the callbacks to record, the generations to finish (as they will be stored)
 //! and the events that announce them. Both ways of writing a batch (`super::apply_many`) start
 //! here.
+use crate::domain::event_type::EventType;
 use crate::domain::ids::GenerationId;
 use std::collections::{HashMap, HashSet};
 
@@ -118,7 +119,7 @@ impl<'a> Plan<'a> {
             g.updated_at = now;
             self.events.push(NewEvent {
                 tenant_id: g.tenant_id,
-                kind: "generation.queued",
+                kind: EventType::GenerationQueued,
                 generation_id: Some(g.id),
                 data: g.to_json(),
             });
@@ -143,7 +144,7 @@ impl<'a> Plan<'a> {
 
 /// Finishes `g` in memory exactly as `generations::finish_sql` stores it; returns the event
 /// type that announces it.
-fn finish(g: &mut Generation, r: &FalResult, at: DateTime<Utc>) -> &'static str {
+fn finish(g: &mut Generation, r: &FalResult, at: DateTime<Utc>) -> EventType {
     let o = outcome(g, r);
     g.status = o.status;
     g.result = o.result.map(Json);
@@ -154,9 +155,9 @@ fn finish(g: &mut Generation, r: &FalResult, at: DateTime<Utc>) -> &'static str 
     g.finished_at = Some(at);
     g.updated_at = at;
     if o.status == GenerationStatus::Completed {
-        "generation.completed"
+        EventType::GenerationCompleted
     } else {
-        "generation.failed"
+        EventType::GenerationFailed
     }
 }
 

@@ -3,6 +3,7 @@
 //! client's latency is "appended (before commit) → frame parsed". When run from the CLI the
 //! clients live in a child process (`fluxgate bench sse-clients`): the server's RSS is then
 //! this process's own, and the two processes share the file-descriptor budget.
+use crate::domain::event_type::EventType;
 use std::{
     process::Stdio,
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -81,7 +82,7 @@ pub async fn run(
         crate::storage::events::append(
             &mut tx,
             tenant_id,
-            "test.ping",
+            EventType::TestPing,
             None,
             json!({"bench_seq": i, "sent_at_us": sent_at_us}),
         )
