@@ -6,6 +6,8 @@
 //! that spells the same literal.
 use std::fmt;
 
+use super::event_type::EventType;
+
 use sqlx::{
     encode::IsNull,
     error::BoxDynError,
@@ -98,7 +100,30 @@ text_states! {
     }
 }
 
+/// The one statement of a generation's machine: the moves it may make, and the event each
+/// arrival announces. `storage::generations` writes a move only from a state this allows
+/// (`finish` only from a non-terminal one, `record_accepted` only from `accepted`).
 impl GenerationStatus {
+    pub fn may_become(self, next: GenerationStatus) -> bool {
+        use GenerationStatus::*;
+        matches!(
+            (self, next),
+            (Accepted, Queued) | (Accepted | Queued, Failed | Cancelled) | (Queued, Completed)
+        )
+    }
+
+    /// The event announcing that a generation arrived in this state; `accepted` is answered
+    /// to the caller, not announced.
+    pub fn announced_by(self) -> Option<EventType> {
+        match self {
+            GenerationStatus::Accepted => None,
+            GenerationStatus::Queued => Some(EventType::GenerationQueued),
+            GenerationStatus::Completed => Some(EventType::GenerationCompleted),
+            GenerationStatus::Failed => Some(EventType::GenerationFailed),
+            GenerationStatus::Cancelled => Some(EventType::GenerationCancelled),
+        }
+    }
+
     /// Completed, failed or cancelled: nothing moves it any more.
     pub fn is_terminal(self) -> bool {
         matches!(
@@ -117,6 +142,20 @@ text_states! {
         Failed => "failed",
         Exhausted => "exhausted",
         Cancelled => "cancelled",
+    }
+}
+
+/// A delivery's machine: `pending` settles into any other state; a manual retry or a
+/// recovery puts a failed or exhausted one back to `pending`; a succeeded one stays.
+impl DeliveryStatus {
+    pub fn may_become(self, next: DeliveryStatus) -> bool {
+        use DeliveryStatus::*;
+        match (self, next) {
+            (Pending, Pending) => false,
+            (Pending, _) => true,
+            (Failed | Exhausted, Pending) => true,
+            _ => false,
+        }
     }
 }
 
@@ -148,5 +187,28 @@ mod tests {
             .map(|s| s.as_str())
             .collect();
         assert_eq!(terminal, ["completed", "failed", "cancelled"]);
+    }
+
+    #[test]
+    fn a_generation_moves_forward_only_and_every_move_is_announced() {
+        use GenerationStatus::*;
+        for from in GenerationStatus::ALL {
+            for to in GenerationStatus::ALL {
+                if from.may_become(*to) {
+                    assert!(
+                        !from.is_terminal(),
+                        "{from} is terminal yet may become {to}"
+                    );
+                    assert!(to.announced_by().is_some(), "{from} → {to} is silent");
+                }
+            }
+        }
+        assert!(
+            !Accepted.may_become(Completed),
+            "a result is announced after queued"
+        );
+        assert!(!Completed.may_become(Failed));
+        assert!(DeliveryStatus::Exhausted.may_become(DeliveryStatus::Pending));
+        assert!(!DeliveryStatus::Succeeded.may_become(DeliveryStatus::Pending));
     }
 }

@@ -540,15 +540,9 @@ async fn a_client_that_stops_reading_is_cut_loose_without_delaying_others_and_ca
         let mut tx = app.pool.begin().await.unwrap();
         for i in 0..50 {
             let data = json!({"n": batch * 50 + i, "blob": blob});
-            storage::events::append(
-                &mut tx,
-                tenant,
-                EventType::SubscriptionDisabled,
-                None,
-                data,
-            )
-            .await
-            .unwrap();
+            storage::events::append(&mut tx, tenant, EventType::SubscriptionDisabled, None, data)
+                .await
+                .unwrap();
         }
         tx.commit().await.unwrap();
         let committed = Instant::now();

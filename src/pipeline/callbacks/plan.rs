@@ -114,6 +114,7 @@ impl<'a> Plan<'a> {
             // fal's result beat the stored answer to our submission: announce the queued state
             // first, so every generation's stream reads queued → completed/failed.
             g.status = GenerationStatus::Queued;
+            debug_assert!(GenerationStatus::Accepted.may_become(g.status));
             g.fal_request_id = Some(r.request_id.clone());
             g.submitted_at = Some(now);
             g.updated_at = now;
@@ -154,11 +155,10 @@ fn finish(g: &mut Generation, r: &FalResult, at: DateTime<Utc>) -> EventType {
     g.fal_request_id.get_or_insert_with(|| r.request_id.clone());
     g.finished_at = Some(at);
     g.updated_at = at;
-    if o.status == GenerationStatus::Completed {
-        EventType::GenerationCompleted
-    } else {
-        EventType::GenerationFailed
-    }
+    debug_assert!(GenerationStatus::Queued.may_become(o.status));
+    o.status
+        .announced_by()
+        .expect("a finished state is announced")
 }
 
 struct Outcome {
