@@ -3,23 +3,10 @@
 use actix_web::{http::StatusCode, HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::domain::FieldError;
+
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// One bad field of a request body.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
 
 /// An error answered to an API client.
 #[derive(Debug)]

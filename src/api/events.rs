@@ -11,7 +11,7 @@ use crate::{
     api::auth::Caller,
     api::state::AppState,
     domain::event_type::EventType,
-    error::{ApiError, FieldError},
+    error::ApiError, domain::FieldError,
     storage,
 };
 

@@ -11,7 +11,7 @@ use crate::{
     api::state::AppState,
     api::{auth::Caller, body},
     domain::generation::{Endpoint, GenerationRequest},
-    error::{ApiError, FieldError},
+    error::ApiError, domain::FieldError,
     fal::client::CancelOutcome,
     governance::{
         budgets, cache,
@@ -158,7 +158,7 @@ async fn create_generation(
     // Inline images become files only with a store; without one, subscribers would be sent
     // every image's bytes in every event.
     if request.input.sync_mode && state.pipeline.assets.is_none() {
-        return Err(ApiError::validation(vec![crate::error::FieldError::new(
+        return Err(ApiError::validation(vec![crate::domain::FieldError::new(
             "sync_mode",
             "returns images inline, and this server keeps no image store (FLUXGATE_STORAGE) to turn them into URLs; leave sync_mode out, or configure a store",
         )]));
@@ -167,7 +167,7 @@ async fn create_generation(
         super::subscriptions::vet_addresses(state, url)
             .await
             .map_err(|msg| {
-                ApiError::validation(vec![crate::error::FieldError::new("webhook_url", msg)])
+                ApiError::validation(vec![crate::domain::FieldError::new("webhook_url", msg)])
             })?;
     }
     let seed = match request.seed_from {

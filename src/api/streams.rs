@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::{
     api::auth::Caller,
     api::state::AppState,
-    error::{ApiError, FieldError},
+    error::ApiError, domain::FieldError,
     live::{
         gate::{Admission, Refusal},
         sse, Feed, Hub, Scope, TypeFilter, Unavailable,

@@ -15,7 +15,7 @@ use crate::{
         ids::{DeliveryId, PrefixedId, SubscriptionId},
         subscription as rules,
     },
-    error::{ApiError, FieldError},
+    error::ApiError, domain::FieldError,
     secrets::Owner,
     storage::{self, subscriptions::Patch},
 };

@@ -10,7 +10,7 @@ use crate::{
     api::auth::Caller,
     api::state::AppState,
     domain::generation::parse_end_user,
-    error::{ApiError, FieldError},
+    error::ApiError, domain::FieldError,
     storage::{generations::usd, usage},
 };
 

@@ -5,7 +5,7 @@ use url::Url;
 
 use crate::{
     domain::ids::GenerationId,
-    error::FieldError,
+    domain::FieldError,
     fal::models::{self, Model, NormalizedInput},
 };
 

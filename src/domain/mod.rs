@@ -2,8 +2,11 @@
 pub mod api_key;
 pub mod cidr;
 pub mod event_type;
+pub mod field_error;
 pub mod generation;
 pub mod ids;
 pub mod states;
 pub mod subscription;
 pub mod tenant;
+
+pub use field_error::FieldError;

@@ -2,7 +2,7 @@
 //! `metadata`/`end_user`, and custom headers that cannot collide with the ones we sign.
 use serde_json::{Map, Value};
 
-use crate::{domain::event_type::EventType, error::FieldError};
+use crate::domain::{event_type::EventType, FieldError};
 
 const PREFIXES: &[&str] = &["generation", "subscription", "delivery", "alert", "test"];
 pub const MAX_HEADERS: usize = 20;
