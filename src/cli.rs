@@ -201,7 +201,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let budget = parse_change(
                 daily_budget_usd.as_deref(),
                 "--daily-budget-usd",
-                crate::governance::money::parse_usd,
+                crate::domain::money::parse_usd,
             )?;
             let rpm = parse_change(
                 requests_per_minute.as_deref(),
@@ -211,7 +211,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let eu_budget = parse_change(
                 end_user_daily_budget_usd.as_deref(),
                 "--end-user-daily-budget-usd",
-                crate::governance::money::parse_usd,
+                crate::domain::money::parse_usd,
             )?;
             let eu_rpm = parse_change(
                 end_user_requests_per_minute.as_deref(),
@@ -287,8 +287,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 t.name,
                 describe_limits(limits.daily_budget_micros, limits.requests_per_minute),
                 describe_limits(limits.end_user_daily_budget_micros, limits.end_user_requests_per_minute),
-                crate::governance::money::format_usd(spent),
-                crate::governance::money::format_usd(reserved),
+                crate::domain::money::format_usd(spent),
+                crate::domain::money::format_usd(reserved),
                 keys.len() - active,
             );
             for e in &end_users {
@@ -512,7 +512,7 @@ fn parse_change<T>(
 
 fn describe_limits(budget: Option<i64>, rpm: Option<i32>) -> String {
     let b = budget.map_or("no daily budget".to_owned(), |m| {
-        format!("${}/day", crate::governance::money::format_usd(m))
+        format!("${}/day", crate::domain::money::format_usd(m))
     });
     let r = rpm.map_or("no rate limit".to_owned(), |n| format!("{n} requests/min"));
     format!("{b}, {r}")

@@ -7,7 +7,6 @@ use crate::domain::FieldError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-
 /// An error answered to an API client.
 #[derive(Debug)]
 pub struct ApiError {

@@ -8,11 +8,8 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use crate::{
-    api::auth::Caller,
-    api::state::AppState,
-    domain::event_type::EventType,
-    error::ApiError, domain::FieldError,
-    storage,
+    api::auth::Caller, api::state::AppState, domain::event_type::EventType, domain::FieldError,
+    error::ApiError, storage,
 };
 
 pub async fn list(

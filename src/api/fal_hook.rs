@@ -8,7 +8,8 @@
 //! 3. the body, within its limit (small unless the URL says images come back inline) and its
 //!    deadline, then fal's Ed25519 signature over it, then its request id against the signed one;
 //! 4. with an image store, or through a token-less legacy URL: the generation as stored, so
-//!    that only a result that will finish it has its images copied;
+//!    that only a result that will finish it has its images copied (`pipeline::complete`, the
+//!    path the reconciler's recovered results take too);
 //! 5. one transaction, shared with the callbacks that arrive meanwhile (`pipeline::ingest`),
 //!    records it, finishes the generation and appends the event. Milliseconds, far inside
 //!    fal's 15 s.
@@ -23,10 +24,9 @@ use crate::{
     fal::verify::{FalSignatureHeaders, VerifyError},
     metrics::Metrics,
     pipeline::{
-        callback_urls::Door,
-        callbacks::{ApplyError, FalResult, Incoming},
+        callbacks::{FalResult, Incoming},
+        complete::{CompleteError, Via},
     },
-    storage,
 };
 
 pub async fn receive(
@@ -96,7 +96,7 @@ pub async fn receive(
         ));
     }
     let span = tracing::info_span!("fal_callback", generation = %generation_id, fal_request_id = %result.request_id, fal_status = %result.status);
-    let mut incoming = Incoming {
+    let incoming = Incoming {
         generation_id,
         result,
         // A body that parsed is valid UTF-8.
@@ -104,93 +104,36 @@ pub async fn receive(
         source: "webhook",
         received_at,
     };
-    prepare(&state, door, &mut incoming)
+    let completed = state
+        .pipeline
+        .complete(&state.pool, incoming, door, Via::Ingest(&state.ingest))
         .await
-        .inspect_err(|e| {
-            span.in_scope(
-                || tracing::warn!(code = e.code, reason = %e.detail, "fal callback not taken"),
-            )
-        })?;
-    match state.ingest.apply(incoming).await {
+        .inspect_err(|e| span.in_scope(|| tracing::warn!(reason = %e, "fal callback not taken")));
+    match completed {
         Ok(applied) => {
-            metrics
-                .callbacks
-                .with_label_values(&["webhook", applied.label()])
-                .inc();
             span.in_scope(|| tracing::info!(outcome = applied.label(), "fal callback processed"));
             Ok(HttpResponse::Ok().json(json!({"received": true, "outcome": applied.label()})))
         }
-        Err(ApplyError::UnknownGeneration) => {
-            metrics
-                .callbacks
-                .with_label_values(&["webhook", "unknown_generation"])
-                .inc();
-            Err(ApiError::not_found(format!(
-                "no generation {generation_id}"
-            )))
-        }
-        Err(e @ ApplyError::Contradiction { .. }) => {
-            metrics
-                .callbacks
-                .with_label_values(&["webhook", "contradiction"])
-                .inc();
-            Err(ApiError::conflict("request_id_mismatch", e.to_string()))
-        }
-        Err(ApplyError::Unavailable) => Err(ApiError::unavailable(
-            "shutting_down",
-            "this instance is shutting down; fal will redeliver the callback",
-        )),
-        Err(ApplyError::Db(e)) => Err(e.into()),
+        Err(e) => Err(not_taken(e)),
     }
 }
 
-/// Step 4: what needs the stored generation. Without a store and through a token, nothing does:
-/// the ingest's own read settles everything (the hot path stays one statement).
-async fn prepare(state: &AppState, door: Door, incoming: &mut Incoming) -> Result<(), ApiError> {
-    let assets = state.pipeline.assets.as_deref();
-    let copies = assets.is_some() && incoming.has_images();
-    let legacy = matches!(door, Door::Legacy { .. });
-    if !copies && !legacy {
-        return Ok(());
+fn not_taken(e: CompleteError) -> ApiError {
+    let detail = e.to_string();
+    match e {
+        CompleteError::UnknownGeneration(_) => ApiError::not_found(detail),
+        CompleteError::TokenMissing => unauthorized("invalid_callback_token", detail),
+        CompleteError::Contradiction { .. } => ApiError::conflict("request_id_mismatch", detail),
+        CompleteError::Copy(_) => ApiError::unavailable(
+            "image_copy_failed",
+            format!("{detail}; fal will deliver this callback again"),
+        ),
+        CompleteError::Unavailable => ApiError::unavailable(
+            "shutting_down",
+            "this instance is shutting down; fal will redeliver the callback",
+        ),
+        CompleteError::Db(e) => e.into(),
     }
-    let id = incoming.generation_id;
-    let not_found = || ApiError::not_found(format!("no generation {id}"));
-    let target =
-        storage::generations::callback_target(&state.pool, id, &incoming.result.request_id)
-            .await?
-            .ok_or_else(not_found)?;
-    if let Door::Legacy { tokens_since } = door {
-        if target.created_at >= tokens_since {
-            return Err(unauthorized(
-                "invalid_callback_token",
-                "the callback URL carries no token; fluxgate gives fal a token in every callback URL",
-            ));
-        }
-    }
-    if let Some(stored) = target.fal_request_id.as_deref() {
-        if stored != incoming.result.request_id && !target.seen && !target.status.is_terminal() {
-            return Err(ApiError::conflict(
-                "request_id_mismatch",
-                format!(
-                    "this generation is bound to fal request {stored}, not {}",
-                    incoming.result.request_id
-                ),
-            ));
-        }
-    }
-    // A duplicate changes nothing and a late result is recorded, never announced: neither is
-    // worth a download.
-    let finishes = !target.seen && !target.status.is_terminal();
-    if let (Some(assets), true) = (assets, copies && finishes) {
-        let max = target.num_images.unwrap_or(1).clamp(1, 4) as usize;
-        if let Err(e) = incoming.keep_images(assets, max).await {
-            return Err(ApiError::unavailable(
-                "image_copy_failed",
-                format!("could not copy the result's images ({e}); fal will deliver this callback again"),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// One parse on the way in; only a body that fails it is parsed again, to tell JSON that is not

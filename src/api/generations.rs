@@ -1,6 +1,5 @@
 //! `/v1/generations`, `/v1/edits`, `/v1/estimates`: validate exactly, price, store as the
 //! outbox row and answer `202` at once; read, list and cancel.
-use crate::domain::event_type::EventType;
 use crate::domain::ids::GenerationId;
 use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -11,19 +10,19 @@ use crate::{
     api::state::AppState,
     api::{auth::Caller, body},
     domain::generation::{Endpoint, GenerationRequest},
-    error::ApiError, domain::FieldError,
-    fal::client::CancelOutcome,
+    domain::money::format_usd,
+    domain::FieldError,
+    error::ApiError,
     governance::{
-        budgets, cache,
+        budgets,
         idempotency::{self, Claim},
-        money::format_usd,
         rate_limit,
     },
-    pipeline::SUBMIT_CHANNEL,
-    storage::{
-        self,
-        generations::{usd, Bookkeeping, Finish},
+    pipeline::{
+        accept::{self, Refusal},
+        cancel::CancelError,
     },
+    storage::{self},
 };
 
 pub async fn create(
@@ -155,103 +154,38 @@ async fn create_generation(
     let object = body::parse_json_object(bytes)?;
     let request = GenerationRequest::parse(object, endpoint, state.settings.allow_http_targets)
         .map_err(ApiError::validation)?;
-    // Inline images become files only with a store; without one, subscribers would be sent
-    // every image's bytes in every event.
-    if request.input.sync_mode && state.pipeline.assets.is_none() {
-        return Err(ApiError::validation(vec![crate::domain::FieldError::new(
-            "sync_mode",
-            "returns images inline, and this server keeps no image store (FLUXGATE_STORAGE) to turn them into URLs; leave sync_mode out, or configure a store",
-        )]));
-    }
-    if let Some(url) = &request.webhook_url {
-        super::subscriptions::vet_addresses(state, url)
-            .await
-            .map_err(|msg| {
-                ApiError::validation(vec![crate::domain::FieldError::new("webhook_url", msg)])
-            })?;
-    }
-    let seed = match request.seed_from {
-        Some(source) => Some(seed_from(state, caller, source).await?),
-        None => request.input.seed.map(|s| s as i64),
-    };
-    let end_user = request.end_user.as_deref();
-    let limits = budgets::limits_for(&state.pool, caller.tenant_id, end_user).await?;
-    let window = match rate_limit::admit(&state.pool, caller.tenant_id, end_user, &limits).await? {
-        Ok(window) => window,
-        Err(limited) => return Err(rate_limited(limited)),
-    };
-    let mut headers = window.map(rate_headers).unwrap_or_default();
-    let input = storage::generations::stored_input(&request, seed);
-    let cache_key = if request.cache {
-        cache::key(request.model.id, &input)
-    } else {
-        None
-    };
-    let mut tx = state.pool.begin().await?;
-    if let Some(key) = cache_key.as_deref() {
-        if let Some(source) = storage::generations::cached_source(
-            &mut *tx,
-            caller.tenant_id,
-            key,
-            state.settings.cache_ttl.as_secs_f64(),
-        )
-        .await?
-        {
-            let hit = storage::generations::insert_cached(
-                &mut *tx,
-                caller.tenant_id,
-                &request,
-                &input,
-                &source,
-            )
-            .await?;
-            storage::events::append(
-                &mut tx,
-                hit.tenant_id,
-                EventType::GenerationCompleted,
-                Some(hit.id),
-                hit.to_json(),
-            )
-            .await?;
-            tx.commit().await?;
-            state.pipeline.metrics.cache_hits.inc();
-            tracing::info!(generation = %hit.public_id(), source = %source.public_id(), "answered from the seed cache");
-            headers.push(("Location", format!("/v1/generations/{}", hit.public_id())));
-            return Ok(Answer {
-                status: StatusCode::OK,
-                body: serde_json::to_vec(&hit.to_json()).unwrap_or_default(),
-                headers,
-            });
-        }
-    }
-    let estimate = request.estimated_cost_micros();
-    let budget_day =
-        match budgets::reserve(&mut tx, caller.tenant_id, end_user, &limits, estimate).await? {
-            Ok(day) => day,
-            Err(exhausted) => return Err(budget_exhausted(exhausted)),
-        };
-    let book = Bookkeeping {
-        cache_key: cache_key.as_deref(),
-        budget_day,
-        reserved_micros: if budget_day.is_some() { estimate } else { 0 },
-    };
-    let generation =
-        storage::generations::insert(&mut *tx, caller.tenant_id, &request, &input, seed, book)
-            .await?;
-    storage::events::notify(&mut *tx, SUBMIT_CHANNEL, "").await?;
-    tx.commit().await?;
-    // Wake this instance's worker without waiting for the NOTIFY round trip.
-    state.pipeline.submit_wake.notify_one();
-    tracing::info!(generation = %generation.public_id(), model = %generation.model, cost_micros = generation.estimated_cost_micros, "generation accepted");
-    headers.push((
-        "Location",
-        format!("/v1/generations/{}", generation.public_id()),
-    ));
+    let accepted = state
+        .pipeline
+        .accept(&state.pool, caller.tenant_id, request)
+        .await
+        .map_err(refused)?;
+    let mut headers = accepted.window.map(rate_headers).unwrap_or_default();
+    let g = accepted.generation;
+    headers.push(("Location", format!("/v1/generations/{}", g.public_id())));
     Ok(Answer {
-        status: StatusCode::ACCEPTED,
-        body: serde_json::to_vec(&generation.to_json()).unwrap_or_default(),
+        // A cached answer is complete at once: 200, not 202.
+        status: if accepted.from_cache {
+            StatusCode::OK
+        } else {
+            StatusCode::ACCEPTED
+        },
+        body: serde_json::to_vec(&g.to_json()).unwrap_or_default(),
         headers,
     })
+}
+
+fn refused(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::Invalid(errors) => ApiError::validation(errors),
+        Refusal::NoSeedSource(_) => ApiError::not_found(refusal.to_string()),
+        Refusal::SeedUnavailable { .. } => ApiError::conflict(
+            "seed_unavailable",
+            format!("{refusal}; retry once it has completed"),
+        ),
+        Refusal::RateLimited(limited) => rate_limited(limited),
+        Refusal::BudgetExhausted(exhausted) => budget_exhausted(exhausted),
+        Refusal::Storage(e) => e.into(),
+    }
 }
 
 fn rate_headers(w: rate_limit::Window) -> Vec<(&'static str, String)> {
@@ -309,22 +243,6 @@ fn budget_exhausted(x: budgets::Exhausted) -> ApiError {
     )
 }
 
-/// The seed of an earlier generation of this tenant: variations in a consistent style.
-async fn seed_from(
-    state: &AppState,
-    caller: &Caller,
-    source: GenerationId,
-) -> Result<i64, ApiError> {
-    match storage::generations::seed_of(&state.pool, caller.tenant_id, source).await? {
-        None => Err(ApiError::not_found(format!("seed_from: no generation {source}"))),
-        Some((_, Some(seed))) => Ok(seed),
-        Some((status, None)) => Err(ApiError::conflict(
-            "seed_unavailable",
-            format!("seed_from: generation {source} has no seed yet (it is {status}); retry once it has completed"),
-        )),
-    }
-}
-
 /// `POST /v1/estimates`: the price of a body, nothing stored or sent.
 pub async fn estimate(
     req: HttpRequest,
@@ -333,26 +251,9 @@ pub async fn estimate(
     _caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(&req, payload, &state.settings).await?;
-    let mut object = body::parse_json_object(&bytes)?;
-    // Estimates accept both kinds of body: `image_urls` implies an edit.
-    let endpoint = if object.contains_key("image_urls") {
-        Endpoint::Edit
-    } else {
-        Endpoint::TextToImage
-    };
-    object.remove("seed_from");
-    let request = GenerationRequest::parse(object, endpoint, true).map_err(ApiError::validation)?;
-    let micros = request.estimated_cost_micros();
-    Ok(HttpResponse::Ok().json(json!({
-        "object": "estimate",
-        "model": request.model.id,
-        "input": request.input,
-        "megapixels": request.input.megapixels_billed(),
-        "price_per_megapixel_usd": usd(request.model.price_per_mp_micro_usd as i64),
-        "estimated_cost_usd": usd(micros),
-        "estimated_cost_micros": micros,
-        "note": if endpoint == Endpoint::Edit { Some("fal may bill large input images at up to 4 MP each") } else { None },
-    })))
+    let object = body::parse_json_object(&bytes)?;
+    let estimate = accept::estimate(object).map_err(ApiError::validation)?;
+    Ok(HttpResponse::Ok().json(estimate))
 }
 
 pub async fn get(
@@ -449,86 +350,43 @@ pub async fn list(
     })))
 }
 
-/// Cancels at fal when submitted (PUT cancel_url), locally when not yet submitted. The answer
-/// says which happened; no transaction is held across the call to fal.
+/// Cancels at fal when submitted, locally when not; the answer says which (`cancellation`).
 pub async fn cancel(
     path: web::Path<GenerationId>,
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let g = find(&state, &caller, *path).await?;
-    if g.is_terminal() {
-        return Err(ApiError::conflict(
-            "not_cancellable",
-            format!("generation {} is already {}", g.public_id(), g.status),
-        ));
+    match state
+        .pipeline
+        .cancel(&state.pool, caller.tenant_id, *path)
+        .await
+    {
+        Ok((row, how)) => {
+            let mut body = row.to_json();
+            body["cancellation"] = json!(how.as_str());
+            Ok(HttpResponse::Ok().json(body))
+        }
+        Err(e) => Err(cancel_refused(e)),
     }
-    storage::generations::mark_cancel_requested(&state.pool, g.id).await?;
-    let outcome = match (g.status, g.cancel_url.as_deref()) {
-        (GenerationStatus::Queued, Some(url)) => match state.pipeline.fal.cancel(url).await {
-            Ok(CancelOutcome::Requested) => "cancelled_at_fal",
-            Ok(CancelOutcome::NotFound) => "not_found_at_fal",
-            Ok(CancelOutcome::AlreadyCompleted) => {
-                return Err(ApiError::conflict(
-                    "already_completed",
-                    "fal had already finished this request, so it was not cancelled; its result is on its way",
-                )
-                .with_extra("generation", g.to_json()));
-            }
-            Err(e) => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_unavailable",
-                    "Bad Gateway",
-                    format!("could not reach fal to cancel: {e}"),
-                ));
-            }
-        },
-        _ => "cancelled_locally",
-    };
-    // fal may already be running it, and a running request can still complete and be billed:
-    // its reservation is held, and its cost left open, until fal's final word.
-    let held = outcome == "cancelled_at_fal";
-    let error = json!({
-        "code": "cancelled", "message": "cancelled by the caller", "cancellation": outcome,
-        "charge": if held { "pending until fal reports whether the request ran" } else { "none" },
-    });
-    let finish = if held {
-        Finish {
-            error: Some(&error),
-            hold_reservation: true,
-            ..Finish::to(GenerationStatus::Cancelled)
+}
+
+fn cancel_refused(e: CancelError) -> ApiError {
+    let detail = e.to_string();
+    match e {
+        CancelError::NotFound(_) => ApiError::not_found(detail),
+        CancelError::Finished(_) => ApiError::conflict("not_cancellable", detail),
+        CancelError::FinishedMeanwhile(g) => {
+            ApiError::conflict("not_cancellable", detail).with_extra("generation", g.to_json())
         }
-    } else {
-        Finish::unsuccessful(GenerationStatus::Cancelled, &error)
-    };
-    let mut tx = state.pool.begin().await?;
-    let row = match storage::generations::finish(&mut tx, g.id, finish).await? {
-        Some(row) => {
-            storage::events::append(
-                &mut tx,
-                row.tenant_id,
-                EventType::GenerationCancelled,
-                Some(row.id),
-                row.to_json(),
-            )
-            .await?;
-            row
+        CancelError::CompletedAtFal(g) => {
+            ApiError::conflict("already_completed", detail).with_extra("generation", g.to_json())
         }
-        // It finished while we were asking fal: report the state it reached.
-        None => {
-            let now = storage::generations::get(&mut *tx, caller.tenant_id, g.id)
-                .await?
-                .ok_or_else(|| ApiError::not_found("gone"))?;
-            return Err(ApiError::conflict(
-                "not_cancellable",
-                format!("generation {} is already {}", now.public_id(), now.status),
-            )
-            .with_extra("generation", now.to_json()));
-        }
-    };
-    tx.commit().await?;
-    let mut body = row.to_json();
-    body["cancellation"] = json!(outcome);
-    Ok(HttpResponse::Ok().json(body))
+        CancelError::FalUnreachable(_) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_unavailable",
+            "Bad Gateway",
+            detail,
+        ),
+        CancelError::Storage(e) => e.into(),
+    }
 }

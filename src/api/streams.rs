@@ -9,7 +9,8 @@ use serde_json::json;
 use crate::{
     api::auth::Caller,
     api::state::AppState,
-    error::ApiError, domain::FieldError,
+    domain::FieldError,
+    error::ApiError,
     live::{
         gate::{Admission, Refusal},
         sse, Feed, Hub, Scope, TypeFilter, Unavailable,

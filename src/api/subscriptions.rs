@@ -10,12 +10,13 @@ use crate::{
     api::state::AppState,
     api::{auth::Caller, body},
     delivery::{signing::SigningSecret, ssrf},
+    domain::FieldError,
     domain::{
         generation::parse_target_url,
         ids::{DeliveryId, PrefixedId, SubscriptionId},
         subscription as rules,
     },
-    error::ApiError, domain::FieldError,
+    error::ApiError,
     secrets::Owner,
     storage::{self, subscriptions::Patch},
 };
@@ -50,7 +51,7 @@ async fn vet_target(
             return None;
         }
     };
-    match vet_addresses(state, &url).await {
+    match ssrf::vet(&state.settings.target_policy(), &url).await {
         Ok(()) => Some(url.to_string()),
         Err(msg) => {
             errors.push(FieldError::new(field, msg));
@@ -85,20 +86,6 @@ pub const RECOVER_FIELDS: &[&str] = &["since", "until"];
 
 /// The SSRF guard at creation time: the literal address, or every address the name resolves to
 /// now, must be allowed (it is checked again, and pinned, at every send).
-pub async fn vet_addresses(state: &AppState, url: &url::Url) -> Result<(), String> {
-    let policy = state.settings.target_policy();
-    ssrf::check_url(&policy, url).map_err(|e| e.to_string())?;
-    match tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        ssrf::resolve(&policy, url),
-    )
-    .await
-    {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("the host name did not resolve within 5 s".to_owned()),
-    }
-}
 
 fn parse_limit(
     v: Option<&Value>,

@@ -7,11 +7,8 @@ use chrono::{Duration, NaiveDate, Utc};
 use serde_json::json;
 
 use crate::{
-    api::auth::Caller,
-    api::state::AppState,
-    domain::generation::parse_end_user,
-    error::ApiError, domain::FieldError,
-    storage::{generations::usd, usage},
+    api::auth::Caller, api::state::AppState, domain::generation::parse_end_user,
+    domain::money::usd, domain::FieldError, error::ApiError, storage::usage,
 };
 
 const MAX_DAYS: i64 = 366;

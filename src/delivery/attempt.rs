@@ -103,14 +103,22 @@ impl Deliverer {
             &mut rand::thread_rng(),
         );
         let (new_status, next_attempt_at, label) = match decision {
-            Decision::Done => (DeliveryStatus::Succeeded, None, DeliveryStatus::Succeeded.as_str()),
+            Decision::Done => (
+                DeliveryStatus::Succeeded,
+                None,
+                DeliveryStatus::Succeeded.as_str(),
+            ),
             Decision::Disable => (DeliveryStatus::Failed, None, "gone"),
             Decision::RetryIn(d) => (
                 DeliveryStatus::Pending,
                 Some(Utc::now() + chrono::Duration::from_std(d).unwrap_or_default()),
                 "retry_scheduled",
             ),
-            Decision::Exhausted => (DeliveryStatus::Exhausted, None, DeliveryStatus::Exhausted.as_str()),
+            Decision::Exhausted => (
+                DeliveryStatus::Exhausted,
+                None,
+                DeliveryStatus::Exhausted.as_str(),
+            ),
         };
         self.metrics
             .deliveries

@@ -142,6 +142,18 @@ pub async fn resolve(policy: &TargetPolicy, url: &Url) -> Result<Vec<SocketAddr>
     }
 }
 
+/// What a request that names a target (a subscription's `target_url`, a generation's
+/// `webhook_url`) is told when it is refused: [`resolve`] within 5 s, as a message for its
+/// field. Vetting at the door spares a caller discovering a refused target only when its
+/// deliveries fail; every delivery vets again (`delivery::client`), since DNS can change.
+pub async fn vet(policy: &TargetPolicy, url: &Url) -> Result<(), String> {
+    match tokio::time::timeout(std::time::Duration::from_secs(5), resolve(policy, url)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the host name did not resolve within 5 s".to_owned()),
+    }
+}
+
 /// Resolves `host` with the system resolver and vets the answer (the client's DNS hook).
 pub(crate) async fn resolve_host(
     policy: &TargetPolicy,

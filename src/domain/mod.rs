@@ -5,6 +5,7 @@ pub mod event_type;
 pub mod field_error;
 pub mod generation;
 pub mod ids;
+pub mod money;
 pub mod states;
 pub mod subscription;
 pub mod tenant;

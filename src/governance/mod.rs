@@ -4,5 +4,4 @@
 pub mod budgets;
 pub mod cache;
 pub mod idempotency;
-pub mod money;
 pub mod rate_limit;

@@ -10,7 +10,7 @@ mod plan;
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 
@@ -26,18 +26,38 @@ use crate::{
 
 /// fal's webhook body, parsed leniently (fal's own clients treat every field but these two as optional): only `request_id` and `status` are
 /// required; `payload` may be absent or null.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct FalResult {
     pub request_id: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_request_id: Option<String>,
     pub status: String,
     #[serde(default)]
     pub error: Option<String>,
     #[serde(default)]
     pub payload: Option<Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_error: Option<String>,
+}
+
+impl FalResult {
+    /// A result the reconciler fetched, as fal's webhook would have carried it: `OK` with its
+    /// payload, or `ERROR` with what went wrong.
+    pub fn recovered(request_id: &str, error: Option<String>, payload: Value) -> FalResult {
+        FalResult {
+            request_id: request_id.to_owned(),
+            gateway_request_id: None,
+            status: if error.is_none() { "OK" } else { "ERROR" }.to_owned(),
+            error,
+            payload: (!payload.is_null()).then_some(payload),
+            payload_error: None,
+        }
+    }
+
+    /// The body recorded for a result that came without one (`recovered`).
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,8 +2,11 @@
 //! turns fal's results into state changes and events in one transaction, and the reconciler
 //! that recovers results whose callbacks never came.
 use crate::domain::ids::GenerationId;
+pub mod accept;
 pub mod callback_urls;
 pub mod callbacks;
+pub mod cancel;
+pub mod complete;
 pub mod ingest;
 pub mod reconciler;
 pub mod submitted;

@@ -9,11 +9,12 @@
 //! longer knows cost nothing; one still unsettled after `HOLD_LIMIT` is charged its estimate.
 use std::time::Instant;
 
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{
+    callback_urls::Door,
     callbacks::{self, FalResult},
+    complete::{CompleteError, Via},
     Pipeline,
 };
 use crate::{
@@ -163,47 +164,37 @@ async fn recover(p: &Pipeline, g: &Generation, status: &QueueStatus) {
             return;
         }
     };
-    // Shape it like the webhook fal would have sent, and process it the same way.
+    // What the webhook fal would have sent, processed the way a webhook is.
     let ok = (200..300).contains(&fetched.status) && status.error.is_none();
-    let body = json!({
-        "request_id": request_id,
-        "status": if ok { "OK" } else { "ERROR" },
-        "error": if ok { None } else { Some(status.error.clone().unwrap_or_else(|| format!("Invalid status code: {}", fetched.status))) },
-        "payload": fetched.body,
+    let error = (!ok).then(|| {
+        status
+            .error
+            .clone()
+            .unwrap_or_else(|| format!("Invalid status code: {}", fetched.status))
     });
-    let result: FalResult = match serde_json::from_value(body.clone()) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "unexpected result shape");
-            return;
-        }
-    };
-    let mut incoming = callbacks::Incoming {
+    let result = FalResult::recovered(request_id, error, fetched.body);
+    let incoming = callbacks::Incoming {
         generation_id: g.id,
+        raw: result.to_body(),
         result,
-        raw: body.to_string(),
         source: "reconciler",
         received_at: chrono::Utc::now(),
     };
-    // A cancelled generation's result settles its charge; it is never announced, so its
-    // images are not worth copying.
-    if let Some(assets) = p.assets.as_deref().filter(|_| !g.is_terminal()) {
-        let max = g.input.0["num_images"].as_u64().unwrap_or(1).clamp(1, 4) as usize;
-        if let Err(e) = incoming.keep_images(assets, max).await {
-            tracing::warn!(error = %e, "copying the recovered result's images failed; will check again later");
-            return;
-        }
-    }
-    match callbacks::apply(&p.pool, incoming).await {
-        Ok(applied) => {
-            p.metrics
-                .callbacks
-                .with_label_values(&["reconciler", applied.label()])
-                .inc();
-            tracing::info!(
-                outcome = applied.label(),
-                "recovered a result whose callback never came"
-            );
+    match p
+        .complete(
+            &p.pool,
+            incoming,
+            Door::Token { inline: false },
+            Via::Direct,
+        )
+        .await
+    {
+        Ok(applied) => tracing::info!(
+            outcome = applied.label(),
+            "recovered a result whose callback never came"
+        ),
+        Err(e @ CompleteError::Copy(_)) => {
+            tracing::warn!(error = %e, "copying the recovered result's images failed; will check again later")
         }
         Err(e) => tracing::warn!(error = %e, "could not apply the recovered result"),
     }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sqlx::{types::Json, FromRow, PgExecutor};
 
-use crate::domain::{generation::GenerationRequest, ids, states::GenerationStatus};
+use crate::domain::{generation::GenerationRequest, ids, money::usd, states::GenerationStatus};
 
 mod finish;
 mod outbox;
@@ -106,14 +106,6 @@ impl Generation {
             },
         })
     }
-}
-
-/// Micro-USD as a decimal USD number for display (exact for every value we produce: at most six
-/// decimals). Stored and computed amounts stay integers.
-pub fn usd(micros: i64) -> Value {
-    let text = format!("{}.{:06}", micros / 1_000_000, (micros % 1_000_000).abs());
-    serde_json::from_str::<Value>(text.trim_end_matches('0').trim_end_matches('.'))
-        .unwrap_or(json!(0))
 }
 
 /// The normalised input as stored (and as fal receives it, preset aside), with the seed the
@@ -252,7 +244,7 @@ pub async fn seed_of(
     db: impl PgExecutor<'_>,
     tenant_id: TenantId,
     id: GenerationId,
-) -> Result<Option<(String, Option<i64>)>, sqlx::Error> {
+) -> Result<Option<(GenerationStatus, Option<i64>)>, sqlx::Error> {
     sqlx::query_as("SELECT status, seed FROM generations WHERE id = $1 AND tenant_id = $2")
         .bind(id)
         .bind(tenant_id)

@@ -47,6 +47,14 @@ pub fn format_usd(micros: i64) -> String {
     format!("{whole}.{:0<2}", trimmed)
 }
 
+/// Micro-USD as a decimal USD number for display (exact for every value we produce: at most six
+/// decimals). Stored and computed amounts stay integers.
+pub fn usd(micros: i64) -> serde_json::Value {
+    let text = format!("{}.{:06}", micros / 1_000_000, (micros % 1_000_000).abs());
+    serde_json::from_str::<serde_json::Value>(text.trim_end_matches('0').trim_end_matches('.'))
+        .unwrap_or(serde_json::Value::from(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
