@@ -1,4 +1,5 @@
 //! One delivery with its every attempt, and a manual retry.
+use crate::wire::DeliveryObject;
 use actix_web::{web, HttpResponse};
 
 use crate::{
@@ -19,7 +20,7 @@ pub async fn get(
         .await?
         .ok_or_else(|| not_found(id))?;
     let attempts = storage::deliveries::attempts(&state.pool, id).await?;
-    let mut body = d.to_json();
+    let mut body = DeliveryObject::of(&d).value();
     body["attempts_log"] = serde_json::to_value(attempts).unwrap_or_default();
     Ok(HttpResponse::Ok().json(body))
 }
@@ -44,5 +45,5 @@ pub async fn retry(
     let d = storage::deliveries::get(&state.pool, caller.tenant_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("gone"))?;
-    Ok(HttpResponse::Accepted().json(d.to_json()))
+    Ok(HttpResponse::Accepted().json(DeliveryObject::of(&d)))
 }

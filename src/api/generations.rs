@@ -1,6 +1,7 @@
 //! `/v1/generations`, `/v1/edits`, `/v1/estimates`: validate exactly, price, store as the
 //! outbox row and answer `202` at once; read, list and cancel.
 use crate::domain::ids::GenerationId;
+use crate::wire::GenerationObject;
 use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
@@ -169,7 +170,7 @@ async fn create_generation(
         } else {
             StatusCode::ACCEPTED
         },
-        body: serde_json::to_vec(&g.to_json()).unwrap_or_default(),
+        body: serde_json::to_vec(&GenerationObject::of(&g)).unwrap_or_default(),
         headers,
     })
 }
@@ -262,7 +263,7 @@ pub async fn get(
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let g = find(&state, &caller, *path).await?;
-    Ok(HttpResponse::Ok().json(g.to_json()))
+    Ok(HttpResponse::Ok().json(GenerationObject::of(&g)))
 }
 
 async fn find(
@@ -344,7 +345,7 @@ pub async fn list(
     };
     Ok(HttpResponse::Ok().json(json!({
         "object": "list",
-        "data": page.iter().map(|g| g.to_json()).collect::<Vec<_>>(),
+        "data": page.iter().map(|g| GenerationObject::of(&g).value()).collect::<Vec<_>>(),
         "has_more": has_more,
         "next_cursor": next,
     })))
@@ -362,7 +363,7 @@ pub async fn cancel(
         .await
     {
         Ok((row, how)) => {
-            let mut body = row.to_json();
+            let mut body = GenerationObject::of(&row).value();
             body["cancellation"] = json!(how.as_str());
             Ok(HttpResponse::Ok().json(body))
         }
@@ -375,12 +376,10 @@ fn cancel_refused(e: CancelError) -> ApiError {
     match e {
         CancelError::NotFound(_) => ApiError::not_found(detail),
         CancelError::Finished(_) => ApiError::conflict("not_cancellable", detail),
-        CancelError::FinishedMeanwhile(g) => {
-            ApiError::conflict("not_cancellable", detail).with_extra("generation", g.to_json())
-        }
-        CancelError::CompletedAtFal(g) => {
-            ApiError::conflict("already_completed", detail).with_extra("generation", g.to_json())
-        }
+        CancelError::FinishedMeanwhile(g) => ApiError::conflict("not_cancellable", detail)
+            .with_extra("generation", GenerationObject::of(&g).value()),
+        CancelError::CompletedAtFal(g) => ApiError::conflict("already_completed", detail)
+            .with_extra("generation", GenerationObject::of(&g).value()),
         CancelError::FalUnreachable(_) => ApiError::new(
             StatusCode::BAD_GATEWAY,
             "upstream_unavailable",

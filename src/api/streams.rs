@@ -2,6 +2,7 @@
 //! resumable with Last-Event-ID) and `GET /v1/generations/{id}/events` (one generation, from its
 //! current state to its end).
 use crate::domain::ids::{EventId, GenerationId};
+use crate::wire::GenerationObject;
 use actix_web::{http::header, web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use serde::Deserialize;
 use serde_json::json;
@@ -98,7 +99,7 @@ pub async fn generation(
     if replayed == 0 && resume.is_none() {
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let payload =
-            json!({"type": "generation.state", "timestamp": now, "data": g.to_json()}).to_string();
+            json!({"type": "generation.state", "timestamp": now, "data": GenerationObject::of(&g).value()}).to_string();
         feed.push(&sse::frame(None, "generation.state", &payload));
     }
     // Its terminal event (committed with the status) was in the replay; if there was none,

@@ -2,6 +2,7 @@
 //! recover, and a subscription's deliveries.
 use crate::domain::event_type::EventType;
 use crate::domain::states::{DeliveryStatus, SubscriptionStatus};
+use crate::wire::{DeliveryObject, SubscriptionObject};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
@@ -219,7 +220,7 @@ pub async fn create(
     tracing::info!(subscription = %sub.public_id(), "subscription created");
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/v1/subscriptions/{}", sub.public_id())))
-        .json(sub.to_json(Some(secret.as_str()))))
+        .json(SubscriptionObject::of(&sub, Some(secret.as_str()))))
 }
 
 pub async fn list(
@@ -232,7 +233,7 @@ pub async fn list(
         storage::subscriptions::list(&state.pool, caller.tenant_id, cursor, limit + 1).await?;
     Ok(HttpResponse::Ok().json(page(
         rows.iter()
-            .map(|s| (s.public_id(), s.to_json(None)))
+            .map(|s| (s.public_id(), SubscriptionObject::of(&s, None).value()))
             .collect(),
         limit,
     )))
@@ -299,7 +300,8 @@ pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(find(&state, &caller, *path).await?.to_json(None)))
+    let sub = find(&state, &caller, *path).await?;
+    Ok(HttpResponse::Ok().json(SubscriptionObject::of(&sub, None)))
 }
 
 pub async fn patch(
@@ -361,7 +363,7 @@ pub async fn patch(
         .await?
         .ok_or_else(|| not_found(id))?;
     state.deliveries_wake.notify_one();
-    Ok(HttpResponse::Ok().json(sub.to_json(None)))
+    Ok(HttpResponse::Ok().json(SubscriptionObject::of(&sub, None)))
 }
 
 /// Idempotent (Zapier's performUnsubscribe may call it twice): 204 whether or not it existed.
@@ -427,7 +429,7 @@ pub async fn rotate_secret(
     )
     .await?
     .ok_or_else(|| not_found(id))?;
-    Ok(HttpResponse::Ok().json(sub.to_json(Some(secret.as_str()))))
+    Ok(HttpResponse::Ok().json(SubscriptionObject::of(&sub, Some(secret.as_str()))))
 }
 
 /// Sends a `test.ping` event to this subscription only, now.
@@ -540,7 +542,7 @@ pub async fn deliveries(
             .await?;
     Ok(HttpResponse::Ok().json(page(
         rows.iter()
-            .map(|d| (d.id.to_string(), d.to_json()))
+            .map(|d| (d.id.to_string(), DeliveryObject::of(&d).value()))
             .collect(),
         limit,
     )))

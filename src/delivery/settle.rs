@@ -5,6 +5,7 @@
 //! refills its freed slots last, so nothing is leased for a subscription it just disabled.
 use crate::domain::event_type::EventType;
 use crate::domain::ids::SubscriptionId;
+use crate::wire::{DeliveryObject, SubscriptionObject};
 use std::collections::HashSet;
 
 use super::{attempt::Outcome, retry::Decision, worker::Deliverer};
@@ -82,7 +83,7 @@ impl Deliverer {
                         sub.tenant_id,
                         EventType::SubscriptionDisabled,
                         None,
-                        sub.to_json(None),
+                        SubscriptionObject::of(&sub, None).value(),
                     )
                     .await?;
                 }
@@ -102,7 +103,7 @@ impl Deliverer {
                     tenant,
                     EventType::DeliveryExhausted,
                     None,
-                    d.to_json(),
+                    DeliveryObject::of(&d).value(),
                 )
                 .await?;
             }

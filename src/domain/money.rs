@@ -57,6 +57,16 @@ pub fn usd(micros: i64) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn micro_usd_renders_as_exact_decimals() {
+        use serde_json::json;
+        assert_eq!(usd(8000), json!(0.008));
+        assert_eq!(usd(64000), json!(0.064));
+        assert_eq!(usd(1_500_000), json!(1.5));
+        assert_eq!(usd(2_000_000), json!(2));
+        assert_eq!(usd(0), json!(0));
+    }
+
     use super::*;
 
     #[test]

@@ -4,6 +4,7 @@
 //! and stored as the outbox row in one transaction whose NOTIFY wakes the submitters. Nothing is
 //! stored before every check has passed; a refusal says which rule refused, and the handler
 //! chooses its status.
+use crate::wire::GenerationObject;
 use sqlx::{PgConnection, PgPool};
 
 use super::{Pipeline, SUBMIT_CHANNEL};
@@ -158,7 +159,7 @@ impl Pipeline {
             hit.tenant_id,
             EventType::GenerationCompleted,
             Some(hit.id),
-            hit.to_json(),
+            GenerationObject::of(&hit).value(),
         )
         .await?;
         tracing::info!(generation = %hit.public_id(), source = %source.public_id(), "answered from the seed cache");

@@ -1,6 +1,7 @@
 //! Cancelling a generation for its caller: at fal when it was submitted (fal's cancel URL),
 //! locally when it was not. The answer says which happened. No transaction is held across the
 //! call to fal: the row is finished afterwards, only if it is still unfinished.
+use crate::wire::GenerationObject;
 use sqlx::PgPool;
 
 use super::Pipeline;
@@ -110,7 +111,7 @@ impl Pipeline {
             row.tenant_id,
             EventType::GenerationCancelled,
             Some(row.id),
-            row.to_json(),
+            GenerationObject::of(&row).value(),
         )
         .await?;
         tx.commit().await?;

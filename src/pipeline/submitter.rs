@@ -3,6 +3,7 @@
 //! `queued`, a scheduled retry, or a terminal failure — according to fal's error class.
 use crate::domain::event_type::EventType;
 use crate::domain::ids::GenerationId;
+use crate::wire::GenerationObject;
 use chrono::SubsecRound;
 use std::{
     sync::Arc,
@@ -220,7 +221,7 @@ async fn record_accepted(
         tenant_id: g.tenant_id,
         kind: EventType::GenerationQueued,
         generation_id: Some(g.id),
-        data: queued.to_json(),
+        data: GenerationObject::of(&queued).value(),
     };
     // (`queued` is remembered below only if it is what was stored.)
     // Its deliveries go straight to this instance's loop when it has room, as a callback's do
@@ -358,7 +359,7 @@ async fn fail(
             row.tenant_id,
             EventType::GenerationFailed,
             Some(row.id),
-            row.to_json(),
+            GenerationObject::of(&row).value(),
         )
         .await?;
     }

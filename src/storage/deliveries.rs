@@ -4,7 +4,7 @@ use crate::domain::event_type::EventType;
 use crate::domain::ids::{DeliveryId, EventId, SubscriptionId, TenantId};
 use crate::domain::states::DeliveryStatus;
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::{FromRow, PgExecutor};
 
 /// What decides an event's fan-out.
@@ -109,26 +109,6 @@ pub struct Delivery {
 
 const DELIVERY_COLUMNS: &str = "d.id, d.tenant_id, d.event_id, d.subscription_id, d.target_url, d.status, d.attempts, \
     d.next_attempt_at, d.last_status_code, d.last_error_class, d.created_at, d.finished_at, e.type AS event_type";
-
-impl Delivery {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id.to_string(),
-            "object": "delivery",
-            "event_id": self.event_id.to_string(),
-            "event_type": self.event_type,
-            "subscription_id": self.subscription_id.map(|s| s.to_string()),
-            "target_url": self.target_url,
-            "status": self.status,
-            "attempts": self.attempts,
-            "next_attempt_at": if self.status == DeliveryStatus::Pending { Some(self.next_attempt_at) } else { None },
-            "last_status_code": self.last_status_code,
-            "last_error_class": self.last_error_class,
-            "created_at": self.created_at,
-            "finished_at": self.finished_at,
-        })
-    }
-}
 
 pub async fn get(
     db: impl PgExecutor<'_>,

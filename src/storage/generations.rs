@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sqlx::{types::Json, FromRow, PgExecutor};
 
-use crate::domain::{generation::GenerationRequest, ids, money::usd, states::GenerationStatus};
+use crate::domain::{generation::GenerationRequest, ids, states::GenerationStatus};
 
 mod finish;
 mod outbox;
@@ -70,41 +70,6 @@ impl Generation {
 
     pub fn is_terminal(&self) -> bool {
         self.status.is_terminal()
-    }
-
-    /// The generation object of the API, of events and of webhooks: one shape everywhere.
-    pub fn to_json(&self) -> Value {
-        let id = self.public_id();
-        let result = self.result.as_ref().map(|r| &r.0);
-        json!({
-            "id": id,
-            "object": "generation",
-            "status": self.status,
-            "model": self.model,
-            "input": self.input.0,
-            "metadata": self.metadata.as_ref().map(|m| &m.0),
-            "end_user": self.end_user,
-            "webhook_url": self.webhook_url,
-            "estimated_cost_usd": usd(self.estimated_cost_micros),
-            "estimated_cost_micros": self.estimated_cost_micros,
-            "cost_usd": self.cost_micros.map(usd),
-            "cost_micros": self.cost_micros,
-            "fal_request_id": self.fal_request_id,
-            "seed": self.seed,
-            "images": result.map(|r| r["images"].clone()),
-            "has_nsfw_concepts": result.map(|r| r["has_nsfw_concepts"].clone()),
-            "timings": result.map(|r| r["timings"].clone()),
-            "error": self.error.as_ref().map(|e| &e.0),
-            "cached": self.cached,
-            "created_at": self.created_at,
-            "submitted_at": self.submitted_at,
-            "completed_at": self.finished_at,
-            "links": {
-                "self": format!("/v1/generations/{id}"),
-                "events": format!("/v1/generations/{id}/events"),
-                "cancel": format!("/v1/generations/{id}/cancel"),
-            },
-        })
     }
 }
 
@@ -250,19 +215,4 @@ pub async fn seed_of(
         .bind(tenant_id)
         .fetch_optional(db)
         .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::usd;
-    use serde_json::json;
-
-    #[test]
-    fn micro_usd_renders_as_exact_decimals() {
-        assert_eq!(usd(8000), json!(0.008));
-        assert_eq!(usd(64000), json!(0.064));
-        assert_eq!(usd(1_500_000), json!(1.5));
-        assert_eq!(usd(2_000_000), json!(2));
-        assert_eq!(usd(0), json!(0));
-    }
 }

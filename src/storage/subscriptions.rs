@@ -2,7 +2,7 @@
 use crate::domain::ids::{SubscriptionId, TenantId};
 use crate::domain::states::SubscriptionStatus;
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::{types::Json, FromRow, PgExecutor};
 
 use super::Stored;
@@ -35,32 +35,6 @@ pub struct Subscription {
 impl Subscription {
     pub fn public_id(&self) -> String {
         self.id.to_string()
-    }
-
-    /// The API shape. The secret is shown only when it was just created or rotated, by the
-    /// caller that holds it in the clear.
-    pub fn to_json(&self, shown_secret: Option<&str>) -> Value {
-        let mut v = json!({
-            "id": self.public_id(),
-            "object": "subscription",
-            "target_url": self.target_url,
-            "event_types": self.event_types,
-            "filter": self.filter.as_ref().map(|f| &f.0),
-            "description": self.description,
-            "headers": self.headers.0,
-            "status": self.status,
-            "disabled_reason": self.disabled_reason,
-            "failing_since": self.failing_since,
-            "max_in_flight": self.max_in_flight,
-            "rate_limit_per_sec": self.rate_limit_per_sec,
-            "previous_secret_expires_at": self.previous_secret_expires_at,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        });
-        if let Some(secret) = shown_secret {
-            v["secret"] = json!(secret);
-        }
-        v
     }
 }
 

@@ -240,7 +240,7 @@ async fn an_unlocked_batch_write_leaves_a_generation_that_moved_on_alone() {
         tenant_id: app.tenant_id,
         kind: EventType::GenerationFailed,
         generation_id: Some(id),
-        data: row.to_json(),
+        data: fluxgate::wire::GenerationObject::of(&row).value(),
     };
     let write = |version: chrono::DateTime<chrono::Utc>| {
         let finished = FinishColumns::of(&[&row], |_| (version, false));
@@ -310,7 +310,7 @@ async fn a_callback_racing_the_record_of_its_submission_announces_queued_once() 
                 tenant_id: app.tenant_id,
                 kind,
                 generation_id: Some(id),
-                data: row.to_json(),
+                data: fluxgate::wire::GenerationObject::of(&row).value(),
             }
         };
         // The callback's plan for a row read `accepted`: queued, then its result.

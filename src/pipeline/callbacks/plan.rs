@@ -4,6 +4,7 @@
 //! here.
 use crate::domain::event_type::EventType;
 use crate::domain::ids::GenerationId;
+use crate::wire::GenerationObject;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -122,7 +123,7 @@ impl<'a> Plan<'a> {
                 tenant_id: g.tenant_id,
                 kind: EventType::GenerationQueued,
                 generation_id: Some(g.id),
-                data: g.to_json(),
+                data: GenerationObject::of(&g).value(),
             });
         }
         let kind = finish(g, r, now);
@@ -130,7 +131,7 @@ impl<'a> Plan<'a> {
             tenant_id: g.tenant_id,
             kind,
             generation_id: Some(g.id),
-            data: g.to_json(),
+            data: GenerationObject::of(&g).value(),
         });
         seen.insert(r.request_id.clone());
         self.finished.push(g.id);

@@ -1,0 +1,88 @@
+//! The generation object.
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{
+    domain::{ids::GenerationId, money::usd, states::GenerationStatus},
+    storage::generations::Generation,
+};
+
+#[derive(Debug, Serialize)]
+pub struct GenerationObject<'a> {
+    pub cached: bool,
+    /// When fal finished it (or it was cancelled or failed).
+    pub completed_at: Option<DateTime<Utc>>,
+    pub cost_micros: Option<i64>,
+    pub cost_usd: Option<Value>,
+    pub created_at: DateTime<Utc>,
+    pub end_user: Option<&'a str>,
+    pub error: Option<&'a Value>,
+    pub estimated_cost_micros: i64,
+    pub estimated_cost_usd: Value,
+    pub fal_request_id: Option<&'a str>,
+    pub has_nsfw_concepts: Option<Value>,
+    pub id: GenerationId,
+    pub images: Option<Value>,
+    pub input: &'a Value,
+    pub links: Links,
+    pub metadata: Option<&'a Value>,
+    pub model: &'a str,
+    pub object: &'static str,
+    pub seed: Option<i64>,
+    pub status: GenerationStatus,
+    pub submitted_at: Option<DateTime<Utc>>,
+    pub timings: Option<Value>,
+    pub webhook_url: Option<&'a str>,
+}
+
+/// Where to read, follow and cancel it.
+#[derive(Debug, Serialize)]
+pub struct Links {
+    pub cancel: String,
+    pub events: String,
+    #[serde(rename = "self")]
+    pub itself: String,
+}
+
+impl<'a> GenerationObject<'a> {
+    pub fn of(g: &'a Generation) -> Self {
+        let result = g.result.as_ref().map(|r| &r.0);
+        let part = |name: &str| result.map(|r| r[name].clone());
+        let id = g.id;
+        GenerationObject {
+            cached: g.cached,
+            completed_at: g.finished_at,
+            cost_micros: g.cost_micros,
+            cost_usd: g.cost_micros.map(usd),
+            created_at: g.created_at,
+            end_user: g.end_user.as_deref(),
+            error: g.error.as_ref().map(|e| &e.0),
+            estimated_cost_micros: g.estimated_cost_micros,
+            estimated_cost_usd: usd(g.estimated_cost_micros),
+            fal_request_id: g.fal_request_id.as_deref(),
+            has_nsfw_concepts: part("has_nsfw_concepts"),
+            id,
+            images: part("images"),
+            input: &g.input.0,
+            links: Links {
+                cancel: format!("/v1/generations/{id}/cancel"),
+                events: format!("/v1/generations/{id}/events"),
+                itself: format!("/v1/generations/{id}"),
+            },
+            metadata: g.metadata.as_ref().map(|m| &m.0),
+            model: &g.model,
+            object: "generation",
+            seed: g.seed,
+            status: g.status,
+            submitted_at: g.submitted_at,
+            timings: part("timings"),
+            webhook_url: g.webhook_url.as_deref(),
+        }
+    }
+
+    /// As a JSON value: the `data` of its events, which fan-out reads.
+    pub fn value(&self) -> Value {
+        serde_json::to_value(self).expect("a generation always serializes")
+    }
+}
