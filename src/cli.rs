@@ -416,19 +416,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::from_raw(&args.settings, Mode::Serve)?;
-    telemetry::init(settings.log_format);
+    telemetry::init(settings.server.log_format);
     let url = settings
+        .storage
         .database_url
         .as_ref()
         .expect("required in serve mode")
         .expose_secret()
         .to_owned();
-    let pool = storage::connect(&url, settings.db_pool_size)
+    let pool = storage::connect(&url, settings.storage.db_pool_size)
         .await
         .map_err(storage::connect_error)?;
     storage::MIGRATOR.run(&pool).await?;
     warn_about_exposure(&settings);
-    let drain = settings.shutdown_drain;
+    let drain = settings.server.shutdown_drain;
     let app = startup::Application::build(settings, pool, Metrics::new()).await?;
     tracing::info!(port = app.port(), "fluxgate serving");
     startup::serve_until_signal(app, drain).await
@@ -436,10 +437,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Settings that are fine for a laptop and dangerous on the internet, said loudly once at start.
 fn warn_about_exposure(settings: &Settings) {
-    if !settings.keyring.is_enabled() {
+    if !settings.storage.keyring.is_enabled() {
         tracing::warn!("FLUXGATE_ENCRYPTION_KEY is not set: subscription and tenant signing secrets are stored in plaintext, so a database dump holds every receiver's key. Set it (openssl rand -base64 32), then run `fluxgate secrets reencrypt`");
     }
-    if settings.allow_http_targets {
+    if settings.delivery.allow_http_targets {
         tracing::warn!("FLUXGATE_ALLOW_HTTP_TARGETS=true: webhooks and image downloads may use plain http, readable and alterable on the way");
     }
     let loopback = |c: &crate::config::Cidr| match c.addr {
@@ -447,6 +448,7 @@ fn warn_about_exposure(settings: &Settings) {
         std::net::IpAddr::V6(a) => a.is_loopback() && c.prefix == 128,
     };
     let wide: Vec<String> = settings
+        .delivery
         .allowed_target_cidrs
         .iter()
         .filter(|c| !loopback(c))

@@ -88,7 +88,7 @@ impl Application {
         metrics: Metrics,
         workers: Workers,
     ) -> anyhow::Result<Application> {
-        let addr = std::net::SocketAddr::new(settings.bind, settings.port);
+        let addr = std::net::SocketAddr::new(settings.server.bind, settings.server.port);
         let listener = TcpListener::bind(addr).map_err(|e| match e.kind() {
             std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
                 "cannot listen on {addr}: the port is already in use (set PORT or --port to another one)"
@@ -96,7 +96,7 @@ impl Application {
             _ => anyhow::anyhow!("cannot listen on {addr}: {e}"),
         })?;
         let port = listener.local_addr()?.port();
-        let drain = settings.shutdown_drain;
+        let drain = settings.server.shutdown_drain;
         let settings = Arc::new(settings);
         // fal's own endpoints (queue, JWKS): fixed by configuration, not by callers.
         let http = reqwest::Client::builder()
@@ -106,7 +106,7 @@ impl Application {
             .build()
             .context("building the HTTP client")?;
         let verifier = FalVerifier::new(
-            settings.fal_jwks_url.clone(),
+            settings.fal.jwks_url.clone(),
             http.clone(),
             Arc::new(SystemClock),
         );
@@ -120,25 +120,25 @@ impl Application {
             Some(_) => worker_options,
             None => worker_options.application_name(WORKERS_APPLICATION_NAME),
         };
-        let worker_pool = storage::pool_options((settings.db_pool_size / 2).max(4))
+        let worker_pool = storage::pool_options((settings.storage.db_pool_size / 2).max(4))
             .connect_lazy_with(worker_options);
         let live = Hub::new(
             worker_pool.clone(),
             live::STREAM_BUFFER,
-            settings.max_streams_per_tenant,
+            settings.server.max_streams_per_tenant,
             metrics.registry(),
         );
         let public_base = Pipeline::public_base(&settings, port);
         let callbacks = CallbackUrls::load(
             &pool,
-            &settings.keyring,
+            &settings.storage.keyring,
             &public_base,
-            settings.legacy_callback_grace,
+            settings.fal.legacy_callback_grace,
         )
         .await
         .context("loading the callback-token key")?;
         let policy = settings.target_policy();
-        let assets = match settings.storage.as_deref() {
+        let assets = match settings.storage.images.as_deref() {
             None | Some("off") => None,
             Some(spec) => {
                 let images = SafeClient::new(
@@ -151,8 +151,8 @@ impl Application {
                 .context("building the image client")?;
                 let fetcher = Fetcher::new(
                     images,
-                    settings.image_hosts.clone(),
-                    settings.image_download_concurrency,
+                    settings.storage.image_hosts.clone(),
+                    settings.storage.image_download_concurrency,
                 );
                 Some(Arc::new(
                     Assets::open(spec, &public_base, fetcher).map_err(anyhow::Error::msg)?,
@@ -161,20 +161,20 @@ impl Application {
         };
         let deliveries_wake = Arc::new(tokio::sync::Notify::new());
         let timeouts = Timeouts {
-            attempt: settings.webhook_timeout,
-            connect: settings.webhook_timeout.min(Duration::from_secs(5)),
+            attempt: settings.delivery.timeout,
+            connect: settings.delivery.timeout.min(Duration::from_secs(5)),
         };
         let client = SafeClient::new(policy, timeouts).context("building the webhook client")?;
         let deliverer = Deliverer::new(
             worker_pool.clone(),
             client,
-            settings.delivery(),
+            settings.delivery_options(),
             metrics.clone(),
             deliveries_wake.clone(),
         );
         let (handoff, handoff_inbox) = handoff::channel(
-            settings.delivery_concurrency,
-            settings.delivery_lease,
+            settings.delivery.concurrency,
+            settings.delivery.lease,
             deliveries_wake.clone(),
         );
         let pipeline = Pipeline::new(pipeline::Parts {
@@ -188,7 +188,9 @@ impl Application {
         });
         let (ingest, ingest_writers) =
             Ingest::new(pipeline.pool.clone(), handoff, pipeline.submitted.clone());
-        let callback_slots = Arc::new(tokio::sync::Semaphore::new(settings.callback_concurrency));
+        let callback_slots = Arc::new(tokio::sync::Semaphore::new(
+            settings.fal.callback_concurrency,
+        ));
         let state = web::Data::new(AppState {
             pool,
             settings,
@@ -294,7 +296,7 @@ impl Application {
             tracker.spawn(ops::queue_metrics::run(
                 p.pool.clone(),
                 p.metrics.clone(),
-                p.settings.metrics_refresh,
+                p.settings.server.metrics_refresh,
                 stop.clone(),
             ));
         }

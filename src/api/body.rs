@@ -12,7 +12,13 @@ pub async fn read(
     payload: web::Payload,
     settings: &crate::config::Settings,
 ) -> Result<Bytes, ApiError> {
-    read_limited(req, payload, settings.max_body_bytes, settings.body_timeout).await
+    read_limited(
+        req,
+        payload,
+        settings.server.max_body_bytes,
+        settings.server.body_timeout,
+    )
+    .await
 }
 
 /// Reads the raw body up to `limit` bytes (checking `Content-Length` first, then as it streams),

@@ -54,7 +54,7 @@ pub async fn receive(
     let headers = FalSignatureHeaders::from_headers(req.headers())
         .and_then(|h| state.verifier.check_window(&h).map(|()| h))
         .map_err(|e| refuse(e.outcome_label(), signature_problem(&e)))?;
-    if let Some(pinned) = state.settings.fal_user_id.as_deref() {
+    if let Some(pinned) = state.settings.fal.user_id.as_deref() {
         if headers.user_id() != pinned {
             return Err(refuse(
                 "wrong_account",
@@ -76,11 +76,11 @@ pub async fn receive(
         ));
     };
     let limit = if door.inline() {
-        state.settings.max_inline_callback_bytes
+        state.settings.fal.max_inline_callback_bytes
     } else {
-        state.settings.max_callback_bytes
+        state.settings.fal.max_callback_bytes
     };
-    let raw = body::read_limited(&req, payload, limit, state.settings.body_timeout).await?;
+    let raw = body::read_limited(&req, payload, limit, state.settings.server.body_timeout).await?;
     if let Err(e) = state.verifier.verify(&headers, &raw).await {
         return Err(refuse(e.outcome_label(), signature_problem(&e)));
     }

@@ -153,8 +153,9 @@ async fn create_generation(
     endpoint: Endpoint,
 ) -> Result<Answer, ApiError> {
     let object = body::parse_json_object(bytes)?;
-    let request = GenerationRequest::parse(object, endpoint, state.settings.allow_http_targets)
-        .map_err(ApiError::validation)?;
+    let request =
+        GenerationRequest::parse(object, endpoint, state.settings.delivery.allow_http_targets)
+            .map_err(ApiError::validation)?;
     let accepted = state
         .pipeline
         .accept(&state.pool, caller.tenant_id, request)

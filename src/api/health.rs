@@ -39,7 +39,8 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
         .json(
             state
                 .settings
-                .webhook_keys
+                .delivery
+                .keys
                 .as_ref()
                 .map_or_else(|| json!({"keys": []}), |k| k.jwks()),
         )

@@ -20,7 +20,11 @@ pub async fn webhook_secret(
     caller: Caller,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let secret =
-        tenant_webhook_secret(&state.pool, &state.settings.keyring, caller.tenant_id).await?;
+    let secret = tenant_webhook_secret(
+        &state.pool,
+        &state.settings.storage.keyring,
+        caller.tenant_id,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(json!({ "secret": secret.as_str() })))
 }

@@ -55,7 +55,7 @@ pub async fn tenant(
         scope,
         cursor,
         sub,
-        state.settings.sse_heartbeat,
+        state.settings.server.sse_heartbeat,
         admission,
     );
     feed.push(&sse::retry(RETRY_MS));
@@ -91,7 +91,7 @@ pub async fn generation(
         scope,
         resume.unwrap_or(0),
         sub,
-        state.settings.sse_heartbeat,
+        state.settings.server.sse_heartbeat,
         admission,
     );
     feed.push(&sse::retry(RETRY_MS));

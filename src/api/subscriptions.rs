@@ -45,7 +45,7 @@ async fn vet_target(
     field: &str,
     errors: &mut Vec<FieldError>,
 ) -> Option<String> {
-    let url = match parse_target_url(v, state.settings.allow_http_targets) {
+    let url = match parse_target_url(v, state.settings.delivery.allow_http_targets) {
         Ok(u) => u,
         Err(msg) => {
             errors.push(FieldError::new(field, msg));
@@ -187,9 +187,10 @@ pub async fn create(
     let id = SubscriptionId::new();
     let sealed = state
         .settings
+        .storage
         .keyring
         .seal(secret.as_str(), Owner::Subscription(id));
-    let cap = state.settings.max_subscriptions_per_tenant;
+    let cap = state.settings.server.max_subscriptions_per_tenant;
     let sub = storage::subscriptions::insert_within(
         &state.pool,
         caller.tenant_id,
@@ -418,6 +419,7 @@ pub async fn rotate_secret(
     let secret = SigningSecret::generate();
     let sealed = state
         .settings
+        .storage
         .keyring
         .seal(secret.as_str(), Owner::Subscription(id));
     let sub = storage::subscriptions::rotate_secret(

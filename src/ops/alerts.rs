@@ -61,8 +61,8 @@ impl Alert {
 
     fn threshold(self, s: &Settings) -> f64 {
         match self {
-            Alert::FalErrorRate => s.alert_fal_error_ratio,
-            Alert::DeliveryFailureRate => s.alert_delivery_failure_ratio,
+            Alert::FalErrorRate => s.alerts.fal_error_ratio,
+            Alert::DeliveryFailureRate => s.alerts.delivery_failure_ratio,
         }
     }
 
@@ -89,7 +89,7 @@ pub struct Transition {
 /// Evaluates every `alert_interval` until cancelled. An evaluation another instance made less
 /// than half an interval ago is skipped, so the cluster evaluates about once per interval.
 pub async fn run(pool: PgPool, settings: Arc<Settings>, stop: CancellationToken) {
-    let every = settings.alert_interval;
+    let every = settings.alerts.interval;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -142,10 +142,10 @@ async fn evaluate_alert(
     };
     let (failures, total) = match alert {
         Alert::FalErrorRate => {
-            alert_state::fal_outcomes(&mut tx, s.alert_window, FAL_SIDE_CODES).await?
+            alert_state::fal_outcomes(&mut tx, s.alerts.window, FAL_SIDE_CODES).await?
         }
         Alert::DeliveryFailureRate => {
-            alert_state::delivery_outcomes(&mut tx, s.alert_window).await?
+            alert_state::delivery_outcomes(&mut tx, s.alerts.window).await?
         }
     };
     let ratio = if total > 0 {
@@ -154,7 +154,7 @@ async fn evaluate_alert(
         0.0
     };
     let threshold = alert.threshold(s);
-    let now_firing = if total < s.alert_min_volume {
+    let now_firing = if total < s.alerts.min_volume {
         firing
     } else {
         ratio >= threshold
@@ -166,7 +166,7 @@ async fn evaluate_alert(
         return Ok(None);
     }
     let kind = alert.event_type(now_firing);
-    let window_secs = s.alert_window.as_secs();
+    let window_secs = s.alerts.window.as_secs();
     let percent = |r: f64| (r * 1000.0).round() / 10.0;
     let message = format!(
         "{}% {} in the last {window_secs} s (threshold {}%)",
@@ -181,7 +181,7 @@ async fn evaluate_alert(
         "ratio": (ratio * 10_000.0).round() / 10_000.0,
         "threshold": threshold,
         "window_secs": window_secs,
-        "min_volume": s.alert_min_volume,
+        "min_volume": s.alerts.min_volume,
         "since": since,
         "firing_since": if now_firing { None } else { previous },
         "message": message,

@@ -147,7 +147,7 @@ impl Pipeline {
         input: &serde_json::Value,
         key: &str,
     ) -> Result<Option<Generation>, sqlx::Error> {
-        let ttl = self.settings.cache_ttl.as_secs_f64();
+        let ttl = self.settings.storage.cache_ttl.as_secs_f64();
         let Some(source) = storage::generations::cached_source(&mut *tx, tenant, key, ttl).await?
         else {
             return Ok(None);

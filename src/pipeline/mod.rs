@@ -63,12 +63,13 @@ impl Pipeline {
         let settings = parts.settings;
         let fal = FalClient::new(
             parts.http,
-            settings.fal_queue_url.clone(),
+            settings.fal.queue_url.clone(),
             settings
-                .fal_key
+                .fal
+                .key
                 .clone()
                 .unwrap_or_else(|| secrecy::SecretString::from("")),
-            settings.fal_timeout,
+            settings.fal.timeout,
         );
         Pipeline {
             pool: parts.pool,
@@ -86,7 +87,7 @@ impl Pipeline {
     /// The base of every URL fal and subscribers reach this deployment by: FLUXGATE_PUBLIC_URL,
     /// or this instance's own address.
     pub fn public_base(settings: &Settings, port: u16) -> String {
-        match &settings.public_url {
+        match &settings.server.public_url {
             Some(u) => u.as_str().trim_end_matches('/').to_owned(),
             None => format!("http://127.0.0.1:{port}"),
         }

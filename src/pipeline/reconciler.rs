@@ -36,7 +36,7 @@ pub async fn run(p: Pipeline, stop: CancellationToken) {
         }
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(p.settings.reconcile_interval) => {}
+            _ = tokio::time::sleep(p.settings.fal.reconcile_interval) => {}
         }
     }
 }
@@ -47,7 +47,7 @@ pub const HOLD_LIMIT: chrono::Duration = chrono::Duration::hours(24);
 
 /// One pass over overdue generations and held cancels; returns how many were checked.
 pub async fn reconcile_once(p: &Pipeline) -> Result<usize, sqlx::Error> {
-    let after = p.settings.reconcile_after.as_secs_f64();
+    let after = p.settings.fal.reconcile_after.as_secs_f64();
     let overdue = storage::generations::claim_overdue(&p.pool, after, 32, 60.0).await?;
     let held = storage::generations::claim_held(&p.pool, after, 32, 60.0).await?;
     let n = overdue.len() + held.len();

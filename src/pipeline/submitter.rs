@@ -26,7 +26,7 @@ use crate::{
 
 /// A lease longer than the fal timeout, so a live worker never loses its row mid-call.
 fn lease_secs(p: &Pipeline) -> f64 {
-    p.settings.fal_timeout.as_secs_f64() + 5.0
+    p.settings.fal.timeout.as_secs_f64() + 5.0
 }
 
 /// Transient failures (5xx, timeouts, connection errors) allowed before giving up.
@@ -36,7 +36,7 @@ pub const RATE_LIMIT_BACKOFF_CAP: Duration = Duration::from_secs(32);
 
 /// Runs until cancelled: wakes on NOTIFY, on local inserts, or when the next retry is due.
 pub async fn run(p: Pipeline, stop: CancellationToken) {
-    let permits = Arc::new(Semaphore::new(p.settings.submit_concurrency));
+    let permits = Arc::new(Semaphore::new(p.settings.fal.submit_concurrency));
     let tracker = TaskTracker::new();
     let in_flight: Arc<std::sync::Mutex<std::collections::HashSet<GenerationId>>> =
         Default::default();
@@ -85,7 +85,7 @@ pub async fn run(p: Pipeline, stop: CancellationToken) {
         }
     }
     tracker.close();
-    let drain = p.settings.shutdown_drain;
+    let drain = p.settings.server.shutdown_drain;
     if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
         let left: Vec<GenerationId> = in_flight.lock().expect("lock").iter().copied().collect();
         tracing::warn!(
@@ -264,7 +264,7 @@ async fn record_accepted(
 
 async fn record_failure(p: &Pipeline, g: &Generation, e: FalError) -> Result<(), sqlx::Error> {
     p.submitted.forget(g.id);
-    let base = p.settings.fal_retry_base;
+    let base = p.settings.fal.retry_base;
     match e.class {
         ErrorClass::RateLimited => {
             let exp = (g.submit_attempts - g.transient_failures - 1).clamp(0, 16) as u32;
@@ -273,11 +273,11 @@ async fn record_failure(p: &Pipeline, g: &Generation, e: FalError) -> Result<(),
             let waited = (chrono::Utc::now() - g.created_at)
                 .to_std()
                 .unwrap_or_default();
-            if waited + delay > p.settings.fal_rate_limit_budget {
+            if waited + delay > p.settings.fal.rate_limit_budget {
                 let msg = format!(
                     "fal kept answering 429 for {}s; gave up (budget {}s)",
                     waited.as_secs(),
-                    p.settings.fal_rate_limit_budget.as_secs()
+                    p.settings.fal.rate_limit_budget.as_secs()
                 );
                 return fail(p, g, "upstream_rate_limited", &msg, &e).await;
             }

@@ -26,8 +26,8 @@ const NO_MONITOR: Workers = Workers {
 
 fn alert_settings(min_volume: i64) -> Settings {
     let mut s = test_settings();
-    s.alert_min_volume = min_volume;
-    s.alert_window = Duration::from_secs(300);
+    s.alerts.min_volume = min_volume;
+    s.alerts.window = Duration::from_secs(300);
     s
 }
 
@@ -146,7 +146,7 @@ async fn a_fal_outage_raises_one_alert_and_one_recovery_for_alert_subscribers() 
 #[tokio::test]
 async fn two_instances_monitoring_one_database_announce_each_transition_once() {
     let mut settings = alert_settings(4);
-    settings.alert_interval = Duration::from_millis(100);
+    settings.alerts.interval = Duration::from_millis(100);
     let a = spawn_app_with(TestOptions {
         settings: settings.clone(),
         ..Default::default()
@@ -309,7 +309,7 @@ fn sample(body: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 #[tokio::test]
 async fn metrics_show_queue_depths_oldest_ages_and_spend_read_from_postgres() {
     let mut settings = test_settings();
-    settings.metrics_refresh = Duration::from_millis(100);
+    settings.server.metrics_refresh = Duration::from_millis(100);
     let app = spawn_app_with(TestOptions {
         settings,
         workers: Workers {

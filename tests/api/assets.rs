@@ -11,7 +11,7 @@ use crate::helpers::{
 
 fn with_store(dir: &tempfile::TempDir, workers: Workers) -> TestOptions {
     let mut settings = test_settings();
-    settings.storage = Some(format!("file://{}", dir.path().display()));
+    settings.storage.images = Some(format!("file://{}", dir.path().display()));
     TestOptions {
         settings,
         workers,

@@ -144,7 +144,7 @@ async fn a_webhook_fal_signed_for_another_request_cannot_complete_a_generation()
 #[tokio::test]
 async fn a_pinned_fal_account_refuses_callbacks_signed_for_any_other() {
     let mut settings = test_settings();
-    settings.fal_user_id = Some("our-account".into());
+    settings.fal.user_id = Some("our-account".into());
     let app = spawn_app_with(TestOptions {
         settings,
         ..quiet()
@@ -193,8 +193,8 @@ async fn a_large_body_without_signature_headers_is_answered_401_before_it_is_sen
 #[tokio::test]
 async fn a_body_that_never_finishes_is_cut_at_the_deadline_and_slots_are_bounded() {
     let mut settings = test_settings();
-    settings.body_timeout = Duration::from_secs(1);
-    settings.callback_concurrency = 1;
+    settings.server.body_timeout = Duration::from_secs(1);
+    settings.fal.callback_concurrency = 1;
     let app = spawn_app_with(TestOptions {
         settings,
         ..quiet()
@@ -254,7 +254,7 @@ async fn restart_after_backdating(app: TestApp, ids: &[&str], grace: Duration) -
     let (db_url, sim, _) = app.stop().await;
     let pool = fluxgate::storage::connect(&db_url, 8).await.unwrap();
     let mut settings = test_settings();
-    settings.legacy_callback_grace = grace;
+    settings.fal.legacy_callback_grace = grace;
     start_app(pool, db_url, sim, settings, Workers::NONE).await
 }
 

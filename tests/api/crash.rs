@@ -267,10 +267,10 @@ async fn a_postgres_restart_mid_burst_loses_nothing() {
     .await
     .unwrap();
     let mut settings = crate::helpers::test_settings();
-    settings.reconcile_after = Duration::from_secs(3);
-    settings.reconcile_interval = Duration::from_secs(1);
-    settings.fal_timeout = Duration::from_secs(2);
-    settings.delivery_lease = Duration::from_secs(20);
+    settings.fal.reconcile_after = Duration::from_secs(3);
+    settings.fal.reconcile_interval = Duration::from_secs(1);
+    settings.fal.timeout = Duration::from_secs(2);
+    settings.delivery.lease = Duration::from_secs(20);
     let app =
         crate::helpers::start_app(pool, url, sim, settings, fluxgate::startup::Workers::ALL).await;
     let rx = Receiver::start().await;

@@ -123,8 +123,8 @@ async fn subscriptions_are_created_listed_patched_and_deleted_idempotently() {
 #[tokio::test]
 async fn bad_subscriptions_name_the_field_and_private_targets_are_refused() {
     let mut settings = test_settings();
-    settings.allow_http_targets = false;
-    settings.allowed_target_cidrs = Vec::new();
+    settings.delivery.allow_http_targets = false;
+    settings.delivery.allowed_target_cidrs = Vec::new();
     let app = spawn_app_with(TestOptions {
         settings,
         ..Default::default()
@@ -306,7 +306,7 @@ async fn a_410_disables_the_subscription_after_exactly_one_attempt() {
 #[tokio::test]
 async fn retry_after_is_honoured_timeouts_are_cut_and_exhaustion_is_announced() {
     let mut settings = test_settings();
-    settings.webhook_timeout = Duration::from_millis(500);
+    settings.delivery.timeout = Duration::from_millis(500);
     let app = spawn_app_with(TestOptions {
         settings,
         ..Default::default()

@@ -292,7 +292,7 @@ async fn generations_of_presets_and_custom_sizes_complete_with_real_images() {
 #[tokio::test]
 async fn each_fal_error_class_ends_in_its_documented_state() {
     let mut settings = test_settings();
-    settings.fal_rate_limit_budget = Duration::from_secs(3);
+    settings.fal.rate_limit_budget = Duration::from_secs(3);
     let app = spawn_app_with(TestOptions {
         settings,
         ..Default::default()
@@ -395,7 +395,7 @@ async fn duplicate_and_early_webhooks_finish_a_generation_exactly_once() {
 #[tokio::test]
 async fn a_dropped_webhook_is_recovered_by_the_reconciler() {
     let mut settings = test_settings();
-    settings.reconcile_after = Duration::from_secs(1);
+    settings.fal.reconcile_after = Duration::from_secs(1);
     let app = spawn_app_with(TestOptions {
         settings,
         workers: Workers {
@@ -610,8 +610,8 @@ async fn a_restart_in_the_middle_of_a_burst_loses_nothing() {
         Duration::from_millis(500),
         Duration::from_secs(1),
     ];
-    opts.settings.reconcile_after = Duration::from_secs(2);
-    opts.settings.reconcile_interval = Duration::from_secs(1);
+    opts.settings.fal.reconcile_after = Duration::from_secs(2);
+    opts.settings.fal.reconcile_interval = Duration::from_secs(1);
     let app = spawn_app_with(opts).await;
     let mut ids = Vec::new();
     for i in 0..30 {
@@ -627,9 +627,9 @@ async fn a_restart_in_the_middle_of_a_burst_loses_nothing() {
     let (db_url, sim, port) = app.stop().await;
     let pool = fluxgate::storage::connect(&db_url, 8).await.unwrap();
     let mut settings = test_settings();
-    settings.port = port;
-    settings.reconcile_after = Duration::from_secs(2);
-    settings.reconcile_interval = Duration::from_secs(1);
+    settings.server.port = port;
+    settings.fal.reconcile_after = Duration::from_secs(2);
+    settings.fal.reconcile_interval = Duration::from_secs(1);
     let app = start_app(pool, db_url, sim, settings, Workers::ALL).await;
     for id in &ids {
         let g = app.wait_terminal(id).await;

@@ -274,16 +274,16 @@ impl TestApp {
 
 pub fn test_settings() -> Settings {
     let mut s = Settings::for_dev();
-    s.bind = [127, 0, 0, 1].into();
-    s.port = 0;
-    s.fal_retry_base = Duration::from_millis(10);
-    s.shutdown_drain = Duration::from_secs(5);
+    s.server.bind = [127, 0, 0, 1].into();
+    s.server.port = 0;
+    s.fal.retry_base = Duration::from_millis(10);
+    s.server.shutdown_drain = Duration::from_secs(5);
     // Receivers live on loopback; retries are shrunk to milliseconds.
-    s.allowed_target_cidrs = vec![fluxgate::config::Cidr::parse("127.0.0.0/8").unwrap()];
-    s.allow_http_targets = true;
+    s.delivery.allowed_target_cidrs = vec![fluxgate::config::Cidr::parse("127.0.0.0/8").unwrap()];
+    s.delivery.allow_http_targets = true;
     // The simulator's images are served on loopback.
-    s.image_hosts = fluxgate::config::HostList::parse("127.0.0.1,fal.media").unwrap();
-    s.webhook_retry_schedule = fluxgate::delivery::retry::RetrySchedule::parse("100ms,200ms,2s")
+    s.storage.image_hosts = fluxgate::config::HostList::parse("127.0.0.1,fal.media").unwrap();
+    s.delivery.retry_schedule = fluxgate::delivery::retry::RetrySchedule::parse("100ms,200ms,2s")
         .unwrap()
         .with_min_after_throttle(Duration::from_millis(100));
     s
@@ -309,9 +309,9 @@ pub async fn start_app(
     mut settings: Settings,
     workers: Workers,
 ) -> TestApp {
-    settings.fal_queue_url = sim.base_url().parse().unwrap();
-    settings.fal_jwks_url = sim.jwks_url().parse().unwrap();
-    settings.fal_key = Some(secrecy::SecretString::from(SIM_KEY));
+    settings.fal.queue_url = sim.base_url().parse().unwrap();
+    settings.fal.jwks_url = sim.jwks_url().parse().unwrap();
+    settings.fal.key = Some(secrecy::SecretString::from(SIM_KEY));
     let app = Application::build_with(settings, pool.clone(), Metrics::new(), workers)
         .await
         .expect("app builds");

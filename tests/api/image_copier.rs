@@ -18,7 +18,7 @@ use crate::helpers::{
 
 fn with_store(dir: &tempfile::TempDir) -> TestOptions {
     let mut settings = test_settings();
-    settings.storage = Some(format!("file://{}", dir.path().display()));
+    settings.storage.images = Some(format!("file://{}", dir.path().display()));
     TestOptions {
         settings,
         workers: Workers::NONE,
@@ -132,9 +132,9 @@ async fn image_urls_that_point_inward_are_never_fetched_nor_named_back() {
         counting_listener("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".into()).await;
     let mut opts = with_store(&dir);
     // As `serve` is by default: https only, no address exempt from the guard, any host name.
-    opts.settings.allow_http_targets = false;
-    opts.settings.allowed_target_cidrs = Vec::new();
-    opts.settings.image_hosts = HostList::Any;
+    opts.settings.delivery.allow_http_targets = false;
+    opts.settings.delivery.allowed_target_cidrs = Vec::new();
+    opts.settings.storage.image_hosts = HostList::Any;
     let app = spawn_app_with(opts).await;
     let g = app.generate(json!({"prompt": "a", "num_images": 4})).await;
     let id = g["id"].as_str().unwrap();
@@ -171,7 +171,7 @@ async fn only_allowed_hosts_are_fetched_and_redirects_are_not_followed() {
     ))
     .await;
     let mut opts = with_store(&dir);
-    opts.settings.image_hosts = HostList::parse("127.0.0.1").unwrap();
+    opts.settings.storage.image_hosts = HostList::parse("127.0.0.1").unwrap();
     let app = spawn_app_with(opts).await;
     let g = app.generate(json!({"prompt": "a", "num_images": 2})).await;
     let id = g["id"].as_str().unwrap();
@@ -230,7 +230,7 @@ async fn a_failed_copy_names_no_address_and_extra_images_are_dropped_unfetched()
 async fn only_a_generation_with_inline_images_may_send_a_large_callback() {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = with_store(&dir);
-    opts.settings.max_callback_bytes = 4096;
+    opts.settings.fal.max_callback_bytes = 4096;
     let app = spawn_app_with(opts).await;
     let big = result(
         "req-1",

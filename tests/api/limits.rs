@@ -67,9 +67,9 @@ async fn a_stream_ends_within_seconds_of_its_key_being_revoked() {
 #[tokio::test]
 async fn a_tenant_holds_at_most_its_cap_of_streams_on_an_instance() {
     let mut settings = test_settings();
-    settings.max_streams_per_tenant = 2;
+    settings.server.max_streams_per_tenant = 2;
     // A closed stream is noticed at its next write.
-    settings.sse_heartbeat = Duration::from_secs(1);
+    settings.server.sse_heartbeat = Duration::from_secs(1);
     let app = spawn_app_with(with(settings)).await;
     let first = open_stream(&app, &app.api_key).await;
     let _second = app
@@ -116,7 +116,7 @@ async fn a_tenant_holds_at_most_its_cap_of_streams_on_an_instance() {
 #[tokio::test]
 async fn a_tenant_holds_at_most_its_cap_of_subscriptions() {
     let mut settings = test_settings();
-    settings.max_subscriptions_per_tenant = 2;
+    settings.server.max_subscriptions_per_tenant = 2;
     let app = spawn_app_with(with(settings)).await;
     let body = json!({"target_url": "http://127.0.0.1:9/hook", "event_types": ["*"]});
     // Created at once: the cap holds even then.

@@ -26,7 +26,7 @@ async fn another_instance(first: &TestApp) -> TestApp {
         pool,
         first.db_url.clone(),
         sim,
-        test_settings(),
+        narrow_submitter(),
         Workers::ALL,
     )
     .await;
@@ -35,9 +35,20 @@ async fn another_instance(first: &TestApp) -> TestApp {
     app
 }
 
+/// Few submissions in flight per instance, so that no instance can take a whole burst before
+/// the others have looked (with 32, two instances could absorb the 60 between them).
+fn narrow_submitter() -> fluxgate::config::Settings {
+    let mut settings = test_settings();
+    settings.fal.submit_concurrency = 4;
+    settings
+}
+
 #[tokio::test]
 async fn three_instances_share_a_burst_and_deliver_every_event_exactly_once() {
-    let mut opts = TestOptions::default();
+    let mut opts = TestOptions {
+        settings: narrow_submitter(),
+        ..Default::default()
+    };
     opts.sim.run_delay = Duration::from_millis(20);
     let a = spawn_app_with(opts).await;
     let b = another_instance(&a).await;

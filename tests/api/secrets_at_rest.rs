@@ -89,7 +89,7 @@ async fn ping(app: &TestApp, sub: &str) {
 #[tokio::test]
 async fn a_database_dump_holds_no_signing_secret_and_deliveries_still_verify() {
     let mut settings = test_settings();
-    settings.keyring = keyring(&key(1));
+    settings.storage.keyring = keyring(&key(1));
     let app = spawn_app_with(TestOptions {
         settings,
         workers: Workers::ALL,
@@ -147,7 +147,7 @@ async fn reencrypt_moves_every_row_to_the_new_key_and_the_old_key_can_go() {
     let (db_url, sim, _) = app.stop().await;
     let pool = fluxgate::storage::connect(&db_url, 8).await.unwrap();
     let mut settings = test_settings();
-    settings.keyring = keyring(&key(1));
+    settings.storage.keyring = keyring(&key(1));
     let app = start_app(pool, db_url, sim, settings, Workers::ALL).await;
     let (sealed_id, sealed_secret) = create(subscribe(&app, &receiver).await);
     assert!(
@@ -186,7 +186,7 @@ async fn reencrypt_moves_every_row_to_the_new_key_and_the_old_key_can_go() {
     let (db_url, sim, _) = app.stop().await;
     let pool = fluxgate::storage::connect(&db_url, 8).await.unwrap();
     let mut settings = test_settings();
-    settings.keyring = keyring(&key(2));
+    settings.storage.keyring = keyring(&key(2));
     let app = start_app(pool, db_url, sim, settings, Workers::ALL).await;
     ping(&app, &plain_id).await;
     ping(&app, &sealed_id).await;
@@ -201,7 +201,7 @@ async fn reencrypt_moves_every_row_to_the_new_key_and_the_old_key_can_go() {
 #[tokio::test]
 async fn a_secret_whose_key_is_gone_is_never_sent_unsigned() {
     let mut settings = test_settings();
-    settings.keyring = keyring(&key(1));
+    settings.storage.keyring = keyring(&key(1));
     let app = spawn_app_with(TestOptions {
         settings,
         workers: Workers::ALL,
@@ -215,7 +215,7 @@ async fn a_secret_whose_key_is_gone_is_never_sent_unsigned() {
     let pool = fluxgate::storage::connect(&db_url, 8).await.unwrap();
     let mut settings = test_settings();
     // The callback-token key was sealed with key 1 too: the instance needs it to start.
-    settings.keyring = keyring(&format!("{},{}", key(3), key(1)));
+    settings.storage.keyring = keyring(&format!("{},{}", key(3), key(1)));
     sqlx::query("UPDATE subscriptions SET secret = replace(secret, 'enc:v1:', 'enc:v1:00') ")
         .execute(&pool)
         .await

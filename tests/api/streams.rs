@@ -329,7 +329,7 @@ async fn malformed_or_unknown_last_event_ids_are_400_problems() {
 #[tokio::test]
 async fn idle_streams_get_heartbeat_comments() {
     let mut settings = test_settings();
-    settings.sse_heartbeat = Duration::from_secs(1);
+    settings.server.sse_heartbeat = Duration::from_secs(1);
     let app = spawn_app_with(TestOptions {
         settings,
         ..Default::default()

@@ -5,7 +5,7 @@
 //!
 //! ```ignore
 //! // Built once at start-up and shared (cheap to clone):
-//! let verifier = FalVerifier::new(settings.fal_jwks_url, http, Arc::new(SystemClock));
+//! let verifier = FalVerifier::new(settings.fal.jwks_url, http, Arc::new(SystemClock));
 //! verifier.prefetch().await?;
 //!
 //! // In the handler, before the body is parsed (`body: web::Bytes`, exactly as received):

@@ -20,7 +20,7 @@ use crate::{config::Settings, storage};
 
 pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<(ScenarioResult, Baseline)> {
     let mut r = ScenarioResult::new("baseline");
-    let pool_size = Settings::for_dev().db_pool_size;
+    let pool_size = Settings::for_dev().storage.db_pool_size;
     let pool = storage::connect(db_url, pool_size).await?;
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS bench_baseline (id bigserial PRIMARY KEY, body jsonb NOT NULL,

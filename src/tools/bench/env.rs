@@ -52,16 +52,16 @@ pub async fn start_sim_with(latency: Duration) -> anyhow::Result<SimHandle> {
 /// local receivers allowed past the SSRF guard.
 pub fn settings(sim: &SimHandle) -> anyhow::Result<Settings> {
     let mut s = Settings::for_dev();
-    s.bind = [127, 0, 0, 1].into();
-    s.port = 0;
-    s.fal_queue_url = sim.base_url().parse()?;
-    s.fal_jwks_url = sim.jwks_url().parse()?;
-    s.fal_key = Some(SecretString::from(SIM_KEY));
-    s.allow_http_targets = true;
-    s.allowed_target_cidrs = vec![Cidr::parse("127.0.0.0/8").map_err(anyhow::Error::msg)?];
-    s.shutdown_drain = Duration::from_secs(2);
+    s.server.bind = [127, 0, 0, 1].into();
+    s.server.port = 0;
+    s.fal.queue_url = sim.base_url().parse()?;
+    s.fal.jwks_url = sim.jwks_url().parse()?;
+    s.fal.key = Some(SecretString::from(SIM_KEY));
+    s.delivery.allow_http_targets = true;
+    s.delivery.allowed_target_cidrs = vec![Cidr::parse("127.0.0.0/8").map_err(anyhow::Error::msg)?];
+    s.server.shutdown_drain = Duration::from_secs(2);
     // `sse` holds 10,000 streams of one tenant.
-    s.max_streams_per_tenant = 1_000_000;
+    s.server.max_streams_per_tenant = 1_000_000;
     Ok(s)
 }
 
@@ -79,7 +79,7 @@ pub struct Fluxgate {
 impl Fluxgate {
     pub async fn start(db_url: &str, sim: &SimHandle, workers: Workers) -> anyhow::Result<Self> {
         let settings = settings(sim)?;
-        let pool = storage::connect(db_url, settings.db_pool_size)
+        let pool = storage::connect(db_url, settings.storage.db_pool_size)
             .await
             .context("connecting fluxgate's pool")?;
         let app = Application::build_with(settings, pool.clone(), Metrics::new(), workers).await?;

@@ -224,7 +224,7 @@ async fn describe(server: &Server) -> anyhow::Result<Value> {
     .await?;
     conn.close().await?;
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let pool = crate::config::Settings::for_dev().db_pool_size;
+    let pool = crate::config::Settings::for_dev().storage.db_pool_size;
     Ok(json!({
         "cores": cores,
         "postgres": format!("{version} ({})", server.description),

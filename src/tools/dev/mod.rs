@@ -9,7 +9,7 @@ use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
-    config::{Cidr, Mode, RawSettings, Settings},
+    config::{Mode, RawSettings, Settings, DEFAULT_IMAGE_HOSTS},
     domain::{api_key::NewApiKey, tenant::TenantName},
     metrics::Metrics,
     startup, storage, telemetry,
@@ -32,20 +32,24 @@ pub struct DevArgs {
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    let mut settings = Settings::from_raw(&args.settings, Mode::Dev)?;
-    // `dev` keeps image copies beside its database unless told otherwise (`off` turns them off).
-    if settings.storage.is_none() {
-        settings.storage = Some(args.dir.join("assets").to_string_lossy().into_owned());
-    }
-    telemetry::init(settings.log_format);
+    // The settings as given are checked first: a mistyped flag is named before anything starts.
+    let given = Settings::from_raw(&args.settings, Mode::Dev)?;
+    telemetry::init(given.server.log_format);
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
+    let mut raw = args.settings.clone();
+    // `dev` keeps image copies beside its database unless told otherwise (`off` turns them off).
+    raw.storage
+        .get_or_insert_with(|| args.dir.join("assets").to_string_lossy().into_owned());
     // Signing secrets are sealed in dev as in production, with a key kept beside the data.
-    if !settings.keyring.is_enabled() {
-        settings.keyring = std::sync::Arc::new(dev_keyring(&args.dir)?);
+    if raw.encryption_key.is_none() {
+        raw.encryption_key = Some(dev_key(&args.dir)?);
     }
+    // Local receivers (the demo subscriber, yours on localhost) are fine in dev.
+    raw.allowed_target_cidrs
+        .get_or_insert_with(|| "127.0.0.0/8,::1/128".to_owned());
 
-    let devdb = match &settings.database_url {
+    let devdb = match &raw.database_url {
         Some(_) => None,
         None => {
             let data_dir = args.dir.join("pgdata");
@@ -67,7 +71,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             Some(db)
         }
     };
-    let result = run_with_db(&mut settings, devdb.as_ref()).await;
+    let result = run_with_db(raw, devdb.as_ref()).await;
     if let Some(db) = devdb {
         eprintln!("stopping the local Postgres …");
         tokio::task::spawn_blocking(move || db.stop()).await??;
@@ -77,7 +81,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
 /// The key in `{dir}/encryption.key` (made, readable by this user only, on the first run): the
 /// dev database and its key live and die together.
-fn dev_keyring(dir: &std::path::Path) -> anyhow::Result<crate::secrets::Keyring> {
+fn dev_key(dir: &std::path::Path) -> anyhow::Result<String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join("encryption.key");
@@ -96,32 +100,17 @@ fn dev_keyring(dir: &std::path::Path) -> anyhow::Result<crate::secrets::Keyring>
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    crate::secrets::Keyring::parse(key.trim())
-        .map_err(|why| anyhow::anyhow!("{} {why}", path.display()))
+    Ok(key.trim().to_owned())
 }
 
-async fn run_with_db(settings: &mut Settings, devdb: Option<&DevDb>) -> anyhow::Result<()> {
-    let url = match devdb {
-        Some(db) => {
-            ensure_database(&db.url(), "fluxgate").await?;
-            db.url_for("fluxgate")
-        }
-        None => settings
-            .database_url
-            .as_ref()
-            .expect("set")
-            .expose_secret()
-            .to_owned(),
-    };
-    let pool = storage::connect(&url, settings.db_pool_size)
-        .await
-        .map_err(storage::connect_error)?;
-    storage::MIGRATOR
-        .run(&pool)
-        .await
-        .context("applying migrations")?;
-
-    let sim = match settings.fal_key {
+/// Completes `dev`'s settings with what it started (its Postgres, the fal simulator), then
+/// validates them through the same code as `serve`'s.
+async fn run_with_db(mut raw: RawSettings, devdb: Option<&DevDb>) -> anyhow::Result<()> {
+    if let Some(db) = devdb {
+        ensure_database(&db.url(), "fluxgate").await?;
+        raw.database_url = Some(db.url_for("fluxgate"));
+    }
+    let sim = match raw.fal_key {
         Some(_) => None,
         None => {
             let sim = simulator::start(simulator::SimConfig {
@@ -132,26 +121,32 @@ async fn run_with_db(settings: &mut Settings, devdb: Option<&DevDb>) -> anyhow::
             })
             .await
             .context("starting the fal simulator")?;
-            settings.fal_key = Some(SecretString::from(SIMULATOR_KEY));
+            raw.fal_key = Some(SIMULATOR_KEY.to_owned());
+            raw.fal_queue_url = Some(sim.base_url().to_owned());
+            raw.fal_jwks_url = Some(sim.jwks_url());
             // The simulator serves its images on loopback.
-            if let crate::config::HostList::Only(hosts) = &mut settings.image_hosts {
-                hosts.push("127.0.0.1".into());
+            let hosts = raw.image_hosts.as_deref().unwrap_or(DEFAULT_IMAGE_HOSTS);
+            if hosts.trim() != "*" {
+                raw.image_hosts = Some(format!("{hosts},127.0.0.1"));
             }
-            settings.fal_queue_url = sim.base_url().parse()?;
-            settings.fal_jwks_url = sim.jwks_url().parse()?;
             Some(sim)
         }
     };
-    // Local receivers (the demo subscriber, yours on localhost) are fine in dev.
-    if settings.allowed_target_cidrs.is_empty() {
-        settings.allowed_target_cidrs = vec![
-            Cidr::parse("127.0.0.0/8").expect("valid"),
-            Cidr::parse("::1/128").expect("valid"),
-        ];
-    }
-    if settings.public_url.is_none() {
-        settings.public_url = Some(format!("http://127.0.0.1:{}", settings.port).parse()?);
-    }
+    let settings = Settings::from_raw(&raw, Mode::Dev)?;
+    let url = settings
+        .storage
+        .database_url
+        .as_ref()
+        .expect("dev has a database")
+        .expose_secret()
+        .to_owned();
+    let pool = storage::connect(&url, settings.storage.db_pool_size)
+        .await
+        .map_err(storage::connect_error)?;
+    storage::MIGRATOR
+        .run(&pool)
+        .await
+        .context("applying migrations")?;
 
     let tenant = storage::tenants::ensure(&pool, &TenantName::parse("dev").expect("valid")).await?;
     let key = NewApiKey::generate();
@@ -166,6 +161,7 @@ async fn run_with_db(settings: &mut Settings, devdb: Option<&DevDb>) -> anyhow::
     let secret = crate::delivery::signing::SigningSecret::generate();
     let id = crate::domain::ids::SubscriptionId::new();
     let sealed = settings
+        .storage
         .keyring
         .seal(secret.as_str(), crate::secrets::Owner::Subscription(id));
     storage::subscriptions::insert(
@@ -189,7 +185,7 @@ async fn run_with_db(settings: &mut Settings, devdb: Option<&DevDb>) -> anyhow::
     let app = startup::Application::build(settings.clone(), pool, Metrics::new()).await?;
     let data_dir = devdb.map(|d| d.data_dir().display().to_string());
     print_banner(
-        settings,
+        &settings,
         app.port(),
         key.secret.expose_secret(),
         &url,
@@ -197,7 +193,7 @@ async fn run_with_db(settings: &mut Settings, devdb: Option<&DevDb>) -> anyhow::
         sim.as_ref(),
         &demo.url,
     );
-    let served = startup::serve_until_signal(app, settings.shutdown_drain).await;
+    let served = startup::serve_until_signal(app, settings.server.shutdown_drain).await;
     demo.stop().await;
     if let Some(sim) = sim {
         sim.stop().await;
@@ -260,13 +256,13 @@ fn print_banner(
         ),
         None => "DATABASE_URL (yours)".to_owned(),
     };
-    let images_line = match settings.storage.as_deref() {
+    let images_line = match settings.storage.images.as_deref() {
         None | Some("off") => "not copied (FLUXGATE_STORAGE=off)".to_owned(),
         Some(dir) => format!("copied into {dir}, served at {base}/assets/…"),
     };
     let fal_line = match sim {
         Some(s) => format!("simulator at {} (JWKS {})", s.base_url(), s.jwks_url()),
-        None => format!("{} (FAL_KEY set)", settings.fal_queue_url),
+        None => format!("{} (FAL_KEY set)", settings.fal.queue_url),
     };
     println!(
         r#"

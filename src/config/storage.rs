@@ -1,0 +1,97 @@
+//! What fluxgate keeps, and where: the database, image copies and the hosts they may be
+//! fetched from, the seed cache's lifetime, and the key that seals stored secrets.
+use std::{sync::Arc, time::Duration};
+
+use secrecy::SecretString;
+use url::Url;
+
+use super::{
+    hosts::{HostList, DEFAULT_IMAGE_HOSTS},
+    parse::{bounded, Parser},
+    server::secs,
+    Mode, RawSettings,
+};
+use crate::secrets::Keyring;
+
+#[derive(Debug, Clone)]
+pub struct StorageSettings {
+    /// Required in serve; `dev` starts its own Postgres without it.
+    pub database_url: Option<SecretString>,
+    pub db_pool_size: u32,
+    /// Where image copies go (`FLUXGATE_STORAGE`): a directory, or `off`; `None`: not set.
+    pub images: Option<String>,
+    pub image_hosts: HostList,
+    pub image_download_concurrency: usize,
+    pub cache_ttl: Duration,
+    /// Seals stored signing secrets; empty (plaintext) without `FLUXGATE_ENCRYPTION_KEY`.
+    pub keyring: Arc<Keyring>,
+}
+
+impl StorageSettings {
+    pub(super) fn read(raw: &RawSettings, mode: Mode, p: &mut Parser) -> Self {
+        let database_url = p.secret(
+            "DATABASE_URL",
+            &raw.database_url,
+            mode == Mode::Serve,
+            |v| {
+                if v.starts_with("postgres://") || v.starts_with("postgresql://") {
+                    Ok(())
+                } else {
+                    Err("must be a postgres:// or postgresql:// URL".into())
+                }
+            },
+        );
+        let keyring = match raw.encryption_key.as_deref().map(str::trim) {
+            None | Some("") => Keyring::default(),
+            Some(v) => Keyring::parse(v).unwrap_or_else(|why| {
+                p.problems
+                    .push(format!("FLUXGATE_ENCRYPTION_KEY {why} (value not shown)"));
+                Keyring::default()
+            }),
+        };
+        StorageSettings {
+            database_url,
+            db_pool_size: p.value("FLUXGATE_DB_POOL_SIZE", &raw.db_pool_size, 20, |v| {
+                bounded(v, 2, 1000)
+            }) as u32,
+            images: p.optional("FLUXGATE_STORAGE", &raw.storage, false, |v| match v {
+                "off" => Ok(v.to_owned()),
+                _ => image_store_directory(v).map(|_| v.to_owned()),
+            }),
+            image_hosts: p.value(
+                "FLUXGATE_IMAGE_HOSTS",
+                &raw.image_hosts,
+                HostList::parse(DEFAULT_IMAGE_HOSTS).expect("a valid default"),
+                HostList::parse,
+            ),
+            image_download_concurrency: p.value(
+                "FLUXGATE_IMAGE_DOWNLOAD_CONCURRENCY",
+                &raw.image_download_concurrency,
+                16,
+                |v| bounded(v, 1, 1024),
+            ) as usize,
+            cache_ttl: secs(p.value(
+                "FLUXGATE_CACHE_TTL_SECS",
+                &raw.cache_ttl_secs,
+                86_400,
+                |v| bounded(v, 0, 30 * 86_400),
+            )),
+            keyring: Arc::new(keyring),
+        }
+    }
+}
+
+/// The directory a `FLUXGATE_STORAGE` value names: `file:///path` or a plain path. Object
+/// stores are refused by name.
+pub fn image_store_directory(spec: &str) -> Result<std::path::PathBuf, String> {
+    match spec.split_once("://") {
+        None => Ok(std::path::PathBuf::from(spec)),
+        Some(("file", _)) => Url::parse(spec)
+            .ok()
+            .and_then(|u| u.to_file_path().ok())
+            .ok_or_else(|| format!("{spec:?} is not a file:///absolute/path URL")),
+        Some((scheme, _)) => Err(format!(
+            "{scheme}:// stores are not supported yet; use a directory (file:///path)"
+        )),
+    }
+}
