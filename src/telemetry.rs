@@ -7,7 +7,6 @@ use actix_web::{
     dev::{ServiceRequest, ServiceResponse},
     http::header::{HeaderName, HeaderValue},
     middleware::Next,
-    HttpMessage,
 };
 use tracing::Instrument;
 use tracing_subscriber::{fmt, EnvFilter};
@@ -47,10 +46,6 @@ pub fn init(format: LogFormat) {
     }));
 }
 
-/// The id of the request being handled, for handlers that want to echo it.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
 /// Accept the caller's `X-Request-Id` if it is sane (≤ 128 visible ASCII chars), otherwise
 /// mint one; return it on the response, run the handler inside a span that carries it, and
 /// write one access-log line with the route pattern (never the raw path: ids would blow up
@@ -67,7 +62,6 @@ pub async fn request_context(
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().to_string();
     let metrics = req.app_data::<actix_web::web::Data<Metrics>>().cloned();
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = tracing::field::Empty, tenant = tracing::field::Empty);

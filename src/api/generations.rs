@@ -346,7 +346,7 @@ pub async fn list(
     };
     Ok(HttpResponse::Ok().json(json!({
         "object": "list",
-        "data": page.iter().map(|g| GenerationObject::of(&g).value()).collect::<Vec<_>>(),
+        "data": page.iter().map(|g| GenerationObject::of(g).value()).collect::<Vec<_>>(),
         "has_more": has_more,
         "next_cursor": next,
     })))

@@ -85,9 +85,6 @@ pub const PATCH_FIELDS: &[&str] = &[
 pub const ROTATE_FIELDS: &[&str] = &["grace_period_secs"];
 pub const RECOVER_FIELDS: &[&str] = &["since", "until"];
 
-/// The SSRF guard at creation time: the literal address, or every address the name resolves to
-/// now, must be allowed (it is checked again, and pinned, at every send).
-
 fn parse_limit(
     v: Option<&Value>,
     field: &str,
@@ -234,7 +231,7 @@ pub async fn list(
         storage::subscriptions::list(&state.pool, caller.tenant_id, cursor, limit + 1).await?;
     Ok(HttpResponse::Ok().json(page(
         rows.iter()
-            .map(|s| (s.public_id(), SubscriptionObject::of(&s, None).value()))
+            .map(|s| (s.public_id(), SubscriptionObject::of(s, None).value()))
             .collect(),
         limit,
     )))
@@ -544,7 +541,7 @@ pub async fn deliveries(
             .await?;
     Ok(HttpResponse::Ok().json(page(
         rows.iter()
-            .map(|d| (d.id.to_string(), DeliveryObject::of(&d).value()))
+            .map(|d| (d.id.to_string(), DeliveryObject::of(d).value()))
             .collect(),
         limit,
     )))

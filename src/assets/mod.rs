@@ -22,7 +22,7 @@ use serde_json::Value;
 use sha2::Digest;
 use uuid::Uuid;
 
-pub use self::fetch::{Fetcher, MAX_IMAGE_BYTES};
+pub use self::fetch::Fetcher;
 
 /// How long copying one result may take, well inside fal's 15 s webhook timeout.
 pub const COPY_TIMEOUT: Duration = Duration::from_secs(10);

@@ -2,7 +2,7 @@
 //! and the door fal's callbacks come in by.
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use url::Url;
 
 use super::{
@@ -152,9 +152,5 @@ impl FalSettings {
                 |v| bounded(v, 1, 100_000),
             ) as usize,
         }
-    }
-
-    pub fn key_str(&self) -> Option<&str> {
-        self.key.as_ref().map(|k| k.expose_secret())
     }
 }

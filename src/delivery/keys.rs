@@ -25,8 +25,6 @@ pub enum KeysError {
     Length { index: usize, len: usize },
     #[error("{ENV_VAR}: entry {0} repeats an earlier key")]
     Duplicate(usize),
-    #[error("{ENV_VAR} is not valid Unicode")]
-    NotUnicode,
 }
 
 /// The signing key and the keys published alongside it. Never empty.
@@ -36,16 +34,8 @@ pub struct OutboundKeys {
 }
 
 impl OutboundKeys {
-    /// Reads [`ENV_VAR`]; unset or blank means fluxgate sends no `v1a` token.
-    pub fn from_env() -> Result<Option<Self>, KeysError> {
-        match std::env::var(ENV_VAR) {
-            Ok(value) => Self::from_env_value(Some(&value)),
-            Err(std::env::VarError::NotPresent) => Ok(None),
-            Err(std::env::VarError::NotUnicode(_)) => Err(KeysError::NotUnicode),
-        }
-    }
-
-    /// The same for a value already read (by clap's `env`, say).
+    /// [`ENV_VAR`]'s value as read (by clap's `env`); unset or blank means fluxgate sends no
+    /// `v1a` token.
     pub fn from_env_value(value: Option<&str>) -> Result<Option<Self>, KeysError> {
         match value {
             Some(value) if !value.trim().is_empty() => Self::parse(value).map(Some),

@@ -23,8 +23,6 @@ const PAGE: i64 = 200;
 /// Live events coalesced into one write when they arrive together.
 const COALESCE: usize = 64;
 
-pub use body::Body;
-
 pub struct Feed {
     hub: Hub,
     pool: PgPool,
@@ -78,10 +76,6 @@ impl Feed {
     /// Queues bytes to send before anything else (the retry hint, a state frame).
     pub fn push(&mut self, bytes: &[u8]) {
         self.out.extend_from_slice(bytes);
-    }
-
-    pub fn is_finished(&self) -> bool {
-        self.finished
     }
 
     /// Ends the stream once the output queued so far is sent.

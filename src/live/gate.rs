@@ -124,6 +124,7 @@ impl Gate {
     }
 
     /// Streams open for `tenant_id` on this instance.
+    #[cfg(test)]
     pub fn held_by(&self, tenant_id: TenantId) -> usize {
         self.lock().per_tenant.get(&tenant_id).copied().unwrap_or(0)
     }

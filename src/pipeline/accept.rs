@@ -83,7 +83,7 @@ impl Pipeline {
         let mut tx = db.begin().await?;
         if let Some(key) = cache_key.as_deref() {
             if let Some(hit) = self
-                .from_cache(&mut tx, tenant, &request, &input, key)
+                .answer_from_cache(&mut tx, tenant, &request, &input, key)
                 .await?
             {
                 tx.commit().await?;
@@ -139,7 +139,7 @@ impl Pipeline {
 
     /// A completed copy of the cached result, with its `generation.completed` event, if the
     /// cache holds one for `key`.
-    async fn from_cache(
+    async fn answer_from_cache(
         &self,
         tx: &mut PgConnection,
         tenant: TenantId,

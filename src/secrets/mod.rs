@@ -218,11 +218,6 @@ impl Key {
     }
 }
 
-/// Whether a stored value is sealed (for `reencrypt`'s report and the tests).
-pub fn is_sealed(stored: &str) -> bool {
-    stored.starts_with(PREFIX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -123,7 +123,7 @@ impl<'a> Plan<'a> {
                 tenant_id: g.tenant_id,
                 kind: EventType::GenerationQueued,
                 generation_id: Some(g.id),
-                data: GenerationObject::of(&g).value(),
+                data: GenerationObject::of(g).value(),
             });
         }
         let kind = finish(g, r, now);
@@ -131,7 +131,7 @@ impl<'a> Plan<'a> {
             tenant_id: g.tenant_id,
             kind,
             generation_id: Some(g.id),
-            data: GenerationObject::of(&g).value(),
+            data: GenerationObject::of(g).value(),
         });
         seen.insert(r.request_id.clone());
         self.finished.push(g.id);
