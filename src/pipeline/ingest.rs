@@ -17,6 +17,7 @@ use super::{
 use crate::{
     delivery::handoff::Handoff,
     storage::{
+        self,
         generations::Generation,
         held::{self, Held},
     },
@@ -205,6 +206,11 @@ impl Out {
             // connection broke is found recorded: the retry answers it as a duplicate.
             Err(e) if items.len() > 1 || matches!(e, callbacks::ApplyError::Db(_)) => {
                 tracing::warn!(error = %e, count = items.len(), "a batch of callbacks failed; applying them one by one");
+                if matches!(&e, callbacks::ApplyError::Db(db) if storage::is_connection_loss(db)) {
+                    // Whatever broke this connection (a restart, killed backends) broke its
+                    // idle siblings too: the LISTEN connection may not have noticed yet.
+                    storage::connections_lost();
+                }
                 let mut answers = Vec::with_capacity(items.len());
                 for item in items {
                     let answer = match held.conn().await {

@@ -61,6 +61,13 @@ pub fn connections_lost() {
     LOST_AT_MS.store(clock().as_millis() as u64 + 1, Ordering::Relaxed);
 }
 
+/// A statement failed because its connection broke (not because of what it asked): seen by a
+/// loop that holds a connection, which calls `connections_lost` before it retries, so that the
+/// retry does not draw another connection the same event broke.
+pub fn is_connection_loss(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::Protocol(_))
+}
+
 fn opened_before_loss(age: Duration) -> bool {
     let lost = LOST_AT_MS.load(Ordering::Relaxed);
     lost != 0 && (clock().saturating_sub(age).as_millis() as u64) < lost
