@@ -20,9 +20,10 @@ pub async fn get(
         .await?
         .ok_or_else(|| not_found(id))?;
     let attempts = storage::deliveries::attempts(&state.pool, id).await?;
-    let mut body = DeliveryObject::of(&d).value();
-    body["attempts_log"] = serde_json::to_value(attempts).unwrap_or_default();
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(DeliveryObject {
+        attempts_log: Some(serde_json::to_value(attempts).unwrap_or_default()),
+        ..DeliveryObject::of(&d)
+    }))
 }
 
 pub async fn retry(

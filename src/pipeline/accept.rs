@@ -178,15 +178,19 @@ async fn seed_of(db: &PgPool, tenant: TenantId, source: GenerationId) -> Result<
 
 /// The price of a request body, nothing stored or sent: `POST /v1/estimates`. Its fields are
 /// declared in the order the API has always sent them (alphabetical).
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Estimate {
     pub estimated_cost_micros: i64,
+    #[schema(value_type = f64)]
     pub estimated_cost_usd: serde_json::Value,
+    /// The input as it would be sent: defaults filled in, a preset resolved to pixels.
+    #[schema(value_type = Object)]
     pub input: crate::fal::models::NormalizedInput,
     pub megapixels: u64,
     pub model: &'static str,
     pub note: Option<&'static str>,
     pub object: &'static str,
+    #[schema(value_type = f64)]
     pub price_per_megapixel_usd: serde_json::Value,
 }
 

@@ -12,9 +12,16 @@ use crate::{
     storage::deliveries::Delivery,
 };
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Delivery)]
 pub struct DeliveryObject<'a> {
+    /// How many attempts were made (`GET /v1/deliveries/{id}` lists each in `attempts_log`).
     pub attempts: i32,
+    /// Every attempt (when, how long, status code, error class, response excerpt): only on
+    /// `GET /v1/deliveries/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub attempts_log: Option<Value>,
     pub created_at: DateTime<Utc>,
     pub event_id: EventId,
     pub event_type: EventType,
@@ -24,6 +31,7 @@ pub struct DeliveryObject<'a> {
     pub last_status_code: Option<i32>,
     /// Only while it is pending.
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Always `delivery`.
     pub object: &'static str,
     pub status: DeliveryStatus,
     /// `null` for a per-request `webhook_url` delivery.
@@ -35,6 +43,7 @@ impl<'a> DeliveryObject<'a> {
     pub fn of(d: &'a Delivery) -> Self {
         DeliveryObject {
             attempts: d.attempts,
+            attempts_log: None,
             created_at: d.created_at,
             event_id: d.event_id,
             event_type: d.event_type,

@@ -8,36 +8,51 @@ use crate::{
     storage::generations::Generation,
 };
 
-#[derive(Debug, Serialize)]
+/// A generation, as answers, events and webhooks carry it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Generation)]
 pub struct GenerationObject<'a> {
     pub cached: bool,
     /// When fal finished it (or it was cancelled or failed).
     pub completed_at: Option<DateTime<Utc>>,
     pub cost_micros: Option<i64>,
+    #[schema(value_type = Option<f64>)]
     pub cost_usd: Option<Value>,
     pub created_at: DateTime<Utc>,
     pub end_user: Option<&'a str>,
+    /// Why it failed or was cancelled: `{code, message, …}`.
+    #[schema(value_type = Option<Object>)]
     pub error: Option<&'a Value>,
     pub estimated_cost_micros: i64,
+    #[schema(value_type = f64)]
     pub estimated_cost_usd: Value,
     pub fal_request_id: Option<&'a str>,
+    #[schema(value_type = Option<Vec<bool>>)]
     pub has_nsfw_concepts: Option<Value>,
     pub id: GenerationId,
+    /// `{url, width, height, content_type}` each, once completed.
+    #[schema(value_type = Option<Vec<Object>>)]
     pub images: Option<Value>,
+    /// The normalised input: defaults filled in, a preset resolved to pixels.
+    #[schema(value_type = Object)]
     pub input: &'a Value,
     pub links: Links,
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<&'a Value>,
     pub model: &'a str,
+    /// Always `generation`.
     pub object: &'static str,
     pub seed: Option<i64>,
     pub status: GenerationStatus,
     pub submitted_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<Object>)]
     pub timings: Option<Value>,
     pub webhook_url: Option<&'a str>,
 }
 
 /// Where to read, follow and cancel it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = GenerationLinks)]
 pub struct Links {
     pub cancel: String,
     pub events: String,

@@ -9,20 +9,28 @@ use crate::{
     storage::subscriptions::Subscription,
 };
 
-#[derive(Debug, Serialize)]
+/// A webhook endpoint of the caller's.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Subscription)]
 pub struct SubscriptionObject<'a> {
     pub created_at: DateTime<Utc>,
     pub description: Option<&'a str>,
     pub disabled_reason: Option<&'a str>,
     pub event_types: &'a [String],
     pub failing_since: Option<DateTime<Utc>>,
+    /// Exact values to match: `metadata` (an object) and `end_user`.
+    #[schema(value_type = Option<Object>)]
     pub filter: Option<&'a Value>,
+    /// Extra headers sent with every delivery (not the signed ones).
+    #[schema(value_type = Object)]
     pub headers: &'a Value,
     pub id: SubscriptionId,
     pub max_in_flight: i32,
+    /// Always `subscription`.
     pub object: &'static str,
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub rate_limit_per_sec: Option<i32>,
+    /// `whsec_…`: only in the answer that created or rotated it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<&'a str>,
     pub status: SubscriptionStatus,

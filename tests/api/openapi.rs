@@ -183,3 +183,74 @@ async fn documented_examples_are_accepted_and_documented_bounds_hold() {
     let res = app.post("/v1/subscriptions", &body).await;
     assert_eq!(res.status(), 201, "{body}: {:?}", res.text().await);
 }
+
+/// The documented properties of `schema`, and the ones it says are always there.
+fn documented(doc: &Value, schema: &str) -> (Vec<String>, Vec<String>) {
+    let s = &doc["components"]["schemas"][schema];
+    let mut all: Vec<String> = s["properties"].as_object().unwrap().keys().cloned().collect();
+    all.sort();
+    let required = s["required"]
+        .as_array()
+        .map(|r| r.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default();
+    (all, required)
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+#[tokio::test]
+async fn answers_carry_exactly_the_documented_fields() {
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    let rx = Receiver::start().await;
+    let sub: Value = app
+        .post(
+            "/v1/subscriptions",
+            &json!({"target_url": rx.url, "event_types": ["generation.*"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let g = app.generate(json!({"prompt": "a"})).await;
+    let g = app.wait_terminal(g["id"].as_str().unwrap()).await;
+    rx.wait_for(2, Duration::from_secs(10)).await;
+    let deliveries: Value = app
+        .get(&format!("/v1/subscriptions/{}/deliveries", sub["id"].as_str().unwrap()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let one = &deliveries["data"][0];
+    let detail: Value = app
+        .get(&format!("/v1/deliveries/{}", one["id"].as_str().unwrap()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (status, estimate) = estimate(&app, json!({"prompt": "a"})).await;
+    assert_eq!(status, 200);
+    for (schema, answer, optional) in [
+        ("Generation", &g, &[][..]),
+        ("Subscription", &sub, &[][..]),
+        ("Delivery", one, &["attempts_log"][..]),
+        ("Delivery", &detail, &[][..]),
+        ("Estimate", &estimate, &[][..]),
+    ] {
+        let (all, required) = documented(&doc, schema);
+        let given = keys(answer);
+        let expected: Vec<String> = all
+            .iter()
+            .filter(|k| !optional.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        assert_eq!(given, expected, "{schema}: {answer}");
+        for field in required {
+            assert!(!answer[&field].is_null(), "{schema}.{field} is required");
+        }
+    }
+}

@@ -1,8 +1,15 @@
 //! `GET /openapi.json`: the HTTP API as an OpenAPI 3.1 document, for client generators and
-//! integration platforms. Enumerations (models, presets, formats, event types) and the fields
-//! each body accepts come from the code that validates them; the tests check the rest — every
-//! documented operation is routed, every routed path is documented, every documented field is
-//! accepted and every documented bound is the validator's.
+//! integration platforms. The answers' schemas (a generation, a subscription, a delivery, an
+//! estimate, their states and ids) are derived with `utoipa` from the very types the handlers
+//! serialize (`src/wire`); enumerations (models, presets, formats, event types) and the fields
+//! each request body accepts come from the code that validates them. The tests check the rest:
+//! every documented operation is routed, every routed path is documented, every documented
+//! request field is accepted, every documented bound is the validator's, and every answer
+//! carries exactly its documented fields.
+//!
+//! Paths are listed here rather than by `utoipa`'s actix integration: it collects only routes
+//! registered with its own macros, while ours live in one table (`api::configure`) with
+//! per-resource 405 and panic handling.
 use std::sync::OnceLock;
 
 use actix_web::HttpResponse;

@@ -1,5 +1,14 @@
 //! The document's `components`: request and answer schemas, error answers, the key scheme.
-use crate::domain::states::{DeliveryStatus, GenerationStatus, SubscriptionStatus};
+use crate::domain::{
+    ids::{DeliveryId, EventId, GenerationId, SubscriptionId},
+    states::{DeliveryStatus, GenerationStatus, SubscriptionStatus},
+};
+use crate::{
+    pipeline::accept::Estimate,
+    wire::{
+        generation::Links as GenerationLinks, DeliveryObject, GenerationObject, SubscriptionObject,
+    },
+};
 use serde_json::{json, Map, Value};
 
 use super::schema_ref;
@@ -32,6 +41,34 @@ fn error_responses() -> Value {
         );
     }
     Value::Object(m)
+}
+
+/// The answers' schemas, derived from the types they are serialized from.
+#[derive(utoipa::OpenApi)]
+#[openapi(components(schemas(
+    GenerationObject,
+    GenerationLinks,
+    SubscriptionObject,
+    DeliveryObject,
+    Estimate,
+    GenerationStatus,
+    DeliveryStatus,
+    SubscriptionStatus,
+    EventType,
+    GenerationId,
+    SubscriptionId,
+    DeliveryId,
+    EventId,
+)))]
+struct Answers;
+
+fn derived_schemas() -> Map<String, Value> {
+    use utoipa::OpenApi;
+    let components = Answers::openapi().components.unwrap_or_default();
+    match serde_json::to_value(components.schemas) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    }
 }
 
 pub(super) fn components() -> Value {
@@ -110,7 +147,7 @@ pub(super) fn components() -> Value {
         };
         json!({"type": "object", "additionalProperties": false, "required": required, "properties": props})
     };
-    json!({
+    let mut components = json!({
         "securitySchemes": {
             "apiKey": {"type": "http", "scheme": "bearer", "description": "an API key (`fg_…`) from `fluxgate keys create`"},
         },
@@ -122,37 +159,9 @@ pub(super) fn components() -> Value {
                 "detail": {"type": "string"}, "code": {"type": "string", "description": "stable and machine-readable"},
                 "errors": {"type": "array", "items": {"type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
             }},
-            "GenerationStatus": {"type": "string", "enum": GenerationStatus::names()},
-            "EventType": {"type": "string", "enum": EventType::names()},
             "GenerationRequest": input(false),
             "EditRequest": input(true),
-            "Generation": {"type": "object", "properties": {
-                "id": {"type": "string", "pattern": "^gen_"}, "object": {"const": "generation"},
-                "status": schema_ref("GenerationStatus"), "model": {"type": "string"},
-                "input": {"type": "object", "description": "the normalised input: defaults filled in, a preset resolved to pixels"},
-                "metadata": {"type": ["object", "null"]}, "end_user": {"type": ["string", "null"]},
-                "webhook_url": {"type": ["string", "null"]},
-                "estimated_cost_usd": {"type": "number"}, "estimated_cost_micros": {"type": "integer"},
-                "cost_usd": {"type": ["number", "null"]}, "cost_micros": {"type": ["integer", "null"]},
-                "fal_request_id": {"type": ["string", "null"]}, "seed": {"type": ["integer", "null"]},
-                "images": {"type": ["array", "null"], "items": {"type": "object", "properties": {
-                    "url": {"type": "string"}, "width": {"type": "integer"}, "height": {"type": "integer"}, "content_type": {"type": "string"}}}},
-                "has_nsfw_concepts": {"type": ["array", "null"], "items": {"type": "boolean"}},
-                "timings": {"type": ["object", "null"]},
-                "error": {"type": ["object", "null"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
-                "cached": {"type": "boolean"},
-                "created_at": {"type": "string", "format": "date-time"},
-                "submitted_at": {"type": ["string", "null"], "format": "date-time"},
-                "completed_at": {"type": ["string", "null"], "format": "date-time"},
-                "links": {"type": "object"},
-            }},
             "GenerationList": list("Generation"),
-            "Estimate": {"type": "object", "properties": {
-                "object": {"const": "estimate"}, "model": {"type": "string"}, "input": {"type": "object"},
-                "megapixels": {"type": "integer"}, "price_per_megapixel_usd": {"type": "number"},
-                "estimated_cost_usd": {"type": "number"}, "estimated_cost_micros": {"type": "integer"},
-                "note": {"type": ["string", "null"]},
-            }},
             "Event": {"type": "object", "description": "what webhooks deliver, signed per Standard Webhooks", "properties": {
                 "id": {"type": "string", "pattern": "^evt_"}, "type": schema_ref("EventType"),
                 "timestamp": {"type": "string", "format": "date-time"}, "data": {"type": "object"},
@@ -168,35 +177,17 @@ pub(super) fn components() -> Value {
                 "until": {"type": "string", "format": "date-time", "example": "2026-11-24T12:00:00Z"},
             }},
             "Recovered": {"type": "object"},
-            "Subscription": {"type": "object", "properties": {
-                "id": {"type": "string", "pattern": "^sub_"}, "object": {"const": "subscription"},
-                "target_url": {"type": "string"}, "event_types": {"type": "array", "items": {"type": "string"}},
-                "filter": {"type": ["object", "null"]}, "description": {"type": ["string", "null"]},
-                "headers": {"type": "object"}, "status": {"type": "string", "enum": SubscriptionStatus::names()},
-                "disabled_reason": {"type": ["string", "null"]},
-                "failing_since": {"type": ["string", "null"], "format": "date-time"},
-                "max_in_flight": {"type": "integer"}, "rate_limit_per_sec": {"type": ["integer", "null"]},
-                "previous_secret_expires_at": {"type": ["string", "null"], "format": "date-time"},
-                "secret": {"type": "string", "pattern": "^whsec_", "description": "only when created or rotated"},
-                "created_at": {"type": "string", "format": "date-time"}, "updated_at": {"type": "string", "format": "date-time"},
-            }},
             "SubscriptionList": list("Subscription"),
-            "Delivery": {"type": "object", "properties": {
-                "id": {"type": "string", "pattern": "^dlv_"}, "object": {"const": "delivery"},
-                "event_id": {"type": "string"}, "event_type": {"type": "string"},
-                "subscription_id": {"type": ["string", "null"]}, "target_url": {"type": "string"},
-                "status": {"type": "string", "enum": DeliveryStatus::names()},
-                "attempts": {"description": "a count in lists; every attempt (time, duration, status code, error class, response excerpt) on GET /v1/deliveries/{id}"},
-                "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
-                "last_status_code": {"type": ["integer", "null"]}, "last_error_class": {"type": ["string", "null"]},
-                "created_at": {"type": "string", "format": "date-time"},
-                "finished_at": {"type": ["string", "null"], "format": "date-time"},
-            }},
             "DeliveryList": list("Delivery"),
             "Usage": {"type": "object", "properties": {
                 "object": {"const": "usage"}, "from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"},
                 "end_user": {"type": ["string", "null"]}, "totals": {"type": "object"}, "days": {"type": "array", "items": {"type": "object"}},
             }},
         },
-    })
+    });
+    components["schemas"]
+        .as_object_mut()
+        .expect("schemas is an object")
+        .extend(derived_schemas());
+    components
 }
