@@ -1,6 +1,7 @@
 //! The submission worker: claims `accepted` generations from the outbox with a lease (committed
 //! before the HTTP call), submits them to fal with the webhook URL, and records the answer —
 //! `queued`, a scheduled retry, or a terminal failure — according to fal's error class.
+use crate::delivery::retry::jittered;
 use crate::domain::event_type::EventType;
 use crate::domain::ids::GenerationId;
 use crate::wire::GenerationObject;
@@ -268,7 +269,10 @@ async fn record_failure(p: &Pipeline, g: &Generation, e: FalError) -> Result<(),
     match e.class {
         ErrorClass::RateLimited => {
             let exp = (g.submit_attempts - g.transient_failures - 1).clamp(0, 16) as u32;
-            let backoff = (base * 2u32.saturating_pow(exp)).min(RATE_LIMIT_BACKOFF_CAP);
+            let backoff = jittered(
+                (base * 2u32.saturating_pow(exp)).min(RATE_LIMIT_BACKOFF_CAP),
+                &mut rand::thread_rng(),
+            );
             let delay = e.retry_after.map_or(backoff, |ra| ra.max(backoff));
             let waited = (chrono::Utc::now() - g.created_at)
                 .to_std()
@@ -295,7 +299,10 @@ async fn record_failure(p: &Pipeline, g: &Generation, e: FalError) -> Result<(),
                 );
                 return fail(p, g, "upstream_unavailable", &msg, &e).await;
             }
-            let delay = base * 2u32.pow(g.transient_failures.clamp(0, 16) as u32);
+            let delay = jittered(
+                base * 2u32.pow(g.transient_failures.clamp(0, 16) as u32),
+                &mut rand::thread_rng(),
+            );
             tracing::warn!(delay_ms = delay.as_millis() as u64, error = %e, "fal unavailable; will retry");
             storage::generations::reschedule(&p.pool, g.id, delay.as_secs_f64(), true).await
         }

@@ -187,7 +187,12 @@ async fn documented_examples_are_accepted_and_documented_bounds_hold() {
 /// The documented properties of `schema`, and the ones it says are always there.
 fn documented(doc: &Value, schema: &str) -> (Vec<String>, Vec<String>) {
     let s = &doc["components"]["schemas"][schema];
-    let mut all: Vec<String> = s["properties"].as_object().unwrap().keys().cloned().collect();
+    let mut all: Vec<String> = s["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
     all.sort();
     let required = s["required"]
         .as_array()
@@ -220,7 +225,10 @@ async fn answers_carry_exactly_the_documented_fields() {
     let g = app.wait_terminal(g["id"].as_str().unwrap()).await;
     rx.wait_for(2, Duration::from_secs(10)).await;
     let deliveries: Value = app
-        .get(&format!("/v1/subscriptions/{}/deliveries", sub["id"].as_str().unwrap()))
+        .get(&format!(
+            "/v1/subscriptions/{}/deliveries",
+            sub["id"].as_str().unwrap()
+        ))
         .await
         .json()
         .await
