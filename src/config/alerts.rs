@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use super::{
-    parse::{bounded, ratio, Parser},
-    server::secs,
+    parse::{ratio, Parser},
     RawSettings,
 };
 
@@ -20,12 +19,12 @@ pub struct AlertSettings {
 impl AlertSettings {
     pub(super) fn read(raw: &RawSettings, p: &mut Parser) -> Self {
         AlertSettings {
-            window: secs(p.value(
+            window: p.seconds(
                 "FLUXGATE_ALERT_WINDOW_SECS",
                 &raw.alert_window_secs,
                 300,
-                |v| bounded(v, 1, 86_400),
-            )),
+                (1, 86_400),
+            ),
             fal_error_ratio: p.value(
                 "FLUXGATE_ALERT_FAL_ERROR_RATIO",
                 &raw.alert_fal_error_ratio,
@@ -38,18 +37,18 @@ impl AlertSettings {
                 0.5,
                 ratio,
             ),
-            min_volume: p.value(
+            min_volume: p.number(
                 "FLUXGATE_ALERT_MIN_VOLUME",
                 &raw.alert_min_volume,
                 20,
-                |v| bounded(v, 1, 1_000_000),
+                (1, 1_000_000),
             ) as i64,
-            interval: secs(p.value(
+            interval: p.seconds(
                 "FLUXGATE_ALERT_INTERVAL_SECS",
                 &raw.alert_interval_secs,
                 15,
-                |v| bounded(v, 1, 3600),
-            )),
+                (1, 3600),
+            ),
         }
     }
 }

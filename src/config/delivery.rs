@@ -3,8 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use super::{
-    parse::{bounded, parse_bool, Parser},
-    server::secs,
+    parse::{parse_bool, Parser},
     Cidr, Mode, RawSettings,
 };
 use crate::delivery::{keys::OutboundKeys, retry::RetrySchedule};
@@ -25,17 +24,17 @@ pub struct DeliverySettings {
 
 impl DeliverySettings {
     pub(super) fn read(raw: &RawSettings, mode: Mode, p: &mut Parser) -> Self {
-        let timeout = p.value(
+        let timeout = p.number(
             "FLUXGATE_WEBHOOK_TIMEOUT_SECS",
             &raw.webhook_timeout_secs,
             15,
-            |v| bounded(v, 1, 300),
+            (1, 300),
         );
-        let lease = p.value(
+        let lease = p.number(
             "FLUXGATE_DELIVERY_LEASE_SECS",
             &raw.delivery_lease_secs,
             60,
-            |v| bounded(v, 2, 3600),
+            (2, 3600),
         );
         if lease <= timeout {
             p.problems.push(format!(
@@ -74,20 +73,20 @@ impl DeliverySettings {
                 RetrySchedule::default(),
                 |v| RetrySchedule::parse(v).map_err(|e| e.to_string()),
             ),
-            timeout: secs(timeout),
-            concurrency: p.value(
+            timeout: Duration::from_secs(timeout),
+            concurrency: p.number(
                 "FLUXGATE_DELIVERY_CONCURRENCY",
                 &raw.delivery_concurrency,
                 256,
-                |v| bounded(v, 1, 10_000),
+                (1, 10_000),
             ) as usize,
-            disable_after_failing: secs(p.value(
+            disable_after_failing: p.seconds(
                 "FLUXGATE_DISABLE_AFTER_FAILING_SECS",
                 &raw.disable_after_failing_secs,
                 5 * 86_400,
-                |v| bounded(v, 1, 365 * 86_400),
-            )),
-            lease: secs(lease),
+                (1, 365 * 86_400),
+            ),
+            lease: Duration::from_secs(lease),
             keys,
         }
     }

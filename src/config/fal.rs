@@ -7,7 +7,6 @@ use url::Url;
 
 use super::{
     parse::{bounded, parse_bool, parse_http_url, Parser},
-    server::secs,
     Mode, RawSettings,
 };
 
@@ -77,11 +76,11 @@ impl FalSettings {
             }
         }
         // A result whose images are URLs is a few KB; inline images have their own limit.
-        let max_callback_bytes = p.value(
+        let max_callback_bytes = p.number(
             "FLUXGATE_MAX_CALLBACK_BYTES",
             &raw.max_callback_bytes,
             256 << 10,
-            |v| bounded(v, 1024, 1 << 30),
+            (1024, 1 << 30),
         );
         // A deployment that raised the old single limit for large inline results keeps it.
         let max_inline_callback_bytes = p.value(
@@ -94,42 +93,42 @@ impl FalSettings {
             key,
             queue_url,
             jwks_url,
-            timeout: secs(p.value(
+            timeout: p.seconds(
                 "FLUXGATE_FAL_TIMEOUT_SECS",
                 &raw.fal_timeout_secs,
                 60,
-                |v| bounded(v, 1, 600),
-            )),
-            retry_base: Duration::from_millis(p.value(
+                (1, 600),
+            ),
+            retry_base: Duration::from_millis(p.number(
                 "FLUXGATE_FAL_RETRY_BASE_MS",
                 &raw.fal_retry_base_ms,
                 1000,
-                |v| bounded(v, 1, 60_000),
+                (1, 60_000),
             )),
-            rate_limit_budget: secs(p.value(
+            rate_limit_budget: p.seconds(
                 "FLUXGATE_FAL_RATE_LIMIT_BUDGET_SECS",
                 &raw.fal_rate_limit_budget_secs,
                 300,
-                |v| bounded(v, 0, 86_400),
-            )),
-            submit_concurrency: p.value(
+                (0, 86_400),
+            ),
+            submit_concurrency: p.number(
                 "FLUXGATE_SUBMIT_CONCURRENCY",
                 &raw.submit_concurrency,
                 32,
-                |v| bounded(v, 1, 1024),
+                (1, 1024),
             ) as usize,
-            reconcile_after: secs(p.value(
+            reconcile_after: p.seconds(
                 "FLUXGATE_RECONCILE_AFTER_SECS",
                 &raw.reconcile_after_secs,
                 300,
-                |v| bounded(v, 1, 86_400),
-            )),
-            reconcile_interval: secs(p.value(
+                (1, 86_400),
+            ),
+            reconcile_interval: p.seconds(
                 "FLUXGATE_RECONCILE_INTERVAL_SECS",
                 &raw.reconcile_interval_secs,
                 30,
-                |v| bounded(v, 1, 3600),
-            )),
+                (1, 3600),
+            ),
             user_id: p.optional("FLUXGATE_FAL_USER_ID", &raw.fal_user_id, false, |v| {
                 if v.len() <= 256 && v.bytes().all(|b| b.is_ascii_graphic()) {
                     Ok(v.to_owned())
@@ -137,19 +136,19 @@ impl FalSettings {
                     Err("must be fal's user id as sent in X-Fal-Webhook-User-Id".into())
                 }
             }),
-            legacy_callback_grace: secs(p.value(
+            legacy_callback_grace: p.seconds(
                 "FLUXGATE_LEGACY_CALLBACK_GRACE_SECS",
                 &raw.legacy_callback_grace_secs,
                 86_400,
-                |v| bounded(v, 0, 30 * 86_400),
-            )),
+                (0, 30 * 86_400),
+            ),
             max_callback_bytes: max_callback_bytes as usize,
             max_inline_callback_bytes: max_inline_callback_bytes as usize,
-            callback_concurrency: p.value(
+            callback_concurrency: p.number(
                 "FLUXGATE_CALLBACK_CONCURRENCY",
                 &raw.callback_concurrency,
                 256,
-                |v| bounded(v, 1, 100_000),
+                (1, 100_000),
             ) as usize,
         }
     }

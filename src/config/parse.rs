@@ -1,6 +1,8 @@
 //! The one reader of raw settings: each value is parsed from its text, or its default is used;
 //! a malformed value is recorded (naming its variable, never echoing a secret) and its default
 //! stands in, so that every section reads to the end and every problem is reported together.
+use std::time::Duration;
+
 use secrecy::SecretString;
 use url::Url;
 
@@ -21,6 +23,28 @@ impl Parser {
         self.optional(name, raw, false, f).unwrap_or(default)
     }
 
+    /// A whole number from `min` to `max`, else `default`.
+    pub fn number(
+        &mut self,
+        name: &str,
+        raw: &Option<String>,
+        default: u64,
+        (min, max): (u64, u64),
+    ) -> u64 {
+        self.value(name, raw, default, |v| bounded(v, min, max))
+    }
+
+    /// A whole number of seconds from `min` to `max`, else `default`.
+    pub fn seconds(
+        &mut self,
+        name: &str,
+        raw: &Option<String>,
+        default: u64,
+        range: (u64, u64),
+    ) -> Duration {
+        Duration::from_secs(self.number(name, raw, default, range))
+    }
+
     /// `raw` parsed by `f`, if given; `required` records its absence.
     pub fn optional<T>(
         &mut self,
@@ -29,22 +53,9 @@ impl Parser {
         required: bool,
         f: impl FnOnce(&str) -> Result<T, String>,
     ) -> Option<T> {
-        match raw.as_deref().map(str::trim) {
-            Some(v) if !v.is_empty() => match f(v) {
-                Ok(t) => Some(t),
-                Err(why) => {
-                    self.problems.push(format!("{name}: {v:?} {why}"));
-                    None
-                }
-            },
-            _ => {
-                if required {
-                    self.problems
-                        .push(format!("{name} is required but not set"));
-                }
-                None
-            }
-        }
+        self.read(name, raw, required, f, |v, why| {
+            format!("{name}: {v:?} {why}")
+        })
     }
 
     /// Like `optional`, but the value is never echoed in a message.
@@ -55,15 +66,24 @@ impl Parser {
         required: bool,
         check: impl FnOnce(&str) -> Result<(), String>,
     ) -> Option<SecretString> {
+        let parse = |v: &str| check(v).map(|()| SecretString::from(v.to_owned()));
+        self.read(name, raw, required, parse, |_, why| {
+            format!("{name} {why} (value not shown)")
+        })
+    }
+
+    fn read<T>(
+        &mut self,
+        name: &str,
+        raw: &Option<String>,
+        required: bool,
+        f: impl FnOnce(&str) -> Result<T, String>,
+        problem: impl FnOnce(&str, String) -> String,
+    ) -> Option<T> {
         match raw.as_deref().map(str::trim) {
-            Some(v) if !v.is_empty() => match check(v) {
-                Ok(()) => Some(SecretString::from(v.to_owned())),
-                Err(why) => {
-                    self.problems
-                        .push(format!("{name} {why} (value not shown)"));
-                    None
-                }
-            },
+            Some(v) if !v.is_empty() => {
+                f(v).map_err(|why| self.problems.push(problem(v, why))).ok()
+            }
             _ => {
                 if required {
                     self.problems

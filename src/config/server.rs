@@ -5,7 +5,7 @@ use std::{net::IpAddr, time::Duration};
 use url::Url;
 
 use super::{
-    parse::{bounded, parse_http_url, Parser},
+    parse::{parse_http_url, Parser},
     Mode, RawSettings,
 };
 
@@ -74,52 +74,48 @@ impl ServerSettings {
                     _ => Err("must be `json` or `pretty`".into()),
                 },
             ),
-            max_body_bytes: p.value(
+            max_body_bytes: p.number(
                 "FLUXGATE_MAX_BODY_BYTES",
                 &raw.max_body_bytes,
                 1 << 20,
-                |v| bounded(v, 1024, 64 << 20),
+                (1024, 64 << 20),
             ) as usize,
-            body_timeout: secs(p.value(
+            body_timeout: p.seconds(
                 "FLUXGATE_BODY_TIMEOUT_SECS",
                 &raw.body_timeout_secs,
                 10,
-                |v| bounded(v, 1, 600),
-            )),
-            shutdown_drain: secs(p.value(
+                (1, 600),
+            ),
+            shutdown_drain: p.seconds(
                 "FLUXGATE_SHUTDOWN_DRAIN_SECS",
                 &raw.shutdown_drain_secs,
                 20,
-                |v| bounded(v, 0, 3600),
-            )),
-            metrics_refresh: secs(p.value(
+                (0, 3600),
+            ),
+            metrics_refresh: p.seconds(
                 "FLUXGATE_METRICS_REFRESH_SECS",
                 &raw.metrics_refresh_secs,
                 5,
-                |v| bounded(v, 1, 3600),
-            )),
-            sse_heartbeat: secs(p.value(
+                (1, 3600),
+            ),
+            sse_heartbeat: p.seconds(
                 "FLUXGATE_SSE_HEARTBEAT_SECS",
                 &raw.sse_heartbeat_secs,
                 15,
-                |v| bounded(v, 1, 3600),
-            )),
-            max_streams_per_tenant: p.value(
+                (1, 3600),
+            ),
+            max_streams_per_tenant: p.number(
                 "FLUXGATE_MAX_STREAMS_PER_TENANT",
                 &raw.max_streams_per_tenant,
                 1000,
-                |v| bounded(v, 1, 1_000_000),
+                (1, 1_000_000),
             ) as usize,
-            max_subscriptions_per_tenant: p.value(
+            max_subscriptions_per_tenant: p.number(
                 "FLUXGATE_MAX_SUBSCRIPTIONS_PER_TENANT",
                 &raw.max_subscriptions_per_tenant,
                 1000,
-                |v| bounded(v, 1, 1_000_000),
+                (1, 1_000_000),
             ) as i64,
         }
     }
-}
-
-pub(super) fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
 }

@@ -8,7 +8,6 @@ use url::Url;
 use super::{
     hosts::{HostList, DEFAULT_IMAGE_HOSTS},
     parse::{bounded, Parser},
-    server::secs,
     Mode, RawSettings,
 };
 use crate::secrets::Keyring;
@@ -64,18 +63,18 @@ impl StorageSettings {
                 HostList::parse(DEFAULT_IMAGE_HOSTS).expect("a valid default"),
                 HostList::parse,
             ),
-            image_download_concurrency: p.value(
+            image_download_concurrency: p.number(
                 "FLUXGATE_IMAGE_DOWNLOAD_CONCURRENCY",
                 &raw.image_download_concurrency,
                 16,
-                |v| bounded(v, 1, 1024),
+                (1, 1024),
             ) as usize,
-            cache_ttl: secs(p.value(
+            cache_ttl: p.seconds(
                 "FLUXGATE_CACHE_TTL_SECS",
                 &raw.cache_ttl_secs,
                 86_400,
-                |v| bounded(v, 0, 30 * 86_400),
-            )),
+                (0, 30 * 86_400),
+            ),
             keyring: Arc::new(keyring),
         }
     }
