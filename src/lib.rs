@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod secrets;
 pub mod startup;
 pub mod storage;
+pub mod subscriptions;
 pub(crate) mod telemetry;
 pub mod tools;
 pub mod wire;

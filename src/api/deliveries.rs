@@ -31,20 +31,10 @@ pub async fn retry(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    if !storage::deliveries::retry_now(&state.pool, caller.tenant_id, id).await? {
-        let exists = storage::deliveries::get(&state.pool, caller.tenant_id, id).await?;
-        return Err(match exists {
-            None => not_found(id),
-            Some(_) => ApiError::conflict(
-                "delivery_in_flight",
-                "this delivery is being attempted right now",
-            ),
-        });
-    }
-    state.deliveries_wake.notify_one();
-    let d = storage::deliveries::get(&state.pool, caller.tenant_id, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("gone"))?;
+    let d = state
+        .subscriptions()
+        .retry_delivery(caller.tenant_id, path.into_inner())
+        .await
+        .map_err(super::subscriptions::refused)?;
     Ok(HttpResponse::Accepted().json(DeliveryObject::of(&d)))
 }

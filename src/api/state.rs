@@ -26,3 +26,15 @@ pub struct AppState {
     /// Callbacks being read and processed now: full, the next is answered 503 at once.
     pub callback_slots: Arc<tokio::sync::Semaphore>,
 }
+
+impl AppState {
+    /// The subscription use cases, on the handlers' pool.
+    pub fn subscriptions(&self) -> crate::subscriptions::Subscriptions<'_> {
+        crate::subscriptions::Subscriptions {
+            db: &self.pool,
+            keyring: &self.settings.storage.keyring,
+            cap: self.settings.server.max_subscriptions_per_tenant,
+            wake: &self.deliveries_wake,
+        }
+    }
+}

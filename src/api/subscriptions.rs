@@ -1,6 +1,5 @@
 //! REST Hooks subscriptions (Zapier-style): create/list/get/patch/delete, rotate-secret, test,
 //! recover, and a subscription's deliveries.
-use crate::domain::event_type::EventType;
 use crate::domain::states::{DeliveryStatus, SubscriptionStatus};
 use crate::wire::{DeliveryObject, SubscriptionObject};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -10,7 +9,7 @@ use serde_json::{json, Map, Value};
 use crate::{
     api::state::AppState,
     api::{auth::Caller, body},
-    delivery::{signing::SigningSecret, ssrf},
+    delivery::ssrf,
     domain::FieldError,
     domain::{
         generation::parse_target_url,
@@ -18,24 +17,40 @@ use crate::{
         subscription as rules,
     },
     error::ApiError,
-    secrets::Owner,
     storage::{self, subscriptions::Patch},
+    subscriptions::{SubscriptionError, Wanted},
 };
 
 const MAX_GRACE_SECS: i64 = 7 * 24 * 3600;
-
-fn not_found(id: SubscriptionId) -> ApiError {
-    ApiError::not_found(format!("no subscription {id}"))
-}
 
 async fn find(
     state: &AppState,
     caller: &Caller,
     id: SubscriptionId,
 ) -> Result<storage::subscriptions::Subscription, ApiError> {
-    storage::subscriptions::get(&state.pool, caller.tenant_id, id)
-        .await?
-        .ok_or_else(|| not_found(id))
+    state
+        .subscriptions()
+        .get(caller.tenant_id, id)
+        .await
+        .map_err(refused)
+}
+
+/// A subscription use case's refusal, as HTTP.
+pub(super) fn refused(e: SubscriptionError) -> ApiError {
+    let detail = e.to_string();
+    match e {
+        SubscriptionError::NotFound(_) | SubscriptionError::NoDelivery(_) => {
+            ApiError::not_found(detail)
+        }
+        SubscriptionError::DeliveryInFlight => ApiError::conflict("delivery_in_flight", detail),
+        SubscriptionError::TooMany(_) => ApiError::new(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "too_many_subscriptions",
+            "Unprocessable Entity",
+            detail,
+        ),
+        SubscriptionError::Storage(e) => e.into(),
+    }
 }
 
 /// Checks a target URL's shape and, resolving it, the addresses it leads to (SSRF guard).
@@ -180,42 +195,20 @@ pub async fn create(
     ) else {
         return Err(ApiError::validation(errors));
     };
-    let secret = SigningSecret::generate();
-    let id = SubscriptionId::new();
-    let sealed = state
-        .settings
-        .storage
-        .keyring
-        .seal(secret.as_str(), Owner::Subscription(id));
-    let cap = state.settings.server.max_subscriptions_per_tenant;
-    let sub = storage::subscriptions::insert_within(
-        &state.pool,
-        caller.tenant_id,
-        storage::subscriptions::NewSubscription {
-            id,
-            target_url: &target,
-            event_types: &types,
-            filter: filter.as_ref(),
-            description: description.as_deref(),
-            headers: &headers,
-            secret: &sealed,
-            max_in_flight,
-            rate_limit_per_sec: rate,
-        },
-        cap,
-    )
-    .await?
-    .ok_or_else(|| {
-        ApiError::new(
-            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "too_many_subscriptions",
-            "Unprocessable Entity",
-            format!(
-                "this account has {cap} subscriptions, the most it may have (FLUXGATE_MAX_SUBSCRIPTIONS_PER_TENANT); delete one first"
-            ),
-        )
-    })?;
-    tracing::info!(subscription = %sub.public_id(), "subscription created");
+    let wanted = Wanted {
+        target_url: target,
+        event_types: types,
+        filter,
+        description,
+        headers,
+        max_in_flight,
+        rate_limit_per_sec: rate,
+    };
+    let (sub, secret) = state
+        .subscriptions()
+        .create(caller.tenant_id, wanted)
+        .await
+        .map_err(refused)?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/v1/subscriptions/{}", sub.public_id())))
         .json(SubscriptionObject::of(&sub, Some(secret.as_str()))))
@@ -357,10 +350,11 @@ pub async fn patch(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let sub = storage::subscriptions::update(&state.pool, caller.tenant_id, id, p)
-        .await?
-        .ok_or_else(|| not_found(id))?;
-    state.deliveries_wake.notify_one();
+    let sub = state
+        .subscriptions()
+        .update(caller.tenant_id, id, p)
+        .await
+        .map_err(refused)?;
     Ok(HttpResponse::Ok().json(SubscriptionObject::of(&sub, None)))
 }
 
@@ -371,9 +365,7 @@ pub async fn delete(
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     if let Ok(id) = path.parse::<SubscriptionId>() {
-        let mut tx = state.pool.begin().await?;
-        storage::subscriptions::delete(&mut tx, caller.tenant_id, id).await?;
-        tx.commit().await?;
+        state.subscriptions().delete(caller.tenant_id, id).await?;
     }
     Ok(HttpResponse::NoContent().finish())
 }
@@ -413,21 +405,11 @@ pub async fn rotate_secret(
         }
         grace
     };
-    let secret = SigningSecret::generate();
-    let sealed = state
-        .settings
-        .storage
-        .keyring
-        .seal(secret.as_str(), Owner::Subscription(id));
-    let sub = storage::subscriptions::rotate_secret(
-        &state.pool,
-        caller.tenant_id,
-        id,
-        &sealed,
-        grace as f64,
-    )
-    .await?
-    .ok_or_else(|| not_found(id))?;
+    let (sub, secret) = state
+        .subscriptions()
+        .rotate_secret(caller.tenant_id, id, grace)
+        .await
+        .map_err(refused)?;
     Ok(HttpResponse::Ok().json(SubscriptionObject::of(&sub, Some(secret.as_str()))))
 }
 
@@ -438,23 +420,10 @@ pub async fn test(
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let sub = find(&state, &caller, path.into_inner()).await?;
-    let mut tx = state.pool.begin().await?;
-    let data = json!({"subscription_id": sub.public_id(), "message": "test event from fluxgate"});
-    let event =
-        storage::events::append(&mut tx, caller.tenant_id, EventType::TestPing, None, data).await?;
-    let delivery = storage::deliveries::insert_one(
-        &mut *tx,
-        caller.tenant_id,
-        event.id,
-        sub.id,
-        &sub.target_url,
-    )
-    .await?;
-    tx.commit().await?;
-    state.deliveries_wake.notify_one();
+    let (event, delivery) = state.subscriptions().ping(&sub).await?;
     Ok(HttpResponse::Accepted().json(json!({
-        "event_id": event.public_id(),
-        "delivery_id": delivery.to_string(),
+        "event_id": event,
+        "delivery_id": delivery,
     })))
 }
 
@@ -504,8 +473,7 @@ pub async fn recover(
     let Some(since) = since.filter(|_| errors.is_empty()) else {
         return Err(ApiError::validation(errors));
     };
-    let n = storage::deliveries::recover(&state.pool, sub.id, since, until).await?;
-    state.deliveries_wake.notify_one();
+    let n = state.subscriptions().recover(&sub, since, until).await?;
     Ok(HttpResponse::Accepted().json(json!({"requeued": n, "since": since, "until": until})))
 }
 
