@@ -73,7 +73,9 @@ async fn collect(
     Ok(buf.freeze())
 }
 
-/// Parses a JSON object body, naming the position of a syntax error.
+/// Parses a JSON object body, naming the position of a syntax error. A NUL character anywhere
+/// in it (a string or a key) is refused as a 422 naming the field: Postgres `text` and `jsonb`
+/// cannot hold U+0000, so such a body would otherwise fail only when it reaches storage.
 pub fn parse_json_object(
     bytes: &[u8],
 ) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
@@ -84,7 +86,13 @@ pub fn parse_json_object(
         ));
     }
     match serde_json::from_slice::<serde_json::Value>(bytes) {
-        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(serde_json::Value::Object(map)) => match nul_at(&map, "") {
+            Some(field) => Err(ApiError::validation(vec![crate::domain::FieldError::new(
+                field,
+                "must not contain the NUL character (U+0000)",
+            )])),
+            None => Ok(map),
+        },
         Ok(other) => Err(ApiError::bad_request(
             "invalid_json",
             format!(
@@ -96,6 +104,33 @@ pub fn parse_json_object(
             "invalid_json",
             format!("the request body is not valid JSON: {e}"),
         )),
+    }
+}
+
+/// The path (`metadata.tag`, `image_urls[2]`) of the first key or string holding a NUL.
+fn nul_at(map: &serde_json::Map<String, serde_json::Value>, prefix: &str) -> Option<String> {
+    map.iter().find_map(|(key, value)| {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        if key.contains('\0') {
+            return Some(path);
+        }
+        nul_in(value, path)
+    })
+}
+
+fn nul_in(value: &serde_json::Value, path: String) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0').then_some(path),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_in(item, format!("{path}[{i}]"))),
+        serde_json::Value::Object(map) => nul_at(map, &path),
+        _ => None,
     }
 }
 

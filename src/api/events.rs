@@ -26,7 +26,7 @@ pub async fn list(
         let ok = t == "*"
             || EventType::parse(t).is_some()
             || t.ends_with(".*")
-            || t.starts_with("alert.");
+            || (t.starts_with("alert.") && !t.chars().any(char::is_control));
         if !ok {
             errors.push(FieldError::new("type", format!("unknown event type {t:?}")));
         }

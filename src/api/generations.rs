@@ -10,7 +10,7 @@ use crate::domain::states::GenerationStatus;
 use crate::{
     api::state::AppState,
     api::{auth::Caller, body},
-    domain::generation::{Endpoint, GenerationRequest},
+    domain::generation::{parse_end_user, Endpoint, GenerationRequest},
     domain::money::format_usd,
     domain::FieldError,
     error::ApiError,
@@ -325,6 +325,12 @@ pub async fn list(
             }
         },
     };
+    let end_user = match query.end_user.as_deref().filter(|u| !u.is_empty()) {
+        None => None,
+        Some(u) => parse_end_user(u)
+            .map_err(|msg| errors.push(FieldError::new("end_user", msg)))
+            .ok(),
+    };
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -332,7 +338,7 @@ pub async fn list(
         &state.pool,
         caller.tenant_id,
         status,
-        query.end_user.as_deref(),
+        end_user.as_deref(),
         cursor,
         limit + 1,
     )

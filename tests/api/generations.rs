@@ -85,6 +85,16 @@ async fn every_validation_rule_names_its_field_and_nothing_is_stored_or_sent() {
         (json!({"prompt": "a", "metadata": "tag"}), "metadata"),
         (json!({"prompt": "a", "end_user": ""}), "end_user"),
         (json!({"prompt": "a", "model": "fal-ai/flux-1"}), "model"),
+        // Postgres cannot store U+0000, so it is refused up front wherever it hides.
+        (json!({"prompt": "a\u{0}b"}), "prompt"),
+        (
+            json!({"prompt": "a", "metadata": {"tags": ["x", "y\u{0}"]}}),
+            "metadata.tags[1]",
+        ),
+        (
+            json!({"prompt": "a", "metadata": {"k\u{0}": 1}}),
+            "metadata.k\u{0}",
+        ),
     ];
     for (body, field) in cases {
         let res = app.post("/v1/generations", &body).await;
@@ -543,6 +553,20 @@ async fn listing_is_newest_first_with_cursor_pagination_and_filters() {
     )
     .await;
     assert_eq!(fields(&p), ["status", "limit", "cursor"]);
+    let p = problem(
+        app.get("/v1/generations?end_user=%00").await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(fields(&p), ["end_user"]);
+    let p = problem(
+        app.get("/v1/events?type=alert.%00").await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(fields(&p), ["type"]);
 }
 
 #[tokio::test]
