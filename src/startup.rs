@@ -6,7 +6,8 @@ use std::{net::TcpListener, sync::Arc, time::Duration};
 use actix_web::{dev::ServerHandle, middleware::from_fn, web, App, HttpServer};
 use anyhow::Context;
 
-use crate::assets::{Assets, Fetcher};
+use crate::assets::{Assets, Fetcher, Store};
+use secrecy::ExposeSecret;
 use sqlx::{postgres::PgListener, PgPool};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -154,9 +155,15 @@ impl Application {
                     settings.storage.image_hosts.clone(),
                     settings.storage.image_download_concurrency,
                 );
-                Some(Arc::new(
-                    Assets::open(spec, &public_base, fetcher).map_err(anyhow::Error::msg)?,
-                ))
+                let options = settings
+                    .storage
+                    .store_options
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.expose_secret().to_owned()));
+                let store = Store::open(spec, options).map_err(anyhow::Error::msg)?;
+                // A store that cannot take a copy would fail every result: refuse to start.
+                store.check().await.map_err(anyhow::Error::msg)?;
+                Some(Arc::new(Assets::new(store, &public_base, fetcher)))
             }
         };
         let deliveries_wake = Arc::new(tokio::sync::Notify::new());

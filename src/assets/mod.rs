@@ -9,27 +9,27 @@
 //! fal sent it, with `copy_error` saying why, rather than holding the result back for good.
 //! Downloads go through the SSRF guard (`fetch.rs`).
 //!
-//! The store is a directory (`file:///path`, or a plain path); fluxgate serves it at
-//! `GET /assets/{generation}/{n}-{hash}.{ext}` under its public URL. The name carries a hash of
-//! the bytes, so a second fal run's result (recorded, never announced) cannot overwrite the
-//! images of the first. Object stores are not built yet.
+//! The store is a directory or an object store (`store.rs`); every instance serves it at
+//! `GET /assets/{generation}/{n}-{hash}.{ext}` under its public URL, streaming from the store,
+//! so with an object store any instance serves every copy. The name carries a hash of the
+//! bytes, so a second fal run's result (recorded, never announced) cannot overwrite the images
+//! of the first.
 use crate::domain::ids::GenerationId;
 mod fetch;
+pub mod store;
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
+pub use self::{fetch::Fetcher, store::Store};
 use serde_json::Value;
 use sha2::Digest;
-use uuid::Uuid;
-
-pub use self::fetch::Fetcher;
 
 /// How long copying one result may take, well inside fal's 15 s webhook timeout.
 pub const COPY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where image copies go, and the URL they are served under.
 pub struct Assets {
-    root: PathBuf,
+    store: Store,
     /// `{public URL}/assets`.
     base: String,
     fetcher: Fetcher,
@@ -54,17 +54,17 @@ enum Copied {
 }
 
 impl Assets {
-    /// Opens (creating it if need be) the store `spec` names; copies are served under
-    /// `public_base`.
-    pub fn open(spec: &str, public_base: &str, fetcher: Fetcher) -> Result<Assets, String> {
-        let root = crate::config::image_store_directory(spec)?;
-        std::fs::create_dir_all(&root)
-            .map_err(|e| format!("cannot create the image store {}: {e}", root.display()))?;
-        Ok(Assets {
-            root,
+    /// Copies go to `store`; they are served under `public_base`.
+    pub fn new(store: Store, public_base: &str, fetcher: Fetcher) -> Assets {
+        Assets {
+            store,
             base: format!("{}/assets", public_base.trim_end_matches('/')),
             fetcher,
-        })
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Copies every image of a successful result's `payload` into the store and rewrites it in
@@ -104,7 +104,8 @@ impl Assets {
                 };
                 let hash = hex::encode(&sha2::Sha256::digest(&bytes)[..8]);
                 let name = format!("{index}-{hash}.{}", extension(&content_type));
-                self.write(&folder, &name, &bytes)
+                self.store
+                    .put(&format!("{folder}/{name}"), bytes, content_type_of(&name))
                     .await
                     .map_err(|e| CopyError::Image {
                         index,
@@ -142,18 +143,9 @@ impl Assets {
         Ok(n)
     }
 
-    /// Writes a copy whole or not at all: a temporary file renamed into place.
-    async fn write(&self, folder: &str, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-        let dir = self.root.join(folder);
-        tokio::fs::create_dir_all(&dir).await?;
-        let tmp = dir.join(format!(".{name}.{}", Uuid::new_v4().simple()));
-        tokio::fs::write(&tmp, bytes).await?;
-        tokio::fs::rename(&tmp, dir.join(name)).await
-    }
-
-    /// The file a `GET /assets/{generation}/{file}` names, if the names are ones this store
-    /// writes (nothing else under the directory is reachable).
-    pub fn file(&self, generation: &str, file: &str) -> Option<(PathBuf, &'static str)> {
+    /// The key a `GET /assets/{generation}/{file}` names, and its content type, if the names
+    /// are ones this store writes (nothing else in the store is reachable).
+    pub fn key(&self, generation: &str, file: &str) -> Option<(String, &'static str)> {
         generation.parse::<GenerationId>().ok()?;
         let (stem, ext) = file.split_once('.')?;
         let (index, hash) = stem.split_once('-')?;
@@ -164,7 +156,7 @@ impl Assets {
             return None;
         }
         let content_type = CONTENT_TYPES.iter().find(|(e, _)| *e == ext)?.1;
-        Some((self.root.join(generation).join(file), content_type))
+        Some((format!("{generation}/{file}"), content_type))
     }
 }
 
@@ -175,6 +167,15 @@ const CONTENT_TYPES: &[(&str, &str)] = &[
     ("webp", "image/webp"),
     ("bin", "application/octet-stream"),
 ];
+
+/// What a copy named `name` is served as.
+fn content_type_of(name: &str) -> &'static str {
+    let ext = name.rsplit('.').next().unwrap_or_default();
+    CONTENT_TYPES
+        .iter()
+        .find(|(e, _)| *e == ext)
+        .map_or("application/octet-stream", |(_, t)| t)
+}
 
 fn extension(content_type: &str) -> &'static str {
     match content_type {
@@ -200,38 +201,36 @@ mod tests {
     }
 
     #[test]
-    fn the_store_is_a_directory_and_other_schemes_are_refused_by_name() {
+    fn the_store_is_a_directory_or_an_object_store_and_other_schemes_are_refused_by_name() {
         use crate::config::image_store_directory as directory;
-        assert_eq!(
-            directory("/srv/images").unwrap(),
-            PathBuf::from("/srv/images")
-        );
-        assert_eq!(
-            directory("file:///srv/images").unwrap(),
-            PathBuf::from("/srv/images")
-        );
-        assert_eq!(
-            directory(".fluxgate/assets").unwrap(),
-            PathBuf::from(".fluxgate/assets")
-        );
-        let e = directory("s3://bucket/prefix").unwrap_err();
-        assert!(e.contains("s3:// stores are not supported yet"), "{e}");
+        use std::path::PathBuf;
+        let dir = |spec| directory(spec).unwrap().unwrap();
+        assert_eq!(dir("/srv/images"), PathBuf::from("/srv/images"));
+        assert_eq!(dir("file:///srv/images"), PathBuf::from("/srv/images"));
+        assert_eq!(dir(".fluxgate/assets"), PathBuf::from(".fluxgate/assets"));
+        for store in ["s3://bucket/prefix", "gs://bucket", "az://container/x"] {
+            assert_eq!(directory(store).unwrap(), None, "{store}");
+        }
+        let e = directory("ftp://host/x").unwrap_err();
+        assert!(e.contains("ftp:// is not a store"), "{e}");
+        assert!(directory("s3://").unwrap_err().contains("names no bucket"));
         assert!(directory("file://relative").is_err());
+    }
+
+    fn local(dir: &tempfile::TempDir, base: &str, hosts: crate::config::HostList) -> Assets {
+        let store =
+            Store::open(dir.path().to_str().unwrap(), Vec::<(String, String)>::new()).unwrap();
+        Assets::new(store, base, fetcher(hosts))
     }
 
     #[tokio::test]
     async fn only_names_the_store_writes_are_served() {
         let dir = tempfile::tempdir().unwrap();
-        let assets = Assets::open(
-            dir.path().to_str().unwrap(),
-            "http://x",
-            fetcher(crate::config::HostList::Any),
-        )
-        .unwrap();
+        let assets = local(&dir, "http://x", crate::config::HostList::Any);
         let gen = GenerationId::new().to_string();
         let name = "0-0123456789abcdef.png";
-        let (path, ct) = assets.file(&gen, name).unwrap();
-        assert_eq!(path, dir.path().join(&gen).join(name));
+        let (key, ct) = assets.key(&gen, name).unwrap();
+        assert_eq!(key, format!("{gen}/{name}"));
         assert_eq!(ct, "image/png");
         for bad in [
             "../0-0123456789abcdef.png",
@@ -244,21 +243,16 @@ mod tests {
             "0",
             "",
         ] {
-            assert!(assets.file(&gen, bad).is_none(), "{bad}");
+            assert!(assets.key(&gen, bad).is_none(), "{bad}");
         }
-        assert!(assets.file("..", name).is_none());
-        assert!(assets.file("sub_x", name).is_none());
+        assert!(assets.key("..", name).is_none());
+        assert!(assets.key("sub_x", name).is_none());
     }
 
     #[tokio::test]
     async fn inline_images_are_written_and_replaced_by_urls() {
         let dir = tempfile::tempdir().unwrap();
-        let assets = Assets::open(
-            dir.path().to_str().unwrap(),
-            "http://gw.example/",
-            fetcher(crate::config::HostList::Any),
-        )
-        .unwrap();
+        let assets = local(&dir, "http://gw.example/", crate::config::HostList::Any);
         let png = b"\x89PNG\r\n\x1a\nfake".to_vec();
         let data = format!(
             "data:image/png;base64,{}",
@@ -297,8 +291,7 @@ mod tests {
     async fn images_beyond_num_images_and_hosts_not_allowed_are_never_fetched() {
         let dir = tempfile::tempdir().unwrap();
         let hosts = crate::config::HostList::parse("fal.media").unwrap();
-        let assets =
-            Assets::open(dir.path().to_str().unwrap(), "http://gw", fetcher(hosts)).unwrap();
+        let assets = local(&dir, "http://gw", hosts);
         // Literal internal addresses, named on purpose: neither may be fetched, nor named back.
         let mut payload = serde_json::json!({"images": [
             {"url": "http://169.254.169.254/latest/meta-data/"},

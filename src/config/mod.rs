@@ -194,18 +194,25 @@ mod tests {
     }
 
     #[test]
-    fn the_image_store_is_a_directory_or_off() {
+    fn the_image_store_is_a_directory_an_object_store_or_off() {
         let err = Settings::from_raw(
-            &raw(&[("FLUXGATE_STORAGE", "s3://bucket/images")]),
+            &raw(&[("FLUXGATE_STORAGE", "ftp://host/images")]),
             Mode::Serve,
         )
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("FLUXGATE_STORAGE") && err.contains("s3:// stores are not supported yet"),
+            err.contains("FLUXGATE_STORAGE") && err.contains("ftp:// is not a store"),
             "{err}"
         );
-        for ok in ["file:///srv/images", "/srv/images", "off"] {
+        for ok in [
+            "file:///srv/images",
+            "/srv/images",
+            "off",
+            "s3://bucket/images",
+            "gs://bucket",
+            "az://container/images",
+        ] {
             let s = Settings::from_raw(&raw(&[("FLUXGATE_STORAGE", ok)]), Mode::Dev).unwrap();
             assert_eq!(s.storage.images.as_deref(), Some(ok));
         }

@@ -24,6 +24,9 @@ pub struct StorageSettings {
     pub cache_ttl: Duration,
     /// Seals stored signing secrets; empty (plaintext) without `FLUXGATE_ENCRYPTION_KEY`.
     pub keyring: Arc<Keyring>,
+    /// The object store's own settings, from its ecosystem's environment variables (`AWS_…`,
+    /// `GOOGLE_…`, `AZURE_…`), lowercased as `object_store` reads them.
+    pub store_options: Vec<(String, SecretString)>,
 }
 
 impl StorageSettings {
@@ -76,21 +79,40 @@ impl StorageSettings {
                 (0, 30 * 86_400),
             ),
             keyring: Arc::new(keyring),
+            store_options: std::env::vars()
+                .filter(|(k, _)| {
+                    ["AWS_", "GOOGLE_", "AZURE_"]
+                        .iter()
+                        .any(|p| k.starts_with(p))
+                })
+                .map(|(k, v)| (k.to_ascii_lowercase(), SecretString::from(v)))
+                .collect(),
         }
     }
 }
 
-/// The directory a `FLUXGATE_STORAGE` value names: `file:///path` or a plain path. Object
-/// stores are refused by name.
-pub fn image_store_directory(spec: &str) -> Result<std::path::PathBuf, String> {
+/// Schemes `FLUXGATE_STORAGE` may name, besides a plain path.
+pub const STORE_SCHEMES: &[&str] = &["file", "s3", "s3a", "gs", "az", "abfs", "abfss"];
+
+/// The directory `spec` names (`file:///path` or a plain path), or `None` for an object store
+/// URL; an unknown scheme is refused by name.
+pub fn image_store_directory(spec: &str) -> Result<Option<std::path::PathBuf>, String> {
     match spec.split_once("://") {
-        None => Ok(std::path::PathBuf::from(spec)),
+        None => Ok(Some(std::path::PathBuf::from(spec))),
         Some(("file", _)) => Url::parse(spec)
             .ok()
             .and_then(|u| u.to_file_path().ok())
+            .map(Some)
             .ok_or_else(|| format!("{spec:?} is not a file:///absolute/path URL")),
+        Some((scheme, rest)) if STORE_SCHEMES.contains(&scheme) => {
+            if rest.split('/').next().is_none_or(str::is_empty) {
+                Err(format!("{spec:?} names no bucket or container"))
+            } else {
+                Ok(None)
+            }
+        }
         Some((scheme, _)) => Err(format!(
-            "{scheme}:// stores are not supported yet; use a directory (file:///path)"
+            "{scheme}:// is not a store fluxgate knows; use s3://, gs://, az://, file:// or a directory"
         )),
     }
 }

@@ -75,6 +75,28 @@ async fn results_are_announced_with_copies_of_their_images() {
         assert!(copy.starts_with(b"\x89PNG\r\n\x1a\n"), "a real PNG");
         assert_eq!(copy, fetch(&app, source).await.1, "the copy is fal's image");
         assert_eq!(std::fs::read(dir.path().join(id).join(file)).unwrap(), copy);
+        // Streamed with what browsers and CDNs rely on, and a byte range on request.
+        let range = |r: &'static str| app.client.get(url).header("range", r).send();
+        let res = range("bytes=0-7").await.unwrap();
+        assert_eq!(res.status(), 206);
+        let h = res.headers();
+        assert_eq!(
+            h["content-range"],
+            format!("bytes 0-7/{}", copy.len()).as_str()
+        );
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["accept-ranges"], "bytes");
+        assert!(h.contains_key("etag"), "{h:?}");
+        assert_eq!(res.bytes().await.unwrap().as_ref(), &copy[..8]);
+        let res = range("bytes=-4").await.unwrap();
+        assert_eq!(res.bytes().await.unwrap().as_ref(), &copy[copy.len() - 4..]);
+        problem(
+            range("bytes=99999999-").await.unwrap(),
+            416,
+            "invalid_range",
+        )
+        .await;
+        problem(range("bytes=0-1,4-5").await.unwrap(), 416, "invalid_range").await;
     }
     // Nothing outside what the store writes is served.
     let res = app
