@@ -6,7 +6,7 @@ use std::{net::TcpListener, sync::Arc, time::Duration};
 use actix_web::{dev::ServerHandle, middleware::from_fn, web, App, HttpServer};
 use anyhow::Context;
 
-use crate::assets::{Assets, Fetcher, Store};
+use crate::assets::{Assets, Fetcher, Links, Store};
 use secrecy::ExposeSecret;
 use sqlx::{postgres::PgListener, PgPool};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -42,6 +42,8 @@ pub struct Workers {
     pub submitter: bool,
     pub reconciler: bool,
     pub deliverer: bool,
+    /// The copier stage (`pipeline::copier`; idle without a store).
+    pub copier: bool,
     /// The alert monitor and the Postgres-derived `/metrics` gauges (`ops`).
     pub monitor: bool,
 }
@@ -51,12 +53,14 @@ impl Workers {
         submitter: true,
         reconciler: true,
         deliverer: true,
+        copier: true,
         monitor: true,
     };
     pub const NONE: Workers = Workers {
         submitter: false,
         reconciler: false,
         deliverer: false,
+        copier: false,
         monitor: false,
     };
 }
@@ -163,7 +167,17 @@ impl Application {
                 let store = Store::open(spec, options).map_err(anyhow::Error::msg)?;
                 // A store that cannot take a copy would fail every result: refuse to start.
                 store.check().await.map_err(anyhow::Error::msg)?;
-                Some(Arc::new(Assets::new(store, &public_base, fetcher)))
+                let links = match &settings.storage.asset_base_url {
+                    Some(base) => Links::new(base.as_str(), None),
+                    None => Links::new(
+                        &format!("{public_base}/assets"),
+                        settings
+                            .storage
+                            .asset_url_ttl
+                            .map(|ttl| (callbacks.derive("asset links"), ttl)),
+                    ),
+                };
+                Some(Arc::new(Assets::new(store, links, fetcher)))
             }
         };
         let deliveries_wake = Arc::new(tokio::sync::Notify::new());
@@ -286,6 +300,9 @@ impl Application {
         });
         if self.workers.submitter {
             tracker.spawn(pipeline::submitter::run(p.clone(), stop.clone()));
+        }
+        if self.workers.copier {
+            tracker.spawn(pipeline::copier::run(p.clone(), stop.clone()));
         }
         if self.workers.reconciler {
             tracker.spawn(pipeline::reconciler::run(p.clone(), stop.clone()));

@@ -124,10 +124,6 @@ fn not_taken(e: CompleteError) -> ApiError {
         CompleteError::UnknownGeneration(_) => ApiError::not_found(detail),
         CompleteError::TokenMissing => unauthorized("invalid_callback_token", detail),
         CompleteError::Contradiction { .. } => ApiError::conflict("request_id_mismatch", detail),
-        CompleteError::Copy(_) => ApiError::unavailable(
-            "image_copy_failed",
-            format!("{detail}; fal will deliver this callback again"),
-        ),
         CompleteError::Unavailable => ApiError::unavailable(
             "shutting_down",
             "this instance is shutting down; fal will redeliver the callback",

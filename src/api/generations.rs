@@ -171,7 +171,7 @@ async fn create_generation(
         } else {
             StatusCode::ACCEPTED
         },
-        body: serde_json::to_vec(&GenerationObject::of(&g)).unwrap_or_default(),
+        body: serde_json::to_vec(&shown(state, &g)).unwrap_or_default(),
         headers,
     })
 }
@@ -264,7 +264,22 @@ pub async fn get(
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let g = find(&state, &caller, *path).await?;
-    Ok(HttpResponse::Ok().json(GenerationObject::of(&g)))
+    Ok(HttpResponse::Ok().json(shown(&state, &g)))
+}
+
+/// A generation as answered: links to private image copies are minted afresh, valid from now.
+fn shown<'a>(
+    state: &AppState,
+    g: &'a crate::storage::generations::Generation,
+) -> GenerationObject<'a> {
+    let object = GenerationObject::of(g);
+    match state.pipeline.assets.as_deref() {
+        Some(assets) if assets.links().is_private() => {
+            let now = chrono::Utc::now().timestamp();
+            object.relinked(|url| assets.links().refresh(url, now))
+        }
+        _ => object,
+    }
 }
 
 async fn find(
@@ -352,7 +367,7 @@ pub async fn list(
     };
     Ok(HttpResponse::Ok().json(json!({
         "object": "list",
-        "data": page.iter().map(|g| GenerationObject::of(g).value()).collect::<Vec<_>>(),
+        "data": page.iter().map(|g| shown(&state, g).value()).collect::<Vec<_>>(),
         "has_more": has_more,
         "next_cursor": next,
     })))

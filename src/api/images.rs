@@ -1,12 +1,14 @@
 //! `GET /assets/{generation_id}/{file}`: the image copies of the store (see `crate::assets`),
 //! streamed from it, so any instance serves every copy of a shared object store. Like fal's CDN
-//! URLs, these are capabilities: unguessable, no key needed. A single `Range` is honoured
-//! (206), the store's `ETag` is passed on, and `nosniff` keeps browsers to the declared type.
+//! URLs, these are capabilities: unguessable, no key needed; in private mode
+//! (`FLUXGATE_ASSET_URL_TTL_SECS`) each link is signed and expires (`assets::links`), and the
+//! signature is checked before the store is touched. A single `Range` is honoured (206), the
+//! store's `ETag` is passed on, and `nosniff` keeps browsers to the declared type.
 use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse};
 use futures_util::TryStreamExt;
 use object_store::GetRange;
 
-use crate::{api::state::AppState, error::ApiError};
+use crate::{api::state::AppState, assets::links::LinkRefused, error::ApiError};
 
 pub async fn serve(
     req: HttpRequest,
@@ -17,6 +19,27 @@ pub async fn serve(
     let missing = || ApiError::not_found(format!("no image {generation}/{file}"));
     let assets = state.pipeline.assets.as_ref().ok_or_else(missing)?;
     let (key, content_type) = assets.key(&generation, &file).ok_or_else(missing)?;
+    let query =
+        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+            .map(web::Query::into_inner)
+            .unwrap_or_default();
+    let param = |name: &str| query.get(name).map(String::as_str);
+    let now = chrono::Utc::now().timestamp();
+    if let Err(refused) = assets
+        .links()
+        .check(&key, param("expires"), param("signature"), now)
+    {
+        let code = match refused {
+            LinkRefused::Expired => "asset_link_expired",
+            LinkRefused::Unsigned | LinkRefused::Forged => "invalid_asset_signature",
+        };
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            code,
+            "Forbidden",
+            refused.to_string(),
+        ));
+    }
     let range = match req.headers().get("range").map(|v| v.to_str()) {
         None => None,
         Some(v) => Some(parse_range(v.unwrap_or_default()).ok_or_else(|| {
@@ -64,8 +87,14 @@ pub async fn serve(
             res
         }
     };
+    // A private link must not outlive its expiry in a shared cache.
+    let cache = if assets.links().is_private() {
+        "private, max-age=300"
+    } else {
+        crate::assets::store::CACHE_CONTROL
+    };
     res.content_type(content_type)
-        .insert_header(("cache-control", crate::assets::store::CACHE_CONTROL))
+        .insert_header(("cache-control", cache))
         .insert_header(("x-content-type-options", "nosniff"))
         .insert_header(("accept-ranges", "bytes"));
     if let Some(tag) = &object.e_tag {

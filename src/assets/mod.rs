@@ -1,37 +1,36 @@
 //! Durable copies of output images. fal's CDN URLs are not forever, and `sync_mode` results
 //! carry each image inline as a data URI. With a store configured (`FLUXGATE_STORAGE`), every
-//! image of a successful result is copied before the result is recorded, so before
+//! image of a successful result is copied by the copier stage (`pipeline::copier`) before
 //! `generation.completed` is announced: the result then carries fluxgate's `url` and fal's
 //! `source_url` (null for an inline image), and no event carries image bytes. A copy that fails
-//! for a reason that may pass (a network error, a 5xx, a full disk) fails the callback with a
-//! 503, so fal redelivers it later: nothing is announced half-copied. One that can never succeed
-//! (a 404 from fal's CDN, a malformed data URI, a host that is not allowed) leaves that image as
-//! fal sent it, with `copy_error` saying why, rather than holding the result back for good.
-//! Downloads go through the SSRF guard (`fetch.rs`).
+//! for a reason that may pass (a network error, a 5xx, a store refusing writes) is tried again
+//! later; one that can never succeed (a 404 from fal's CDN, a malformed data URI, a host that is
+//! not allowed) leaves that image as fal sent it, with `copy_error` saying why, rather than
+//! holding the result back for good. Downloads go through the SSRF guard (`fetch.rs`).
 //!
 //! The store is a directory or an object store (`store.rs`); every instance serves it at
-//! `GET /assets/{generation}/{n}-{hash}.{ext}` under its public URL, streaming from the store,
-//! so with an object store any instance serves every copy. The name carries a hash of the
-//! bytes, so a second fal run's result (recorded, never announced) cannot overwrite the images
-//! of the first.
+//! `GET /assets/{generation}/{n}-{hash}.{ext}`, streaming from the store, so with an object
+//! store any instance serves every copy. Links (`links.rs`) point there or at a public bucket,
+//! and may be signed to expire. The name carries a hash of the bytes, so a second fal run's
+//! result (recorded, never announced) cannot overwrite the images of the first.
 use crate::domain::ids::GenerationId;
 mod fetch;
+pub mod links;
 pub mod store;
 
 use std::time::Duration;
 
-pub use self::{fetch::Fetcher, store::Store};
+pub use self::{fetch::Fetcher, links::Links, store::Store};
 use serde_json::Value;
 use sha2::Digest;
 
-/// How long copying one result may take, well inside fal's 15 s webhook timeout.
+/// How long one try at copying a result may take.
 pub const COPY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where image copies go, and the URL they are served under.
 pub struct Assets {
     store: Store,
-    /// `{public URL}/assets`.
-    base: String,
+    links: Links,
     fetcher: Fetcher,
 }
 
@@ -54,11 +53,11 @@ enum Copied {
 }
 
 impl Assets {
-    /// Copies go to `store`; they are served under `public_base`.
-    pub fn new(store: Store, public_base: &str, fetcher: Fetcher) -> Assets {
+    /// Copies go to `store`; they are linked by `links`.
+    pub fn new(store: Store, links: Links, fetcher: Fetcher) -> Assets {
         Assets {
             store,
-            base: format!("{}/assets", public_base.trim_end_matches('/')),
+            links,
             fetcher,
         }
     }
@@ -67,11 +66,40 @@ impl Assets {
         &self.store
     }
 
+    pub fn links(&self) -> &Links {
+        &self.links
+    }
+
+    /// The result could not be copied before its deadline: it is announced with what fal sent
+    /// (at most `max_images`), each image not copied saying why in `copy_error`. An inline
+    /// image loses its `url` (null) rather than carry its bytes to every subscriber; fal's
+    /// callback, kept verbatim, still holds it.
+    pub fn give_up(payload: &mut Value, max_images: usize, reason: &str) {
+        let Some(images) = payload.get_mut("images").and_then(Value::as_array_mut) else {
+            return;
+        };
+        images.truncate(max_images);
+        for image in images.iter_mut().filter_map(Value::as_object_mut) {
+            if image.contains_key("copy_error") {
+                continue;
+            }
+            let inline = image
+                .get("url")
+                .and_then(Value::as_str)
+                .is_some_and(|u| u.starts_with("data:"));
+            if inline {
+                image.insert("url".into(), Value::Null);
+            }
+            let why = format!("not copied before the deadline: {reason}");
+            image.insert("copy_error".into(), Value::String(why));
+        }
+    }
+
     /// Copies every image of a successful result's `payload` into the store and rewrites it in
-    /// place: `url` becomes the copy's, `source_url` keeps fal's (null for a data URI); an image
-    /// that can never be copied keeps fal's `url` and gets a `copy_error`. Idempotent: a
-    /// redelivered result writes the same files with the same bytes. At most `max_images` are
-    /// kept (the generation's `num_images`: fal never returns more, so any more are dropped
+    /// place: `url` becomes the copy's link, `source_url` keeps fal's (null for a data URI); an
+    /// image that can never be copied keeps fal's `url` and gets a `copy_error`. Idempotent: a
+    /// try again writes the same objects with the same bytes. At most `max_images` are kept
+    /// (the generation's `num_images`: fal never returns more, so any more are dropped
     /// unfetched). Returns how many images were copied.
     pub async fn copy(
         &self,
@@ -87,6 +115,7 @@ impl Assets {
             images.truncate(max_images);
         }
         let folder = generation_id.to_string();
+        let now = chrono::Utc::now().timestamp();
         let copies = images.iter().enumerate().map(|(index, image)| {
             let source = image["url"].as_str().unwrap_or_default().to_owned();
             let declared = image["content_type"].as_str().map(str::to_owned);
@@ -104,8 +133,9 @@ impl Assets {
                 };
                 let hash = hex::encode(&sha2::Sha256::digest(&bytes)[..8]);
                 let name = format!("{index}-{hash}.{}", extension(&content_type));
+                let key = format!("{folder}/{name}");
                 self.store
-                    .put(&format!("{folder}/{name}"), bytes, content_type_of(&name))
+                    .put(&key, bytes, content_type_of(&name))
                     .await
                     .map_err(|e| CopyError::Image {
                         index,
@@ -114,7 +144,7 @@ impl Assets {
                             "the copy could not be written".to_owned()
                         },
                     })?;
-                Ok(Copied::To(format!("{}/{folder}/{name}", self.base), source))
+                Ok(Copied::To(self.links.url(&key, now), source))
             }
         });
         let copied = tokio::time::timeout(COPY_TIMEOUT, futures_util::future::try_join_all(copies))
@@ -220,7 +250,11 @@ mod tests {
     fn local(dir: &tempfile::TempDir, base: &str, hosts: crate::config::HostList) -> Assets {
         let store =
             Store::open(dir.path().to_str().unwrap(), Vec::<(String, String)>::new()).unwrap();
-        Assets::new(store, base, fetcher(hosts))
+        Assets::new(
+            store,
+            Links::new(&format!("{base}/assets"), None),
+            fetcher(hosts),
+        )
     }
 
     #[tokio::test]
@@ -252,7 +286,7 @@ mod tests {
     #[tokio::test]
     async fn inline_images_are_written_and_replaced_by_urls() {
         let dir = tempfile::tempdir().unwrap();
-        let assets = local(&dir, "http://gw.example/", crate::config::HostList::Any);
+        let assets = local(&dir, "http://gw.example", crate::config::HostList::Any);
         let png = b"\x89PNG\r\n\x1a\nfake".to_vec();
         let data = format!(
             "data:image/png;base64,{}",

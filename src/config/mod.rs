@@ -95,7 +95,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::IpAddr;
+    use std::{net::IpAddr, time::Duration};
 
     fn raw(pairs: &[(&str, &str)]) -> RawSettings {
         let mut r = RawSettings::default();
@@ -111,6 +111,10 @@ mod tests {
                 "FLUXGATE_ALERT_FAL_ERROR_RATIO" => r.alert_fal_error_ratio = v,
                 "FLUXGATE_ALERT_MIN_VOLUME" => r.alert_min_volume = v,
                 "FLUXGATE_STORAGE" => r.storage = v,
+                "FLUXGATE_ASSET_BASE_URL" => r.asset_base_url = v,
+                "FLUXGATE_ASSET_URL_TTL_SECS" => r.asset_url_ttl_secs = v,
+                "FLUXGATE_EVENT_RETENTION" => r.event_retention = v,
+                "FLUXGATE_IMAGE_RETENTION" => r.image_retention = v,
                 _ => panic!("unknown {k}"),
             }
         }
@@ -215,6 +219,47 @@ mod tests {
         ] {
             let s = Settings::from_raw(&raw(&[("FLUXGATE_STORAGE", ok)]), Mode::Dev).unwrap();
             assert_eq!(s.storage.images.as_deref(), Some(ok));
+        }
+    }
+
+    #[test]
+    fn retention_reads_the_schedules_durations_and_links_cannot_be_public_and_expiring() {
+        let s = Settings::for_dev();
+        assert_eq!(
+            s.storage.event_retention,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(s.storage.image_retention, None);
+        let s = Settings::from_raw(
+            &raw(&[
+                ("FLUXGATE_EVENT_RETENTION", "off"),
+                ("FLUXGATE_IMAGE_RETENTION", "90d"),
+            ]),
+            Mode::Dev,
+        )
+        .unwrap();
+        assert_eq!(s.storage.event_retention, None);
+        assert_eq!(
+            s.storage.image_retention,
+            Some(Duration::from_secs(90 * 86_400))
+        );
+        let err = Settings::from_raw(
+            &raw(&[
+                ("FLUXGATE_EVENT_RETENTION", "5m"),
+                ("FLUXGATE_IMAGE_RETENTION", "forever"),
+                ("FLUXGATE_ASSET_BASE_URL", "https://cdn.example/images"),
+                ("FLUXGATE_ASSET_URL_TTL_SECS", "3600"),
+            ]),
+            Mode::Dev,
+        )
+        .unwrap_err()
+        .to_string();
+        for named in [
+            "FLUXGATE_EVENT_RETENTION: \"5m\" must be at least 1h",
+            "FLUXGATE_IMAGE_RETENTION: \"forever\" must be off or a duration",
+            "cannot expire: set one of the two",
+        ] {
+            assert!(err.contains(named), "{named} in {err}");
         }
     }
 

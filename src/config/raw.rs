@@ -137,6 +137,22 @@ pub struct RawSettings {
     /// Image downloads in flight at once per instance.
     #[arg(long, env = "FLUXGATE_IMAGE_DOWNLOAD_CONCURRENCY")]
     pub image_download_concurrency: Option<String>,
+    /// How long a result's images may keep failing to copy before it is announced with fal's
+    /// URLs, in seconds.
+    #[arg(long, env = "FLUXGATE_COPY_DEADLINE_SECS")]
+    pub copy_deadline_secs: Option<String>,
+    /// Public base URL of the image store (a bucket or CDN); copies are linked there.
+    #[arg(long, env = "FLUXGATE_ASSET_BASE_URL")]
+    pub asset_base_url: Option<String>,
+    /// Signed `/assets` URLs that expire after this many seconds.
+    #[arg(long, env = "FLUXGATE_ASSET_URL_TTL_SECS")]
+    pub asset_url_ttl_secs: Option<String>,
+    /// How long events, deliveries, attempts and fal's callback bodies are kept (`30d`, `off`).
+    #[arg(long, env = "FLUXGATE_EVENT_RETENTION")]
+    pub event_retention: Option<String>,
+    /// How long image copies are kept (`off`: forever).
+    #[arg(long, env = "FLUXGATE_IMAGE_RETENTION")]
+    pub image_retention: Option<String>,
     /// Live event streams a tenant may hold open on one instance.
     #[arg(long, env = "FLUXGATE_MAX_STREAMS_PER_TENANT")]
     pub max_streams_per_tenant: Option<String>,

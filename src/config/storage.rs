@@ -24,6 +24,19 @@ pub struct StorageSettings {
     pub cache_ttl: Duration,
     /// Seals stored signing secrets; empty (plaintext) without `FLUXGATE_ENCRYPTION_KEY`.
     pub keyring: Arc<Keyring>,
+    /// How long a result's images may keep failing to copy before the result is announced with
+    /// fal's URLs and a `copy_error` (`FLUXGATE_COPY_DEADLINE_SECS`).
+    pub copy_deadline: Duration,
+    /// Where copies are linked: a public bucket or CDN (`FLUXGATE_ASSET_BASE_URL`); `None`:
+    /// fluxgate's own `/assets` route.
+    pub asset_base_url: Option<Url>,
+    /// `/assets` URLs are signed and expire after this long (`FLUXGATE_ASSET_URL_TTL_SECS`).
+    pub asset_url_ttl: Option<Duration>,
+    /// Events, deliveries, attempts and fal's callback bodies older than this are pruned
+    /// (`FLUXGATE_EVENT_RETENTION`, default 30 days; `None`: kept forever).
+    pub event_retention: Option<Duration>,
+    /// Image copies older than this are deleted (`FLUXGATE_IMAGE_RETENTION`; default: kept).
+    pub image_retention: Option<Duration>,
     /// The object store's own settings, from its ecosystem's environment variables (`AWS_…`,
     /// `GOOGLE_…`, `AZURE_…`), lowercased as `object_store` reads them.
     pub store_options: Vec<(String, SecretString)>,
@@ -51,7 +64,7 @@ impl StorageSettings {
                 Keyring::default()
             }),
         };
-        StorageSettings {
+        let settings = StorageSettings {
             database_url,
             db_pool_size: p.value("FLUXGATE_DB_POOL_SIZE", &raw.db_pool_size, 20, |v| {
                 bounded(v, 2, 1000)
@@ -78,6 +91,42 @@ impl StorageSettings {
                 86_400,
                 (0, 30 * 86_400),
             ),
+            copy_deadline: p.seconds(
+                "FLUXGATE_COPY_DEADLINE_SECS",
+                &raw.copy_deadline_secs,
+                900,
+                (1, 7 * 86_400),
+            ),
+            asset_base_url: p.optional(
+                "FLUXGATE_ASSET_BASE_URL",
+                &raw.asset_base_url,
+                false,
+                |v| match Url::parse(v) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => Ok(u),
+                    _ => Err("must be an http(s) URL without a query".into()),
+                },
+            ),
+            asset_url_ttl: p.optional(
+                "FLUXGATE_ASSET_URL_TTL_SECS",
+                &raw.asset_url_ttl_secs,
+                false,
+                |v| match v.parse::<u64>() {
+                    Ok(n) if (1..=365 * 86_400).contains(&n) => Ok(Duration::from_secs(n)),
+                    _ => Err("must be a whole number of seconds from 1 to 31536000".into()),
+                },
+            ),
+            event_retention: p.value(
+                "FLUXGATE_EVENT_RETENTION",
+                &raw.event_retention,
+                Some(Duration::from_secs(30 * 86_400)),
+                retention,
+            ),
+            image_retention: p.value(
+                "FLUXGATE_IMAGE_RETENTION",
+                &raw.image_retention,
+                None,
+                retention,
+            ),
             keyring: Arc::new(keyring),
             store_options: std::env::vars()
                 .filter(|(k, _)| {
@@ -87,7 +136,28 @@ impl StorageSettings {
                 })
                 .map(|(k, v)| (k.to_ascii_lowercase(), SecretString::from(v)))
                 .collect(),
+        };
+        if settings.asset_base_url.is_some() && settings.asset_url_ttl.is_some() {
+            p.problems.push(
+                "FLUXGATE_ASSET_URL_TTL_SECS signs fluxgate's own /assets URLs; links to a public \
+                 FLUXGATE_ASSET_BASE_URL cannot expire: set one of the two"
+                    .into(),
+            );
         }
+        settings
+    }
+}
+
+/// A retention: `off` (kept forever) or a duration in the retry schedule's syntax (`30d`), at
+/// least an hour: pruning is for what nobody will ask for again, not a cache.
+fn retention(v: &str) -> Result<Option<Duration>, String> {
+    if v == "off" {
+        return Ok(None);
+    }
+    match crate::delivery::retry::parse_step(v) {
+        Ok(d) if d >= Duration::from_secs(3600) => Ok(Some(d)),
+        Ok(_) => Err("must be at least 1h (or off)".into()),
+        Err(_) => Err("must be off or a duration such as 12h, 30d".into()),
     }
 }
 

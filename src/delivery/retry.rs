@@ -96,7 +96,8 @@ impl RetrySchedule {
     }
 }
 
-fn parse_step(step: &str) -> Result<Duration, ScheduleError> {
+/// One duration in the schedule's syntax: a whole number and `ms`, `s`, `m`, `h` or `d`.
+pub fn parse_step(step: &str) -> Result<Duration, ScheduleError> {
     let invalid = || ScheduleError::InvalidStep(step.to_owned());
     let split = step
         .find(|c: char| !c.is_ascii_digit())

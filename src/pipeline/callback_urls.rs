@@ -169,6 +169,16 @@ impl CallbackUrls {
             .ok_or(Refused::Wrong)
     }
 
+    /// A key for another purpose, named by `label`, derived from the shared one (an HMAC of the
+    /// label): every instance derives the same, and neither key reveals the other.
+    pub fn derive(&self, label: &str) -> SecretSlice<u8> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.key.expose_secret())
+            .expect("HMAC takes any key length");
+        mac.update(b"fluxgate derived key v1\0");
+        mac.update(label.as_bytes());
+        SecretSlice::from(mac.finalize().into_bytes().to_vec())
+    }
+
     fn mac(&self, generation_id: GenerationId, inline: bool) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(self.key.expose_secret())
             .expect("HMAC takes any key length");

@@ -15,13 +15,10 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 
 use self::plan::Plan;
-use crate::{
-    assets::{Assets, CopyError},
-    storage::{
-        self,
-        delivery_queue::Claimed,
-        generations::{FinishColumns, Generation, LockedForCallbacks},
-    },
+use crate::storage::{
+    self,
+    delivery_queue::Claimed,
+    generations::{FinishColumns, Generation, LockedForCallbacks},
 };
 
 /// fal's webhook body, parsed leniently (fal's own clients treat every field but these two as optional): only `request_id` and `status` are
@@ -68,6 +65,8 @@ pub enum Applied {
     Duplicate,
     /// Recorded, but the generation had already finished: not announced.
     RecordedOnly,
+    /// Taken, and queued for its images to be copied: announced once they are (`copier.rs`).
+    Copying,
 }
 
 impl Applied {
@@ -76,6 +75,7 @@ impl Applied {
             Applied::Finished(_) => "applied",
             Applied::Duplicate => "duplicate",
             Applied::RecordedOnly => "recorded_only",
+            Applied::Copying => "copying",
         }
     }
 }
@@ -114,22 +114,6 @@ impl Incoming {
                 .payload
                 .as_ref()
                 .is_some_and(|p| p["images"].as_array().is_some_and(|i| !i.is_empty()))
-    }
-
-    /// Copies a successful result's images (at most `max_images`) into the store first and
-    /// rewrites the payload to point at the copies (`assets`); the raw body stays as fal sent
-    /// it. Call it only once the generation, the token and the request id are checked.
-    pub async fn keep_images(
-        &mut self,
-        assets: &Assets,
-        max_images: usize,
-    ) -> Result<usize, CopyError> {
-        match self.result.payload.as_mut() {
-            Some(payload) if self.result.status == "OK" => {
-                assets.copy(self.generation_id, payload, max_images).await
-            }
-            _ => Ok(0),
-        }
     }
 }
 

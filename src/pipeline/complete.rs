@@ -1,8 +1,10 @@
 //! Completing a generation from fal's result: the one path for a verified webhook and for a
 //! result the reconciler fetched because its webhook never came. Check the result against the
 //! stored generation when something needs the row (images to copy, a URL from before callback
-//! tokens), copy its images into the store, apply it (`callbacks`), and count the outcome.
-//! Webhooks apply through the batching `Ingest`; the reconciler, one at a time, directly.
+//! tokens), then either apply it (`callbacks`) or, when its images are to be copied into the
+//! store, queue it for the copier stage (`copier.rs`), which applies it once they are: the
+//! webhook never waits for a download. Count the outcome. Webhooks apply through the batching
+//! `Ingest`; the reconciler, one at a time, directly.
 use sqlx::PgPool;
 
 use super::{
@@ -11,7 +13,10 @@ use super::{
     ingest::Ingest,
     Pipeline,
 };
-use crate::{assets::CopyError, domain::ids::GenerationId, storage};
+use crate::{
+    domain::ids::GenerationId,
+    storage::{self, image_copies::CopyJob},
+};
 
 /// How a result reaches `callbacks::apply`.
 pub enum Via<'a> {
@@ -29,8 +34,6 @@ pub enum CompleteError {
     TokenMissing,
     #[error("this generation is bound to fal request {stored}, not {received}")]
     Contradiction { stored: String, received: String },
-    #[error("could not copy the result's images ({0})")]
-    Copy(#[source] CopyError),
     #[error("callbacks are not being processed right now (shutting down)")]
     Unavailable,
     #[error(transparent)]
@@ -44,12 +47,33 @@ impl Pipeline {
     pub async fn complete(
         &self,
         db: &PgPool,
-        mut incoming: Incoming,
+        incoming: Incoming,
         door: Door,
         via: Via<'_>,
     ) -> Result<Applied, CompleteError> {
-        self.prepare(db, door, &mut incoming).await?;
         let (source, id) = (incoming.source, incoming.generation_id);
+        if let Next::Copy { max_images } = self.prepare(db, door, &incoming).await? {
+            let job = CopyJob {
+                generation_id: id,
+                fal_request_id: incoming.result.request_id,
+                source: source.to_owned(),
+                body: incoming.raw,
+                received_at: incoming.received_at,
+                attempts: 0,
+                max_images,
+                give_up_at: incoming.received_at
+                    + chrono::Duration::from_std(self.settings.storage.copy_deadline)
+                        .unwrap_or(chrono::Duration::MAX),
+            };
+            storage::image_copies::enqueue(db, &job).await?;
+            self.copy_wake.notify_one();
+            let label = Applied::Copying.label();
+            self.metrics
+                .callbacks
+                .with_label_values(&[source, label])
+                .inc();
+            return Ok(Applied::Copying);
+        }
         let answer = match via {
             Via::Ingest(ingest) => ingest.apply(incoming).await,
             Via::Direct => callbacks::apply(db, incoming).await,
@@ -76,20 +100,19 @@ impl Pipeline {
         })
     }
 
-    /// What needs the stored generation. Without a store and through a token, nothing does:
-    /// the apply step's own read settles everything (the webhook's hot path stays one
-    /// statement).
+    /// What needs the stored generation, and whether the result goes to the copier. Without a
+    /// store and through a token, nothing needs the row: the apply step's own read settles
+    /// everything (the webhook's hot path stays one statement).
     async fn prepare(
         &self,
         db: &PgPool,
         door: Door,
-        incoming: &mut Incoming,
-    ) -> Result<(), CompleteError> {
-        let assets = self.assets.as_deref();
-        let copies = assets.is_some() && incoming.has_images();
+        incoming: &Incoming,
+    ) -> Result<Next, CompleteError> {
+        let copies = self.assets.is_some() && incoming.has_images();
         let legacy = matches!(door, Door::Legacy { .. });
         if !copies && !legacy {
-            return Ok(());
+            return Ok(Next::Apply);
         }
         let id = incoming.generation_id;
         let target = storage::generations::callback_target(db, id, &incoming.result.request_id)
@@ -112,13 +135,23 @@ impl Pipeline {
         // A duplicate changes nothing and a late result (a cancelled generation's included) is
         // recorded, never announced: neither is worth a download.
         let finishes = !target.seen && !target.status.is_terminal();
-        if let (Some(assets), true) = (assets, copies && finishes) {
-            let max = target.num_images.unwrap_or(1).clamp(1, 4) as usize;
-            incoming
-                .keep_images(assets, max)
-                .await
-                .map_err(CompleteError::Copy)?;
-        }
-        Ok(())
+        Ok(if copies && finishes {
+            Next::Copy {
+                max_images: target.num_images.unwrap_or(1).clamp(1, 4),
+            }
+        } else {
+            Next::Apply
+        })
     }
+}
+
+/// Where a checked result goes next.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    Apply,
+    /// To the copier, which keeps at most `max_images` of it (the generation's `num_images`:
+    /// fal never returns more, so any more are dropped unfetched).
+    Copy {
+        max_images: i32,
+    },
 }

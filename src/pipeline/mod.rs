@@ -7,6 +7,7 @@ pub mod callback_urls;
 pub mod callbacks;
 pub mod cancel;
 pub mod complete;
+pub mod copier;
 pub mod ingest;
 pub mod reconciler;
 pub mod submitted;
@@ -35,6 +36,8 @@ pub struct Pipeline {
     pub metrics: Metrics,
     /// Woken by `NOTIFY fluxgate_submit` (via the process's listener) and by local inserts.
     pub submit_wake: Arc<Notify>,
+    /// Woken when this instance queues a result for the copier.
+    pub copy_wake: Arc<Notify>,
     /// What this instance last wrote of the generations it sent to fal (for their callbacks).
     pub submitted: submitted::Submitted,
     /// The `fal_webhook` URLs handed to fal, and the check of callbacks against them.
@@ -42,7 +45,7 @@ pub struct Pipeline {
     /// This instance's delivery loop, for the deliveries of the `generation.queued` events the
     /// submitter writes (`None`: leave them to the loops' claims).
     pub handoff: Option<Handoff>,
-    /// Where results' images are copied before they are recorded (`None`: not copied).
+    /// Where results' images are copied before they are announced (`None`: not copied).
     pub assets: Option<Arc<Assets>>,
 }
 
@@ -77,6 +80,7 @@ impl Pipeline {
             settings,
             metrics: parts.metrics,
             submit_wake: Arc::new(Notify::new()),
+            copy_wake: Arc::new(Notify::new()),
             submitted: submitted::Submitted::default(),
             callbacks: parts.callbacks,
             handoff: parts.handoff,

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     callback_urls::Door,
     callbacks::{self, FalResult},
-    complete::{CompleteError, Via},
+    complete::Via,
     Pipeline,
 };
 use crate::{
@@ -193,9 +193,6 @@ async fn recover(p: &Pipeline, g: &Generation, status: &QueueStatus) {
             outcome = applied.label(),
             "recovered a result whose callback never came"
         ),
-        Err(e @ CompleteError::Copy(_)) => {
-            tracing::warn!(error = %e, "copying the recovered result's images failed; will check again later")
-        }
         Err(e) => tracing::warn!(error = %e, "could not apply the recovered result"),
     }
 }

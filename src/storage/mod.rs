@@ -10,6 +10,7 @@ pub mod gauges;
 pub mod generations;
 pub mod held;
 pub mod idempotency_keys;
+pub mod image_copies;
 pub mod keys;
 pub mod rate_windows;
 pub mod server_secrets;

@@ -96,6 +96,20 @@ impl<'a> GenerationObject<'a> {
         }
     }
 
+    /// Each image's `url` passed through `relink` (which answers `None` to leave one as it is):
+    /// how an answer mints fresh links to private copies.
+    pub fn relinked(mut self, relink: impl Fn(&str) -> Option<String>) -> Self {
+        if let Some(images) = self.images.as_mut().and_then(Value::as_array_mut) {
+            for image in images.iter_mut().filter_map(Value::as_object_mut) {
+                let fresh = image.get("url").and_then(Value::as_str).and_then(&relink);
+                if let Some(url) = fresh {
+                    image.insert("url".into(), Value::String(url));
+                }
+            }
+        }
+        self
+    }
+
     /// As a JSON value: the `data` of its events, which fan-out reads.
     pub fn value(&self) -> Value {
         serde_json::to_value(self).expect("a generation always serializes")

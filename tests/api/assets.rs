@@ -1,9 +1,16 @@
 //! Durable image copies (`FLUXGATE_STORAGE`): results are announced with fluxgate's copies,
-//! inline images never reach subscribers, and a copy that fails records nothing.
+//! inline images never reach subscribers, fal's webhook never waits for a download, and a copy
+//! that fails is tried again without anything announced twice.
+use std::sync::{
+    atomic::{AtomicUsize, Ordering},
+    Arc,
+};
+
 use base64::Engine;
 use ed25519_dalek::SigningKey;
-use fluxgate::startup::Workers;
+use fluxgate::{pipeline::copier, startup::Workers, storage};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{
     post_fal_callback, problem, spawn_app_with, test_settings, TestApp, TestOptions, SIM_SEED,
@@ -160,54 +167,253 @@ async fn post_signed(app: &TestApp, gen_id: &str, body: &Value) -> reqwest::Resp
     post_fal_callback(app, gen_id, body, &SigningKey::from_bytes(&SIM_SEED), None).await
 }
 
+/// A CDN that answers 503 to its first `failures` requests and then `png` to every one.
+async fn flaky_cdn(failures: usize, png: &'static [u8]) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/image.png", listener.local_addr().unwrap());
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let head = if n < failures {
+                    "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n".to_owned()
+                } else {
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: image/png\r\ncontent-length: {}\r\n\r\n",
+                        png.len()
+                    )
+                };
+                let _ = conn.write_all(head.as_bytes()).await;
+                if n >= failures {
+                    let _ = conn.write_all(png).await;
+                }
+            });
+        }
+    });
+    (url, served)
+}
+
+fn fal_result(request_id: &str, urls: &[&str]) -> Value {
+    let images: Vec<Value> = urls
+        .iter()
+        .map(|u| json!({"url": u, "width": 1024, "height": 768, "content_type": "image/png"}))
+        .collect();
+    json!({"request_id": request_id, "status": "OK", "payload": {
+        "images": images, "seed": 42, "has_nsfw_concepts": [false], "timings": {"inference": 0.3}, "prompt": "a"}})
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&app.pool).await.unwrap()
+}
+
+/// Makes every queued copy due now, as its backoff would after a while.
+async fn due_now(app: &TestApp) {
+    sqlx::query("UPDATE image_copies SET due_at = now()")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
-async fn a_copy_that_fails_records_nothing_and_fal_redelivers() {
+async fn a_copy_that_fails_is_tried_again_and_announced_once_it_succeeds() {
     let dir = tempfile::tempdir().unwrap();
     let app = spawn_app_with(with_store(&dir, Workers::NONE)).await;
     let g = app.generate(json!({"prompt": "a", "num_images": 2})).await;
     let id = g["id"].as_str().unwrap();
-    let callback = |url: &str| {
-        json!({"request_id": "req-1", "status": "OK", "payload": {
-            "images": [{"url": url, "width": 1024, "height": 768, "content_type": "image/png"}],
-            "seed": 42, "has_nsfw_concepts": [false], "timings": {"inference": 0.3}, "prompt": "a"}})
-    };
-    // Nothing listens on port 1: the download fails.
-    let res = post_signed(&app, id, &callback("http://127.0.0.1:1/x.png")).await;
-    let p = problem(res, 503, "image_copy_failed").await;
-    assert!(p["detail"].as_str().unwrap().contains("image 0"), "{p}");
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM fal_callbacks")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(stored, 0, "nothing recorded");
-    assert_eq!(app.generation(id).await["status"], "accepted");
-
-    // fal's redelivery, once the image can be fetched, goes through. An image that can never
-    // be fetched (fal's CDN says 404) does not hold the result back: it keeps fal's URL.
-    let data = format!(
-        "data:image/png;base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\nredelivered")
-    );
+    let (cdn, served) = flaky_cdn(1, b"\x89PNG\r\n\x1a\nsecond try").await;
+    // An image fal's CDN no longer has (404) does not hold the result back: it keeps fal's URL.
     let gone = format!(
         "{}/files/never-was.png",
         app.sim.base_url().trim_end_matches('/')
     );
-    let mut body = callback(&data);
-    body["payload"]["images"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"url": gone, "content_type": "image/png"}));
-    let res = post_signed(&app, id, &body).await;
-    assert_eq!(res.status(), 200, "{:?}", res.text().await);
+    let res = post_signed(&app, id, &fal_result("req-1", &[&cdn, &gone])).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["outcome"], "copying");
+
+    // The first try meets a 503: nothing is recorded or announced yet, and it is kept.
+    copier::copy_once(&app.pipeline).await.unwrap();
+    assert_eq!(served.load(Ordering::SeqCst), 1);
+    assert_eq!(count(&app, "SELECT count(*) FROM fal_callbacks").await, 0);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM events WHERE type = 'generation.completed'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM image_copies WHERE last_error LIKE '%image 0%'"
+        )
+        .await,
+        1
+    );
+
+    due_now(&app).await;
+    copier::copy_once(&app.pipeline).await.unwrap();
     let done = app.generation(id).await;
-    assert_eq!(done["status"], "completed");
+    assert_eq!(done["status"], "completed", "{done}");
     let copied = done["images"][0]["url"].as_str().unwrap();
     assert!(
         copied.starts_with(&app.url(&format!("/assets/{id}/0-"))),
         "{copied}"
     );
-    assert_eq!(fetch(&app, copied).await.1, b"\x89PNG\r\n\x1a\nredelivered");
+    assert_eq!(fetch(&app, copied).await.1, b"\x89PNG\r\n\x1a\nsecond try");
+    assert_eq!(done["images"][0]["source_url"], cdn.as_str());
     assert_eq!(done["images"][1]["url"], gone);
     let why = done["images"][1]["copy_error"].as_str().unwrap();
     assert!(why.contains("404"), "{why}");
+    assert_eq!(count(&app, "SELECT count(*) FROM image_copies").await, 0);
+    // fal's callback is recorded as it came, not as rewritten.
+    let raw: String = sqlx::query_scalar("SELECT body::text FROM fal_callbacks")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(raw.contains(&cdn), "{raw}");
+}
+
+#[tokio::test]
+async fn a_cdn_that_never_answers_does_not_hold_up_fals_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    // A copier runs here, and the CDN takes its connection but never answers.
+    let app = spawn_app_with(with_store(&dir, Workers::ALL)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stalled = format!("http://{}/slow.png", listener.local_addr().unwrap());
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            let _ = accepted_tx.send(conn);
+        }
+    });
+    let g = app.generate(json!({"prompt": "a"})).await;
+    let id = g["id"].as_str().unwrap();
+    let res = post_signed(&app, id, &fal_result("req-slow", &[&stalled])).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["outcome"], "copying");
+    // The copier is at the CDN now, holding an open request that has had no answer.
+    let _held = accepted.recv().await.expect("the copier connects");
+    assert_ne!(app.generation(id).await["status"], "completed");
+    assert_eq!(count(&app, "SELECT count(*) FROM image_copies").await, 1);
+}
+
+#[tokio::test]
+async fn a_crash_at_any_step_of_the_copier_loses_nothing_and_announces_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(with_store(&dir, Workers::NONE)).await;
+    let g = app.generate(json!({"prompt": "a"})).await;
+    let id = g["id"].as_str().unwrap();
+    let png = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\ncrash")
+    );
+    let body = fal_result("req-crash", &[&png]);
+    assert_eq!(post_signed(&app, id, &body).await.status(), 200);
+    // fal delivers it again meanwhile: still one result queued.
+    assert_eq!(post_signed(&app, id, &body).await.status(), 200);
+    assert_eq!(count(&app, "SELECT count(*) FROM image_copies").await, 1);
+
+    // A copier leases it and dies mid-copy: once the lease runs out, another takes it.
+    let leased = storage::image_copies::claim(&app.pool, 16, 60.0)
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+    assert_eq!(
+        copier::copy_once(&app.pipeline).await.unwrap(),
+        0,
+        "leased elsewhere"
+    );
+    sqlx::query("UPDATE image_copies SET lease_until = now() - interval '1 second'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(copier::copy_once(&app.pipeline).await.unwrap(), 1);
+    assert_eq!(app.generation(id).await["status"], "completed");
+
+    // A copier that applied the result and died before taking it off the queue: the next try
+    // finds it recorded and only takes it off.
+    let job = storage::image_copies::CopyJob {
+        attempts: 0,
+        ..leased[0].clone()
+    };
+    assert!(storage::image_copies::enqueue(&app.pool, &job)
+        .await
+        .unwrap());
+    assert_eq!(copier::copy_once(&app.pipeline).await.unwrap(), 1);
+    assert_eq!(count(&app, "SELECT count(*) FROM image_copies").await, 0);
+    let announced = "SELECT count(*) FROM events WHERE type = 'generation.completed'";
+    assert_eq!(count(&app, announced).await, 1, "announced exactly once");
+}
+
+#[tokio::test]
+async fn private_links_expire_and_answers_mint_fresh_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = with_store(&dir, Workers::ALL);
+    options.settings.storage.asset_url_ttl = Some(std::time::Duration::from_secs(600));
+    let app = spawn_app_with(options).await;
+    let g = app.generate(json!({"prompt": "private"})).await;
+    let id = g["id"].as_str().unwrap();
+    app.wait_terminal(id).await;
+    let event = completed_event(&app, id).await;
+    let announced = event["data"]["images"][0]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (path, query) = announced.split_once('?').expect("a signed link");
+    assert!(
+        query.starts_with("expires=") && query.contains("&signature="),
+        "{announced}"
+    );
+    let (ct, copy) = fetch(&app, &announced).await;
+    assert_eq!(ct, "image/png");
+    let res = app.client.get(&announced).send().await.unwrap();
+    assert_eq!(res.headers()["cache-control"], "private, max-age=300");
+
+    // Unsigned, tampered with, or signed for another file: refused before the store is read.
+    problem(
+        app.client.get(path).send().await.unwrap(),
+        403,
+        "invalid_asset_signature",
+    )
+    .await;
+    let tampered = announced.replace("expires=", "expires=9");
+    problem(
+        app.client.get(&tampered).send().await.unwrap(),
+        403,
+        "invalid_asset_signature",
+    )
+    .await;
+    let key = path.split_once("/assets/").unwrap().1;
+    let links = app.pipeline.assets.as_ref().unwrap().links();
+    let now = chrono::Utc::now().timestamp();
+    // A link made two hours ago has run out.
+    let stale = links.url(key, now - 7200);
+    problem(
+        app.client.get(&stale).send().await.unwrap(),
+        403,
+        "asset_link_expired",
+    )
+    .await;
+
+    // Reading the generation mints a link valid from now, for the same bytes.
+    let read = app.generation(id).await;
+    let fresh = read["images"][0]["url"].as_str().unwrap();
+    assert!(fresh.starts_with(path), "{fresh}");
+    let expires = |url: &str| -> i64 {
+        url.split("expires=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(expires(fresh) >= now + 600, "{fresh}");
+    assert_eq!(fetch(&app, fresh).await.1, copy);
 }

@@ -171,7 +171,8 @@ pub async fn claim_overdue(
 ) -> Result<Vec<Generation>, sqlx::Error> {
     claim_for_a_look(
         db,
-        "status = 'queued' AND submitted_at",
+        // A result waiting for the copier has come: nothing to ask fal.
+        "status = 'queued' AND NOT EXISTS (SELECT 1 FROM image_copies c WHERE c.generation_id = generations.id) AND submitted_at",
         older_than_secs,
         batch,
         lease_secs,

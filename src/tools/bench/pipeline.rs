@@ -31,6 +31,7 @@ pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> 
         submitter: true,
         deliverer: true,
         reconciler: false,
+        copier: true,
         monitor: false,
     };
     let app = Fluxgate::start(db_url, &sim, workers).await?;
