@@ -317,6 +317,12 @@ impl Application {
                 p.settings.clone(),
                 stop.clone(),
             ));
+            tracker.spawn(ops::retention::run(
+                p.pool.clone(),
+                p.settings.clone(),
+                p.assets.clone(),
+                stop.clone(),
+            ));
             tracker.spawn(ops::queue_metrics::run(
                 p.pool.clone(),
                 p.metrics.clone(),

@@ -88,5 +88,13 @@ pub async fn list(
         "data": data.iter().map(|e| &e.payload.0).collect::<Vec<_>>(),
         "has_more": has_more,
         "next_cursor": next,
+        "retained_since": retained_since(&state.settings),
     })))
+}
+
+/// Where retention cut a listing: nothing created before this is kept (`null`: kept forever).
+/// Pending deliveries, and the events they carry, are kept past it until they finish.
+pub fn retained_since(settings: &crate::config::Settings) -> Option<chrono::DateTime<chrono::Utc>> {
+    let keep = chrono::Duration::from_std(settings.storage.event_retention?).ok()?;
+    Some(chrono::Utc::now() - keep)
 }

@@ -507,10 +507,12 @@ pub async fn deliveries(
     let rows =
         storage::deliveries::for_subscription(&state.pool, sub.id, status, before, limit + 1)
             .await?;
-    Ok(HttpResponse::Ok().json(page(
+    let mut answer = page(
         rows.iter()
             .map(|d| (d.id.to_string(), DeliveryObject::of(d).value()))
             .collect(),
         limit,
-    )))
+    );
+    answer["retained_since"] = json!(super::events::retained_since(&state.settings));
+    Ok(HttpResponse::Ok().json(answer))
 }

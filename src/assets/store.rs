@@ -126,6 +126,23 @@ impl Store {
         self.inner.delete(&self.path(key)).await
     }
 
+    /// Deletes every object under `folder` (a generation's copies); returns how many went.
+    pub async fn delete_folder(&self, folder: &str) -> object_store::Result<usize> {
+        use futures_util::TryStreamExt;
+        let objects: Vec<_> = self
+            .inner
+            .list(Some(&self.path(folder)))
+            .try_collect()
+            .await?;
+        for object in &objects {
+            match self.inner.delete(&object.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(objects.len())
+    }
+
     /// Proves the store usable before any result depends on it: a small object written, read
     /// back and deleted. The message names the store and what failed.
     pub async fn check(&self) -> Result<(), String> {

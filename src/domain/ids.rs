@@ -15,6 +15,12 @@ pub fn new_uuid() -> Uuid {
     Uuid::now_v7()
 }
 
+/// The smallest UUIDv7 of `at`'s millisecond: every id made from that moment on sorts at or
+/// after it, every earlier one before it.
+pub fn v7_at(at: chrono::DateTime<chrono::Utc>) -> Uuid {
+    Uuid::from_u128((at.timestamp_millis().max(0) as u128) << 80)
+}
+
 /// The smallest UUIDv7 of the first millisecond of `day` (UTC): every id `new_uuid` makes from
 /// that moment on sorts at or after it, every earlier one before it.
 pub fn v7_floor(day: chrono::NaiveDate) -> Uuid {

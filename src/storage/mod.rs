@@ -13,6 +13,7 @@ pub mod idempotency_keys;
 pub mod image_copies;
 pub mod keys;
 pub mod rate_windows;
+pub mod retention;
 pub mod server_secrets;
 pub mod subscriptions;
 pub mod tenants;

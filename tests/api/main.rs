@@ -19,6 +19,7 @@ mod image_copier;
 mod limits;
 mod openapi;
 mod receiver;
+mod retention;
 mod scale;
 mod secrets_at_rest;
 mod simulator;

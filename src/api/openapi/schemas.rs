@@ -122,6 +122,8 @@ pub(super) fn components() -> Value {
         json!({"type": "object", "properties": {
             "object": {"const": "list"}, "data": {"type": "array", "items": schema_ref(item)},
             "has_more": {"type": "boolean"}, "next_cursor": {"type": ["string", "null"]},
+            "retained_since": {"type": ["string", "null"], "format": "date-time",
+                "description": "Event and delivery listings: nothing created before this is kept (FLUXGATE_EVENT_RETENTION), except unfinished deliveries and their events; null when kept forever."},
         }})
     };
     let subscription_body = |patch: bool| {

@@ -1,0 +1,106 @@
+//! Pruning what is past retention, in batches that each commit on their own and are found by
+//! key: ids are UUIDv7, so "older than the cutoff" is a primary-key range (`ids::v7_at`), and
+//! no table is rewritten or locked for long. Nothing unfinished is touched: a pending delivery
+//! (waiting, leased or in flight) keeps itself, its attempts and its event.
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::domain::ids::v7_at;
+
+/// Deletes up to `batch` finished deliveries created before `cutoff`, with their attempts;
+/// returns how many deliveries went.
+pub async fn deliveries(
+    db: impl PgExecutor<'_>,
+    cutoff: DateTime<Utc>,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar(
+        "WITH old AS (SELECT id FROM deliveries WHERE id < $1 AND status <> 'pending'
+                      ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED),
+              attempts AS (DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM old)),
+              gone AS (DELETE FROM deliveries WHERE id IN (SELECT id FROM old) RETURNING 1)
+         SELECT count(*) FROM gone",
+    )
+    .bind(v7_at(cutoff))
+    .bind(batch)
+    .fetch_one(db)
+    .await?;
+    Ok(n as u64)
+}
+
+/// Deletes up to `batch` events created before `cutoff` that no pending delivery still needs.
+pub async fn events(
+    db: impl PgExecutor<'_>,
+    cutoff: DateTime<Utc>,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM events WHERE id IN (
+             SELECT e.id FROM events e
+             WHERE e.id < $1
+               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.status = 'pending')
+             ORDER BY e.id LIMIT $2)",
+    )
+    .bind(v7_at(cutoff))
+    .bind(batch)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Deletes up to `batch` of fal's stored callbacks received before `cutoff`. (Their generations
+/// finished long ago: a redelivery that late is recorded again, never announced.)
+pub async fn callbacks(
+    db: impl PgExecutor<'_>,
+    cutoff: DateTime<Utc>,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM fal_callbacks WHERE fal_request_id IN (
+             SELECT fal_request_id FROM fal_callbacks WHERE received_at < $1 LIMIT $2)",
+    )
+    .bind(cutoff)
+    .bind(batch)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Generations from `after` (exclusive) to `cutoff`, finished, up to `batch` in id order: a
+/// sweep walks them once, remembering the last id.
+pub async fn finished_generations(
+    db: impl PgExecutor<'_>,
+    after: Uuid,
+    cutoff: DateTime<Utc>,
+    batch: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM generations WHERE id > $1 AND id < $2 AND finished_at IS NOT NULL
+         ORDER BY id LIMIT $3",
+    )
+    .bind(after)
+    .bind(v7_at(cutoff))
+    .bind(batch)
+    .fetch_all(db)
+    .await
+}
+
+/// The generations' large fields go: inline source images (`data:` URIs in `image_urls`) are
+/// replaced by a marker. What usage reports and the seed cache read (cost, seed, model, size,
+/// prompt) stays.
+pub async fn slim_generations(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE generations SET input = jsonb_set(input, '{image_urls}', (
+             SELECT COALESCE(jsonb_agg(CASE WHEN u LIKE 'data:%' THEN to_jsonb('data:,pruned'::text)
+                                           ELSE to_jsonb(u) END), '[]'::jsonb)
+             FROM jsonb_array_elements_text(input->'image_urls') u))
+         WHERE id = ANY($1) AND jsonb_typeof(input->'image_urls') = 'array'
+           AND EXISTS (SELECT 1 FROM jsonb_array_elements_text(input->'image_urls') u
+                       WHERE u LIKE 'data:%' AND u <> 'data:,pruned')",
+    )
+    .bind(ids)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
