@@ -20,6 +20,7 @@ mod limits;
 mod openapi;
 mod receiver;
 mod retention;
+mod s3;
 mod scale;
 mod secrets_at_rest;
 mod simulator;
