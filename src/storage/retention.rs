@@ -1,7 +1,8 @@
 //! Pruning what is past retention, in batches that each commit on their own and are found by
-//! key: ids are UUIDv7, so "older than the cutoff" is a primary-key range (`ids::v7_at`), and
-//! no table is rewritten or locked for long. Nothing unfinished is touched: a pending delivery
-//! (waiting, leased or in flight) keeps itself, its attempts and its event.
+//! index: events and generations have UUIDv7 ids, so "older than the cutoff" is a primary-key
+//! range (`ids::v7_at`); deliveries (random ids) are found by `created_at`, fal's callbacks by
+//! `received_at`. No table is rewritten or locked for long. Nothing unfinished is touched: a
+//! pending delivery (waiting, leased or in flight) keeps itself, its attempts and its event.
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
@@ -16,33 +17,49 @@ pub async fn deliveries(
     batch: i64,
 ) -> Result<u64, sqlx::Error> {
     let n: i64 = sqlx::query_scalar(
-        "WITH old AS (SELECT id FROM deliveries WHERE id < $1 AND status <> 'pending'
-                      ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED),
+        "WITH old AS (SELECT id FROM deliveries WHERE created_at < $1 AND status <> 'pending'
+                      LIMIT $2 FOR UPDATE SKIP LOCKED),
               attempts AS (DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM old)),
               gone AS (DELETE FROM deliveries WHERE id IN (SELECT id FROM old) RETURNING 1)
          SELECT count(*) FROM gone",
     )
-    .bind(v7_at(cutoff))
+    .bind(cutoff)
     .bind(batch)
     .fetch_one(db)
     .await?;
     Ok(n as u64)
 }
 
-/// Deletes up to `batch` events created before `cutoff` that no pending delivery still needs.
+/// The events that deliveries still pending from before `cutoff` carry: they stay. (Once the
+/// finished ones are pruned, the deliveries left before the cutoff are only these few; a
+/// delivery is created with its event, and a retry or a recovery keeps its `created_at`. The
+/// margin covers the app's clock running behind the database's.)
+pub async fn held_events(
+    db: impl PgExecutor<'_>,
+    cutoff: DateTime<Utc>,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT event_id FROM deliveries
+         WHERE created_at < $1 + interval '5 minutes' AND status = 'pending'",
+    )
+    .bind(cutoff)
+    .fetch_all(db)
+    .await
+}
+
+/// Deletes up to `batch` events created before `cutoff`, except `held` (`held_events`).
 pub async fn events(
     db: impl PgExecutor<'_>,
     cutoff: DateTime<Utc>,
+    held: &[Uuid],
     batch: i64,
 ) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "DELETE FROM events WHERE id IN (
-             SELECT e.id FROM events e
-             WHERE e.id < $1
-               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.status = 'pending')
-             ORDER BY e.id LIMIT $2)",
+             SELECT id FROM events WHERE id < $1 AND id <> ALL($2) ORDER BY id LIMIT $3)",
     )
     .bind(v7_at(cutoff))
+    .bind(held)
     .bind(batch)
     .execute(db)
     .await?;

@@ -19,7 +19,32 @@ fn tiny() -> Sizes {
         sse_duration: Duration::from_secs(1),
         max_in_flight: 8,
         fal_latency: Duration::ZERO,
+        preload: 0,
     }
+}
+
+#[tokio::test]
+async fn preloaded_history_is_realistic_and_a_sweep_prunes_its_oldest_day_beside_the_pipeline() {
+    let (pool, url) = fresh_database().await;
+    bench::preload::fill(&url, 3_100).await.unwrap();
+    let counts: (i64, i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM deliveries),
+                (SELECT count(*) FROM delivery_attempts), (SELECT count(*) FROM generations),
+                (SELECT count(*) FROM fal_callbacks)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(counts, (3_100, 3_100, 3_100, 775, 775));
+    let r = bench::pipeline::run(&url, &Sizes { preload: 3_100, ..tiny() }).await.unwrap();
+    assert_correct(&r);
+    let pruned = r
+        .figures
+        .iter()
+        .find(|f| f.metric.starts_with("rows pruned"))
+        .expect("a sweep ran");
+    // The oldest of 31 days is past the 30-day retention: about 1/31 of each table.
+    assert!(pruned.value >= 200.0 && pruned.value <= 300.0, "{}", pruned.value);
 }
 
 fn assert_correct(r: &ScenarioResult) {

@@ -35,7 +35,9 @@ pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> 
     env::subscribe(&app.pool, tenant_id, &receiver, s, sizes.max_in_flight).await?;
 
     let committed = backlog(&app.pool, tenant_id, events).await?;
+    let cpu = super::cpu::Cpu::now();
     let got = receiver.wait_for(n as u64, Duration::from_secs(300)).await;
+    let (own_us, pg_us) = super::cpu::Cpu::per_unit_since(cpu, n as u64);
     let pending = wait_settled(&app.pool, Duration::from_secs(30)).await?;
     let last: Option<DateTime<Utc>> = sqlx::query_scalar("SELECT max(finished_at) FROM deliveries")
         .fetch_one(&app.pool)
@@ -55,6 +57,14 @@ pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> 
         Basis::Throughput,
         Some(("≥ 10000/s", rate >= 10_000.0)),
     );
+    r.figure(
+        "CPU per delivery, bench process",
+        own_us,
+        "µs",
+        Basis::None,
+        None,
+    );
+    r.figure("CPU per delivery, Postgres", pg_us, "µs", Basis::None, None);
     r.details = json!({
         "deliveries": n, "events": events, "subscriptions": s,
         "max_in_flight_per_subscription": sizes.max_in_flight,

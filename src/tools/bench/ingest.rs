@@ -44,7 +44,9 @@ pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> 
     let rss_before = env::rss_mib().unwrap_or(0.0);
     let sampling = tokio_util::sync::CancellationToken::new();
     let sampler = tokio::spawn(rss_peak(sampling.clone()));
+    let cpu = super::cpu::Cpu::now();
     let run = load::closed_loop(app.addr, timed, sizes.concurrency, 200).await;
+    let (own_us, pg_us) = super::cpu::Cpu::per_unit_since(cpu, n as u64);
     sampling.cancel();
     let rss = sampler.await.unwrap_or(0.0).max(rss_before);
     let rate = n as f64 / run.elapsed.as_secs_f64();
@@ -63,6 +65,14 @@ pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> 
         Basis::None,
         Some(("≤ 100 MiB", rss <= 100.0)),
     );
+    r.figure(
+        "CPU per callback, bench process",
+        own_us,
+        "µs",
+        Basis::None,
+        None,
+    );
+    r.figure("CPU per callback, Postgres", pg_us, "µs", Basis::None, None);
     let lat = Percentiles::of(run.latencies());
     r.figure("callback answer p50", lat.p50, "ms", Basis::None, None);
     r.figure("callback answer p99", lat.p99, "ms", Basis::None, None);

@@ -4,12 +4,14 @@
 //! that everything was stored and delivered, and prints each figure beside this machine's own
 //! "POST → INSERT → 202" baseline. See README.md, "Performance".
 pub mod baseline;
+pub mod cpu;
 pub mod deliver;
 pub mod env;
 pub mod http;
 pub mod ingest;
 pub mod load;
 pub mod pipeline;
+pub mod preload;
 pub mod receiver;
 pub mod report;
 mod setup;
@@ -74,6 +76,10 @@ pub struct BenchArgs {
     /// every result race fal's answer to the submit, which real fal never does).
     #[arg(long, default_value_t = 0)]
     pub fal_latency_ms: u64,
+    /// Rows of history (events, deliveries, attempts; a quarter as many generations and fal
+    /// callbacks) each scenario's database holds before it starts, written outside the timing.
+    #[arg(long, default_value_t = 0)]
+    pub preload: u64,
     /// Log at info level (JSON, discarded) as `serve` would, to include logging's CPU cost.
     #[arg(long)]
     pub logs: bool,
@@ -105,6 +111,7 @@ pub struct Sizes {
     pub sse_duration: Duration,
     pub max_in_flight: i32,
     pub fal_latency: Duration,
+    pub preload: u64,
 }
 
 impl Default for Sizes {
@@ -121,6 +128,7 @@ impl Default for Sizes {
             sse_duration: Duration::from_secs(5),
             max_in_flight: 8,
             fal_latency: Duration::ZERO,
+            preload: 0,
         }
     }
 }
@@ -139,6 +147,7 @@ impl From<&BenchArgs> for Sizes {
             sse_duration: Duration::from_secs(a.sse_duration.max(1)),
             max_in_flight: a.max_in_flight.clamp(1, 256),
             fal_latency: Duration::from_millis(a.fal_latency_ms),
+            preload: a.preload,
         }
     }
 }

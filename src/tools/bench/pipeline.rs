@@ -69,6 +69,19 @@ pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> 
     let before = receiver.count();
 
     let count = (rate * sizes.duration.as_secs_f64()).round().max(1.0) as usize;
+    // With history preloaded, a retention sweep (30 days, as by default) runs during the run.
+    let sweep = (sizes.preload > 0).then(|| {
+        let pool = app.pool.clone();
+        tokio::spawn(async move {
+            let settings = crate::config::Settings::for_dev();
+            let pause = Duration::from_millis(20);
+            let started = std::time::Instant::now();
+            let swept = crate::ops::retention::Sweeper::default()
+                .sweep(&pool, &settings, None, pause)
+                .await;
+            (swept, started.elapsed())
+        })
+    });
     let answers = load::open_loop(app.addr, rate, count, make).await;
     let sent: HashMap<GenerationId, SystemTime> = accepted(&answers).into_iter().collect();
     let expected = sent.len() as u64 * s;
@@ -77,6 +90,22 @@ pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> 
         .await
         - before;
     let joined = callback_times(&app.pool, &sent).await?;
+    if let Some(sweep) = sweep {
+        let (swept, took) = sweep.await?;
+        let swept = swept?;
+        let rows = swept.deliveries + swept.events + swept.callbacks;
+        r.figure(
+            "rows pruned by a retention sweep during the run",
+            rows as f64,
+            "rows",
+            Basis::None,
+            None,
+        );
+        r.note = format!(
+            "a retention sweep ran alongside: {} deliveries (with attempts), {} events, {} callbacks in {:.1} s",
+            swept.deliveries, swept.events, swept.callbacks, took.as_secs_f64()
+        );
+    }
 
     let (mut from_callback, mut from_api) = (Vec::new(), Vec::new());
     for (evt, at) in receiver.arrivals() {
@@ -93,9 +122,14 @@ pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> 
     r.figure("offered rate", rate, "generations/s", Basis::None, None);
     let fal_ms = sizes.fal_latency.as_millis() as u64;
     if fal_ms > 0 {
-        r.note = format!(
+        let fal = format!(
             "the simulated fal runs each request for {fal_ms} ms: results never race fal's answer to the submit"
         );
+        r.note = if r.note.is_empty() {
+            fal
+        } else {
+            format!("{}; {fal}", r.note)
+        };
     }
     r.latency(
         &format!("callback → subscriber ({s} subs)"),

@@ -29,6 +29,8 @@ struct Server {
     url_for: Box<dyn Fn(&str) -> String + Send + Sync>,
     _devdb: Option<DevDb>,
     description: String,
+    /// The preloaded database every scenario's is copied from (`--preload`).
+    template: Option<String>,
 }
 
 impl Server {
@@ -44,6 +46,7 @@ impl Server {
                 }),
                 _devdb: None,
                 description: "DATABASE_URL".into(),
+                template: None,
             });
         }
         // Durable like production: fsync and synchronous_commit on.
@@ -61,6 +64,7 @@ impl Server {
             url_for: Box::new(move |name| for_db.replace("__DB__", name)),
             _devdb: Some(db),
             description,
+            template: None,
         })
     }
 
@@ -76,7 +80,11 @@ impl Server {
         sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .execute(&mut admin)
             .await?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
+        let template = self
+            .template
+            .as_ref()
+            .map_or(String::new(), |t| format!(" TEMPLATE {t}"));
+        sqlx::query(&format!("CREATE DATABASE {name}{template}"))
             .execute(&mut admin)
             .await?;
         admin.close().await?;
@@ -85,6 +93,40 @@ impl Server {
         storage::MIGRATOR.run(&mut conn).await?;
         conn.close().await?;
         Ok(url)
+    }
+
+    /// Makes the template every scenario's database is copied from: migrated, with `rows` of
+    /// history (`preload.rs`).
+    async fn preload(&mut self, rows: u64) -> anyhow::Result<Duration> {
+        let started = std::time::Instant::now();
+        let name = format!("fluxgate_tmpl_{}", std::process::id());
+        let mut admin = PgConnection::connect(&self.admin_url).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await?;
+        let url = (self.url_for)(&name);
+        let mut conn = PgConnection::connect(&url).await?;
+        storage::MIGRATOR.run(&mut conn).await?;
+        conn.close().await?;
+        super::preload::fill(&url, rows).await?;
+        let _ = sqlx::query("CHECKPOINT").execute(&mut admin).await;
+        admin.close().await?;
+        self.template = Some(name);
+        Ok(started.elapsed())
+    }
+
+    async fn drop_template(&self) {
+        let (Some(name), Ok(mut admin)) =
+            (&self.template, PgConnection::connect(&self.admin_url).await)
+        else {
+            return;
+        };
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await;
     }
 
     async fn drop_all(&self) {
@@ -127,8 +169,17 @@ pub fn init_logs(info: bool) {
 
 pub async fn run_all(args: &BenchArgs, sizes: &Sizes) -> anyhow::Result<Rendered> {
     let rss_start = env::rss_mib().unwrap_or(0.0);
-    let server = Server::start(args.database_url.as_deref()).await?;
-    let machine = describe(&server).await?;
+    let mut server = Server::start(args.database_url.as_deref()).await?;
+    let mut machine = describe(&server).await?;
+    if sizes.preload > 0 {
+        let took = server.preload(sizes.preload).await?;
+        machine["preload"] = json!(format!(
+            "{} events, deliveries and attempts; {} generations and fal callbacks (written in {:.0} s, untimed)",
+            sizes.preload,
+            (sizes.preload / 4).max(1),
+            took.as_secs_f64()
+        ));
+    }
     let want = |s: Scenario| args.scenario == s || args.scenario == Scenario::All;
     let mut results: Vec<ScenarioResult> = Vec::new();
     if want(Scenario::All) || want(Scenario::Sse) {
@@ -153,6 +204,7 @@ pub async fn run_all(args: &BenchArgs, sizes: &Sizes) -> anyhow::Result<Rendered
         results.push(sse::run(&db, sizes, &sse::ClientsIn::Child(exe)).await?);
     }
     server.drop_all().await;
+    server.drop_template().await;
     report::apply_ratios(&mut results, &base);
     let mut rows: Vec<(String, String)> = machine
         .as_object()
@@ -168,7 +220,6 @@ pub async fn run_all(args: &BenchArgs, sizes: &Sizes) -> anyhow::Result<Rendered
     // Other work on the machine shares the cores: say how busy it was, before and after.
     let load_end = loadavg();
     rows.push(("loadavg at end".into(), load_end.clone()));
-    let mut machine = machine;
     machine["loadavg_end"] = json!(load_end);
     let all_ok = results.iter().all(ScenarioResult::all_checks_pass);
     Ok(Rendered {
