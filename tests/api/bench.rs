@@ -36,7 +36,15 @@ async fn preloaded_history_is_realistic_and_a_sweep_prunes_its_oldest_day_beside
     .await
     .unwrap();
     assert_eq!(counts, (3_100, 3_100, 3_100, 775, 775));
-    let r = bench::pipeline::run(&url, &Sizes { preload: 3_100, ..tiny() }).await.unwrap();
+    let r = bench::pipeline::run(
+        &url,
+        &Sizes {
+            preload: 3_100,
+            ..tiny()
+        },
+    )
+    .await
+    .unwrap();
     assert_correct(&r);
     let pruned = r
         .figures
@@ -44,7 +52,11 @@ async fn preloaded_history_is_realistic_and_a_sweep_prunes_its_oldest_day_beside
         .find(|f| f.metric.starts_with("rows pruned"))
         .expect("a sweep ran");
     // The oldest of 31 days is past the 30-day retention: about 1/31 of each table.
-    assert!(pruned.value >= 200.0 && pruned.value <= 300.0, "{}", pruned.value);
+    assert!(
+        pruned.value >= 200.0 && pruned.value <= 300.0,
+        "{}",
+        pruned.value
+    );
 }
 
 fn assert_correct(r: &ScenarioResult) {
