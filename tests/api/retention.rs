@@ -31,15 +31,18 @@ async fn event(app: &TestApp, id: Uuid) {
     .unwrap();
 }
 
-async fn delivery(app: &TestApp, id: Uuid, event: Uuid, status: &str) {
+/// A delivery of `event`, created `days` ago with it (as fan-out creates every delivery in its
+/// event's statement).
+async fn delivery(app: &TestApp, id: Uuid, event: Uuid, status: &str, days: i32) {
     sqlx::query(
-        "INSERT INTO deliveries (id, tenant_id, event_id, target_url, status, attempts)
-         VALUES ($1, $2, $3, 'https://example.com/hook', $4, 1)",
+        "INSERT INTO deliveries (id, tenant_id, event_id, target_url, status, attempts, created_at)
+         VALUES ($1, $2, $3, 'https://example.com/hook', $4, 1, now() - make_interval(days => $5))",
     )
     .bind(id)
     .bind(app.tenant_id)
     .bind(event)
     .bind(status)
+    .bind(days)
     .execute(&app.pool)
     .await
     .unwrap();
@@ -81,9 +84,9 @@ async fn pruning_removes_only_what_is_old_and_finished() {
     for e in [done_event, waiting_event, flying_event] {
         event(&app, e).await;
     }
-    delivery(&app, done, done_event, "succeeded").await;
-    delivery(&app, waiting, waiting_event, "pending").await;
-    delivery(&app, flying, flying_event, "pending").await;
+    delivery(&app, done, done_event, "succeeded", 2).await;
+    delivery(&app, waiting, waiting_event, "pending", 2).await;
+    delivery(&app, flying, flying_event, "pending", 2).await;
     sqlx::query("UPDATE deliveries SET lease_until = now() + interval '1 minute' WHERE id = $1")
         .bind(flying)
         .execute(&app.pool)
@@ -92,7 +95,7 @@ async fn pruning_removes_only_what_is_old_and_finished() {
     // Fresh: kept whatever its state.
     let (fresh_event, fresh) = (Uuid::now_v7(), Uuid::now_v7());
     event(&app, fresh_event).await;
-    delivery(&app, fresh, fresh_event, "failed").await;
+    delivery(&app, fresh, fresh_event, "failed", 0).await;
 
     // An edit two days old, with an inline source image, and its stored callback.
     let g = app
