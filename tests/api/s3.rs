@@ -11,15 +11,11 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::helpers::{
-    fresh_database, post_fal_callback, problem, spawn_app_with, start_app, test_settings, TestApp,
-    TestOptions, SIM_SEED,
+    fresh_database, in_ci, post_fal_callback, problem, spawn_app_with, start_app, test_settings,
+    TestApp, TestOptions, SIM_SEED,
 };
 
 const BUCKET: &str = "fluxgate-images";
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
 
 /// A moto server of its own, stopped when dropped.
 struct Moto {

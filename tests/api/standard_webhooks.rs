@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use crate::helpers::in_ci;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use ed25519_dalek::SigningKey;
@@ -35,10 +36,6 @@ fn official_library_missing() -> Option<String> {
         ),
         Err(error) => Some(format!("cannot run python3: {error}")),
     }
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
 }
 
 /// CI must run this test; a newcomer's plain `cargo test` without the library skips it loudly.
