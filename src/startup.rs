@@ -302,7 +302,11 @@ impl Application {
             tracker.spawn(pipeline::submitter::run(p.clone(), stop.clone()));
         }
         if self.workers.copier {
-            tracker.spawn(pipeline::copier::run(p.clone(), stop.clone()));
+            tracker.spawn(pipeline::copier::run(
+                p.clone(),
+                self.state.ingest.clone(),
+                stop.clone(),
+            ));
         }
         if self.workers.reconciler {
             tracker.spawn(pipeline::reconciler::run(p.clone(), stop.clone()));

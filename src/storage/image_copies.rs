@@ -85,10 +85,10 @@ pub async fn retry_later(
     Ok(())
 }
 
-/// The result is applied: it leaves the queue.
-pub async fn done(db: impl PgExecutor<'_>, id: GenerationId) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM image_copies WHERE generation_id = $1")
-        .bind(id)
+/// These results are applied: they leave the queue.
+pub async fn done(db: impl PgExecutor<'_>, ids: &[GenerationId]) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM image_copies WHERE generation_id = ANY($1)")
+        .bind(ids)
         .execute(db)
         .await?;
     Ok(())

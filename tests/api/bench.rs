@@ -42,6 +42,7 @@ async fn preloaded_history_is_realistic_and_a_sweep_prunes_its_oldest_day_beside
             preload: 3_100,
             ..tiny()
         },
+        bench::pipeline::Copies::Off,
     )
     .await
     .unwrap();
@@ -88,11 +89,32 @@ async fn the_deliver_bench_sends_and_records_every_delivery_exactly_once() {
 #[tokio::test]
 async fn the_pipeline_bench_follows_every_generation_to_every_subscriber() {
     let (_pool, url) = fresh_database().await;
-    let r = bench::pipeline::run(&url, &tiny()).await.unwrap();
+    let r = bench::pipeline::run(&url, &tiny(), bench::pipeline::Copies::Off)
+        .await
+        .unwrap();
     assert_correct(&r);
     // 20/s for 1 s, 4 subscriptions: every delivery has both latencies.
     assert_eq!(r.details["callback_to_subscriber_ms"]["count"], 80);
     assert_eq!(r.details["api_to_subscriber_ms"]["count"], 80);
+}
+
+#[tokio::test]
+async fn the_copies_bench_copies_every_image_before_any_subscriber_hears_of_it() {
+    let (pool, url) = fresh_database().await;
+    let r = bench::pipeline::run(&url, &tiny(), bench::pipeline::Copies::ToDirectory)
+        .await
+        .unwrap();
+    assert_correct(&r);
+    assert_eq!(r.details["callback_to_subscriber_ms"]["count"], 80);
+    // Every announced result links its copy, not the simulator's URL.
+    let links: Vec<(String,)> = sqlx::query_as(
+        "SELECT e.payload #>> '{data,images,0,url}' FROM events e WHERE e.type = 'generation.completed'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(links.len() >= 20, "{}", links.len());
+    assert!(links.iter().all(|(u,)| u.contains("/assets/")), "{links:?}");
 }
 
 #[tokio::test]

@@ -43,6 +43,7 @@ pub async fn start_sim_with(latency: Duration) -> anyhow::Result<SimHandle> {
         queue_delay: Duration::ZERO,
         run_delay: latency,
         workers: 1,
+        draw_once: true,
         ..Default::default()
     })
     .await
@@ -78,7 +79,15 @@ pub struct Fluxgate {
 
 impl Fluxgate {
     pub async fn start(db_url: &str, sim: &SimHandle, workers: Workers) -> anyhow::Result<Self> {
-        let settings = settings(sim)?;
+        Self::start_with(db_url, settings(sim)?, workers).await
+    }
+
+    /// With settings of the scenario's own (built from [`settings`]).
+    pub async fn start_with(
+        db_url: &str,
+        settings: Settings,
+        workers: Workers,
+    ) -> anyhow::Result<Self> {
         let pool = storage::connect(db_url, settings.storage.db_pool_size)
             .await
             .context("connecting fluxgate's pool")?;

@@ -29,6 +29,8 @@ pub enum Scenario {
     Ingest,
     Deliver,
     Pipeline,
+    /// `pipeline` with the copier stage: every result's image copied to a directory first.
+    Copies,
     Sse,
     Baseline,
     All,

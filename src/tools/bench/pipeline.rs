@@ -3,6 +3,14 @@
 //! and fan-out → delivery worker → S local subscribers. Latencies are joined in the database:
 //! the callback's `fal_callbacks.received_at` (when its request reached fluxgate, before the
 //! body was read and verified) and the API request's send time, to each subscriber's arrival.
+//!
+//! `copies` is the same path with an image store: the copier stage downloads each result's
+//! image from the simulator's CDN and writes it to a directory before the completion is
+//! announced, so its figures say what the stage adds.
+//!
+//! With history preloaded (`--preload`), a second measured run follows the first with a
+//! retention sweep (30 days, as by default) working through that history, and the p99 of the
+//! deliveries that arrived while it worked is set beside the first run's.
 use crate::domain::ids::{EventId, GenerationId};
 use std::{
     collections::HashMap,
@@ -22,8 +30,20 @@ use super::{
 };
 use crate::startup::Workers;
 
-pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> {
-    let mut r = ScenarioResult::new("pipeline");
+/// Whether the path has a copier stage in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copies {
+    /// No image store (the results' URLs are fal's).
+    Off,
+    /// Copies to a temporary directory, downloaded from the simulator's CDN.
+    ToDirectory,
+}
+
+pub async fn run(db_url: &str, sizes: &Sizes, copies: Copies) -> anyhow::Result<ScenarioResult> {
+    let mut r = ScenarioResult::new(match copies {
+        Copies::Off => "pipeline",
+        Copies::ToDirectory => "copies",
+    });
     let s = sizes.subscriptions.max(1) as u64;
     let rate = f64::from(sizes.rate.max(1));
     let sim = env::start_sim_with(sizes.fal_latency).await?;
@@ -34,7 +54,21 @@ pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> 
         copier: true,
         monitor: false,
     };
-    let app = Fluxgate::start(db_url, &sim, workers).await?;
+    // In memory where the machine has it: a deployment's store is another machine's disk, and
+    // 200 files a second written to this one would compete with Postgres's WAL for it.
+    let shm = std::path::Path::new("/dev/shm");
+    let store = if shm.is_dir() {
+        tempfile::tempdir_in(shm)?
+    } else {
+        tempfile::tempdir()?
+    };
+    let mut settings = env::settings(&sim)?;
+    if copies == Copies::ToDirectory {
+        settings.storage.images = Some(store.path().display().to_string());
+        settings.storage.image_hosts =
+            crate::config::HostList::parse("127.0.0.1").map_err(anyhow::Error::msg)?;
+    }
+    let app = Fluxgate::start_with(db_url, settings, workers).await?;
     let (tenant_id, key) = env::tenant(&app.pool, "bench").await?;
     let receiver = Receiver::start(true).await?;
     env::subscribe(
@@ -66,76 +100,57 @@ pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> 
     receiver
         .wait_for(warm_ok * s, Duration::from_secs(30))
         .await;
-    let before = receiver.count();
 
     let count = (rate * sizes.duration.as_secs_f64()).round().max(1.0) as usize;
-    // With history preloaded, a retention sweep (30 days, as by default) runs during the run.
-    let sweep = (sizes.preload > 0).then(|| {
+    let run = Run {
+        app: &app,
+        receiver: &receiver,
+        rate,
+        count,
+        per_request: s,
+    };
+    let quiet = run.measure(make).await?;
+    let swept = if sizes.preload > 0 {
         let pool = app.pool.clone();
-        tokio::spawn(async move {
+        let sweep = tokio::spawn(async move {
             let settings = crate::config::Settings::for_dev();
-            let pause = Duration::from_millis(20);
-            let started = std::time::Instant::now();
+            let started = SystemTime::now();
             let swept = crate::ops::retention::Sweeper::default()
-                .sweep(&pool, &settings, None, pause)
+                .sweep(&pool, &settings, None, crate::ops::retention::PAUSE)
                 .await;
-            (swept, started.elapsed())
-        })
-    });
-    let answers = load::open_loop(app.addr, rate, count, make).await;
-    let sent: HashMap<GenerationId, SystemTime> = accepted(&answers).into_iter().collect();
-    let expected = sent.len() as u64 * s;
-    let got = receiver
-        .wait_for(before + expected, Duration::from_secs(60))
-        .await
-        - before;
-    let joined = callback_times(&app.pool, &sent).await?;
-    if let Some(sweep) = sweep {
-        let (swept, took) = sweep.await?;
-        let swept = swept?;
-        let rows = swept.deliveries + swept.events + swept.callbacks;
-        r.figure(
-            "rows pruned by a retention sweep during the run",
-            rows as f64,
-            "rows",
-            Basis::None,
-            None,
-        );
-        r.note = format!(
-            "a retention sweep ran alongside: {} deliveries (with attempts), {} events, {} callbacks in {:.1} s",
-            swept.deliveries, swept.events, swept.callbacks, took.as_secs_f64()
-        );
-    }
+            (swept, started, SystemTime::now())
+        });
+        let during = run.measure(make).await?;
+        let (swept, from, to) = sweep.await?;
+        Some((during, swept?, from, to))
+    } else {
+        None
+    };
 
-    let (mut from_callback, mut from_api) = (Vec::new(), Vec::new());
-    for (evt, at) in receiver.arrivals() {
-        let Some((g, cb)) = evt.parse::<EventId>().ok().and_then(|e| joined.get(&e)) else {
-            continue;
-        };
-        let since = |t: SystemTime| at.duration_since(t).unwrap_or_default();
-        from_callback.push(since(*cb));
-        from_api.push(since(sent[g]));
-    }
-    let cb = Percentiles::of(from_callback);
-    let api = Percentiles::of(from_api);
-    let accept = Percentiles::of(answers.iter().map(|a| a.latency).collect());
+    let cb = Percentiles::of(quiet.from_callback());
+    let api = Percentiles::of(quiet.from_api());
+    let accept = Percentiles::of(quiet.answers.iter().map(|a| a.latency).collect());
     r.figure("offered rate", rate, "generations/s", Basis::None, None);
+    let mut notes = Vec::new();
+    if copies == Copies::ToDirectory {
+        notes.push(
+            "each result's 1024×768 PNG is downloaded from the simulator (which serves one it drew once, as a CDN serves files) and written to a directory before it is announced"
+                .to_owned(),
+        );
+    }
     let fal_ms = sizes.fal_latency.as_millis() as u64;
     if fal_ms > 0 {
-        let fal = format!(
+        notes.push(format!(
             "the simulated fal runs each request for {fal_ms} ms: results never race fal's answer to the submit"
-        );
-        r.note = if r.note.is_empty() {
-            fal
-        } else {
-            format!("{}; {fal}", r.note)
-        };
+        ));
     }
-    r.latency(
-        &format!("callback → subscriber ({s} subs)"),
-        &cb,
-        [Some(1.5), Some(5.0), Some(15.0)],
-    );
+    // Without a store the path is the one the latency targets are set for; with one, the
+    // copier's download and write are in it, and its figures are reported on their own.
+    let targets = match copies {
+        Copies::Off => [Some(1.5), Some(5.0), Some(15.0)],
+        Copies::ToDirectory => [None, None, None],
+    };
+    r.latency(&format!("callback → subscriber ({s} subs)"), &cb, targets);
     r.latency("API request → subscriber", &api, [None, None, None]);
     r.figure(
         "POST /v1/generations → 202 p99",
@@ -144,22 +159,182 @@ pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> 
         Basis::LatencyP99,
         None,
     );
-    r.details = json!({
+    let mut details = json!({
         "rate": rate, "fal_latency_ms": fal_ms, "requests": count, "subscriptions": s, "warmup_requests": warm,
         "callback_to_subscriber_ms": cb, "api_to_subscriber_ms": api, "api_202_ms": accept,
     });
-
-    r.check("requests answered 202", count, sent.len());
-    r.check(
-        "generations completed and announced",
-        sent.len(),
-        joined.len(),
-    );
-    r.check("deliveries received", expected, got);
-    r.check("deliveries joined to their callback", expected, cb.count);
+    quiet.check(&mut r, "");
+    if let Some((during, swept, from, to)) = &swept {
+        during.check(&mut r, " (during the sweep)");
+        let under = Percentiles::of(during.from_callback_between(*from, *to));
+        let moved = under.p99 - cb.p99;
+        r.figure(
+            "callback → subscriber p99 while a retention sweep works",
+            under.p99,
+            "ms",
+            Basis::None,
+            None,
+        );
+        r.figure(
+            "p99 moved by the sweep",
+            moved,
+            "ms",
+            Basis::None,
+            Some(("≤ 2 ms", moved <= 2.0)),
+        );
+        let rows = swept.deliveries + swept.events + swept.callbacks;
+        r.figure(
+            "rows pruned by that sweep",
+            rows as f64,
+            "rows",
+            Basis::None,
+            None,
+        );
+        let took = to.duration_since(*from).unwrap_or_default();
+        notes.push(format!(
+            "a second run of {count} requests met a retention sweep that pruned {} deliveries (with attempts), {} events and {} callbacks in {:.1} s; {} deliveries arrived while it worked",
+            swept.deliveries, swept.events, swept.callbacks, took.as_secs_f64(), under.count
+        ));
+        details["during_sweep_callback_to_subscriber_ms"] = json!(under);
+    }
+    if copies == Copies::ToDirectory {
+        let (files, bytes) = stored(store.path());
+        r.check(
+            "images copied",
+            quiet.sent.len() + swept.as_ref().map_or(0, |s| s.0.sent.len()) + warm_ok as usize,
+            files,
+        );
+        notes.push(format!(
+            "{files} copies of {:.0} KB each",
+            bytes as f64 / files.max(1) as f64 / 1024.0
+        ));
+    }
+    r.note = notes.join("; ");
+    r.details = details;
     app.stop().await;
     sim.stop().await;
+    drop(store);
     Ok(r)
+}
+
+/// Files and bytes under `dir` (one folder per generation).
+fn stored(dir: &std::path::Path) -> (usize, u64) {
+    let mut found = (0, 0);
+    for folder in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(folder.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            found.0 += 1;
+            found.1 += file.metadata().map_or(0, |m| m.len());
+        }
+    }
+    found
+}
+
+/// One measured stretch of offered load, and what its requests led to.
+struct Run<'a> {
+    app: &'a Fluxgate,
+    receiver: &'a Receiver,
+    rate: f64,
+    count: usize,
+    per_request: u64,
+}
+
+struct Measured {
+    answers: Vec<load::Answer>,
+    sent: HashMap<GenerationId, SystemTime>,
+    /// event id → (generation, when its callback was received), for this run's generations.
+    joined: HashMap<EventId, (GenerationId, SystemTime)>,
+    /// (arrival, event id) of this run's deliveries.
+    arrivals: Vec<(SystemTime, EventId)>,
+    received: u64,
+    count: usize,
+    per_request: u64,
+}
+
+impl Run<'_> {
+    async fn measure(&self, make: impl Fn(usize) -> bytes::Bytes) -> anyhow::Result<Measured> {
+        let before = self.receiver.count();
+        let answers = load::open_loop(self.app.addr, self.rate, self.count, make).await;
+        let sent: HashMap<GenerationId, SystemTime> = accepted(&answers).into_iter().collect();
+        let expected = sent.len() as u64 * self.per_request;
+        let received = self
+            .receiver
+            .wait_for(before + expected, Duration::from_secs(60))
+            .await
+            - before;
+        let joined = callback_times(&self.app.pool, &sent).await?;
+        let arrivals = self
+            .receiver
+            .arrivals()
+            .into_iter()
+            .filter_map(|(evt, at)| {
+                let e = evt.parse::<EventId>().ok()?;
+                joined.contains_key(&e).then_some((at, e))
+            })
+            .collect();
+        Ok(Measured {
+            answers,
+            sent,
+            joined,
+            arrivals,
+            received,
+            count: self.count,
+            per_request: self.per_request,
+        })
+    }
+}
+
+impl Measured {
+    fn since(&self, pick: impl Fn(&(GenerationId, SystemTime)) -> SystemTime) -> Vec<Duration> {
+        self.arrivals
+            .iter()
+            .map(|(at, e)| at.duration_since(pick(&self.joined[e])).unwrap_or_default())
+            .collect()
+    }
+
+    fn from_callback(&self) -> Vec<Duration> {
+        self.since(|(_, cb)| *cb)
+    }
+
+    fn from_api(&self) -> Vec<Duration> {
+        self.since(|(g, _)| self.sent[g])
+    }
+
+    /// Callback → subscriber of the deliveries that arrived between `from` and `to`.
+    fn from_callback_between(&self, from: SystemTime, to: SystemTime) -> Vec<Duration> {
+        self.arrivals
+            .iter()
+            .filter(|(at, _)| (from..=to).contains(at))
+            .map(|(at, e)| at.duration_since(self.joined[e].1).unwrap_or_default())
+            .collect()
+    }
+
+    fn check(&self, r: &mut ScenarioResult, suffix: &str) {
+        let expected = self.sent.len() as u64 * self.per_request;
+        r.check(
+            &format!("requests answered 202{suffix}"),
+            self.count,
+            self.sent.len(),
+        );
+        r.check(
+            &format!("generations completed and announced{suffix}"),
+            self.sent.len(),
+            self.joined.len(),
+        );
+        r.check(
+            &format!("deliveries received{suffix}"),
+            expected,
+            self.received,
+        );
+        r.check(
+            &format!("deliveries joined to their callback{suffix}"),
+            expected,
+            self.arrivals.len(),
+        );
+    }
 }
 
 /// (generation id, send time) of every request answered 202.

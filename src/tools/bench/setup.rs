@@ -196,7 +196,12 @@ pub async fn run_all(args: &BenchArgs, sizes: &Sizes) -> anyhow::Result<Rendered
         results.push(deliver::run(&server.fresh("deliver").await?, sizes).await?);
     }
     if want(Scenario::Pipeline) {
-        results.push(pipeline::run(&server.fresh("pipeline").await?, sizes).await?);
+        let db = server.fresh("pipeline").await?;
+        results.push(pipeline::run(&db, sizes, pipeline::Copies::Off).await?);
+    }
+    if want(Scenario::Copies) {
+        let db = server.fresh("copies").await?;
+        results.push(pipeline::run(&db, sizes, pipeline::Copies::ToDirectory).await?);
     }
     if want(Scenario::Sse) {
         let exe = std::env::current_exe().context("locating this executable")?;

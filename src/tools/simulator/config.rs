@@ -38,6 +38,10 @@ pub struct SimConfig {
     pub result_retention: Duration,
     /// actix worker threads.
     pub workers: usize,
+    /// Serve every file of one size and format with the same bytes, drawn once. A CDN serves
+    /// files it already has; drawing each one on demand costs milliseconds of this machine's
+    /// CPU, which `bench copies` would otherwise count as the copier's.
+    pub draw_once: bool,
 }
 
 impl Default for SimConfig {
@@ -57,6 +61,7 @@ impl Default for SimConfig {
             faults: FaultRates::default(),
             result_retention: Duration::from_secs(3600),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get().min(8)),
+            draw_once: false,
         }
     }
 }

@@ -115,6 +115,9 @@ pub(crate) struct SimState {
     /// The runtime that called [`start`]: lifecycle tasks run there, not on actix's workers.
     rt: tokio::runtime::Handle,
     shutdown: CancellationToken,
+    /// Files drawn once, by size, format and blackness (with [`SimConfig::draw_once`]).
+    drawn:
+        std::sync::Mutex<std::collections::HashMap<(u32, u32, &'static str, bool), bytes::Bytes>>,
 }
 
 impl SimState {
@@ -172,6 +175,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
         http,
         rt: tokio::runtime::Handle::current(),
         shutdown: CancellationToken::new(),
+        drawn: Default::default(),
         config,
     });
 

@@ -258,12 +258,29 @@ pub(crate) async fn file(
         .filter(|i| *i < spec.input.num_images);
     let Some(index) = index else { return missing() };
     let nsfw = output::is_nsfw(&spec, &state.config.nsfw_trigger);
-    let rendered =
-        web::block(move || images::render(&output::image_spec(&spec, index, nsfw))).await;
+    let size = spec.input.image_size;
+    let drawn_key = (size.width, size.height, format.as_str(), nsfw);
+    if state.config.draw_once {
+        if let Some(bytes) = state.drawn.lock().expect("lock").get(&drawn_key) {
+            return HttpResponse::Ok()
+                .content_type(format.content_type())
+                .body(bytes.clone());
+        }
+    }
+    let rendered = web::block(move || {
+        images::render(&output::image_spec(&spec, index, nsfw)).map(bytes::Bytes::from)
+    })
+    .await;
     match rendered {
-        Ok(Ok(bytes)) => HttpResponse::Ok()
-            .content_type(format.content_type())
-            .body(bytes),
+        Ok(Ok(bytes)) => {
+            if state.config.draw_once {
+                let mut drawn = state.drawn.lock().expect("lock");
+                drawn.insert(drawn_key, bytes.clone());
+            }
+            HttpResponse::Ok()
+                .content_type(format.content_type())
+                .body(bytes)
+        }
         Ok(Err(error)) => {
             HttpResponse::InternalServerError().json(json!({"detail": error.to_string()}))
         }
