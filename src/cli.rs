@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::{
     config::{Mode, RawSettings, Settings},
-    domain::{api_key::NewApiKey, tenant::TenantName},
+    domain::{api_key::NewApiKey, scope::Scopes, tenant::TenantName},
     metrics::Metrics,
     startup, storage, telemetry,
 };
@@ -117,6 +117,10 @@ pub enum KeysCommand {
         /// A note to recognise the key by.
         #[arg(long)]
         label: Option<String>,
+        /// What the key may do, comma-separated: generations:write, generations:read,
+        /// events:read, subscriptions:manage, admin. All of them when left out.
+        #[arg(long, value_parser = parse_scopes)]
+        scopes: Option<Scopes>,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -149,6 +153,10 @@ pub struct ReencryptArgs {
     pub encryption_key: Option<String>,
     #[command(flatten)]
     pub db: DbArgs,
+}
+
+fn parse_scopes(list: &str) -> Result<Scopes, String> {
+    Scopes::parse_list(list)
 }
 
 /// Without the keys.
@@ -305,19 +313,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Keys(KeysCommand::Create { tenant, label, db }) => {
+        Command::Keys(KeysCommand::Create {
+            tenant,
+            label,
+            scopes,
+            db,
+        }) => {
             let pool = connect(&db).await?;
             let t = storage::tenants::find_by_name(&pool, &tenant)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no tenant named {tenant:?} (create it with `fluxgate tenants create {tenant}`)"))?;
             let key = NewApiKey::generate();
-            let row = storage::keys::create(&pool, t.id, &key, label.as_deref()).await?;
+            let scopes = scopes.unwrap_or_else(Scopes::all);
+            let row = storage::keys::create(&pool, t.id, &key, label.as_deref(), scopes).await?;
             let id = row.id.to_string();
             let secret = key.secret.expose_secret();
             output(
                 db.json,
-                json!({"id": id, "tenant": t.name, "key": secret}),
-                format!("created key {id} for tenant {}\n\n  {secret}\n\nstore it now: it is shown only once", t.name),
+                json!({"id": id, "tenant": t.name, "key": secret, "scopes": scopes.names()}),
+                format!(
+                    "created key {id} for tenant {} ({})\n\n  {secret}\n\nstore it now: it is shown only once",
+                    t.name,
+                    scopes.names().join(", ")
+                ),
             );
             Ok(())
         }
@@ -352,6 +370,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         "label": k.label,
                         "created_at": k.created_at.to_rfc3339(),
                         "revoked_at": k.revoked_at.map(|t| t.to_rfc3339()),
+                        "scopes": k.scopes,
                     })
                 })
                 .collect();
@@ -359,14 +378,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .iter()
                 .map(|r| {
                     format!(
-                        "{}  {}…  {}  {}",
+                        "{}  {}…  {}  {}  {}",
                         r["id"].as_str().unwrap_or(""),
                         r["prefix"].as_str().unwrap_or(""),
                         r["created_at"].as_str().unwrap_or(""),
                         r["revoked_at"]
                             .as_str()
                             .map(|t| format!("revoked {t}"))
-                            .unwrap_or_else(|| "active".into())
+                            .unwrap_or_else(|| "active".into()),
+                        r["scopes"]
+                            .as_array()
+                            .map(|s| s
+                                .iter()
+                                .filter_map(|v| v.as_str())
+                                .collect::<Vec<_>>()
+                                .join(","))
+                            .unwrap_or_default()
                     )
                 })
                 .collect::<Vec<_>>()

@@ -62,6 +62,22 @@ impl ApiError {
         )
     }
 
+    /// 403 `insufficient_scope`: the key is valid but may not do this; `scope` names what it
+    /// lacks (the body's `scope` member, and `WWW-Authenticate` as OAuth's bearer scheme says).
+    pub fn insufficient_scope(scope: crate::domain::scope::Scope) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            "Forbidden",
+            format!("this key lacks the scope {scope}, which this route needs"),
+        )
+        .with_extra("scope", scope.as_str().into())
+        .with_header(
+            "www-authenticate",
+            format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\""),
+        )
+    }
+
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "Not Found", detail)
     }

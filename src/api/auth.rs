@@ -1,5 +1,6 @@
-//! Bearer API-key authentication for every `/v1` route. The authenticated caller is put in the
-//! request's extensions, where handlers read it with the `Caller` extractor.
+//! Bearer API-key authentication for every `/v1` route, and the scope its route needs
+//! (`api::scopes`). The authenticated caller is put in the request's extensions, where handlers
+//! read it with the `Caller` extractor.
 use crate::domain::ids::{ApiKeyId, TenantId};
 use std::future::{ready, Ready};
 
@@ -11,7 +12,15 @@ use actix_web::{
     web, FromRequest, HttpMessage, HttpRequest, ResponseError,
 };
 
-use crate::{api::state::AppState, domain::api_key::PresentedKey, error::ApiError, storage};
+use crate::{
+    api::{
+        scopes::{self, Need},
+        state::AppState,
+    },
+    domain::{api_key::PresentedKey, scope::Scopes},
+    error::ApiError,
+    storage,
+};
 
 /// The tenant (and key) a request is made by.
 #[derive(Debug, Clone)]
@@ -19,6 +28,8 @@ pub struct Caller {
     pub tenant_id: TenantId,
     pub tenant_name: String,
     pub key_id: ApiKeyId,
+    /// What the key may do.
+    pub scopes: Scopes,
 }
 
 impl FromRequest for Caller {
@@ -39,7 +50,16 @@ pub async fn require_api_key<B: MessageBody + 'static>(
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-    match authenticate(&req).await {
+    let allowed = authenticate(&req).await.and_then(|caller| {
+        let pattern = req.match_pattern().unwrap_or_default();
+        match scopes::needed(req.method(), &pattern) {
+            Need::Scope(scope) if !caller.scopes.contains(scope) => {
+                Err(ApiError::insufficient_scope(scope))
+            }
+            _ => Ok(caller),
+        }
+    });
+    match allowed {
         Ok(caller) => {
             tracing::Span::current().record("tenant", caller.tenant_name.as_str());
             req.extensions_mut().insert(caller);
@@ -102,6 +122,7 @@ async fn authenticate(req: &ServiceRequest) -> Result<Caller, ApiError> {
             tenant_id: c.tenant_id,
             tenant_name: c.tenant_name,
             key_id: c.id,
+            scopes: Scopes::from_names(&c.scopes),
         }),
         Some(c) if matches && c.revoked => {
             Err(code("revoked_api_key", "this API key has been revoked"))

@@ -10,7 +10,7 @@ use crate::{
 pub async fn me(caller: Caller) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "tenant": { "id": caller.tenant_id.to_string(), "name": caller.tenant_name },
-        "key": { "id": caller.key_id.to_string() },
+        "key": { "id": caller.key_id.to_string(), "scopes": caller.scopes.names() },
     }))
 }
 

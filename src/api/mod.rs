@@ -10,6 +10,7 @@ pub mod images;
 pub mod me;
 pub mod openapi;
 pub mod panics;
+pub mod scopes;
 pub mod state;
 pub mod streams;
 pub mod subscriptions;

@@ -6,6 +6,7 @@ pub mod field_error;
 pub mod generation;
 pub mod ids;
 pub mod money;
+pub mod scope;
 pub mod states;
 pub mod subscription;
 pub mod tenant;

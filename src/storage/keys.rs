@@ -2,7 +2,7 @@
 use crate::domain::ids::{ApiKeyId, TenantId};
 use sqlx::{FromRow, PgExecutor};
 
-use crate::domain::{api_key::NewApiKey, ids};
+use crate::domain::{api_key::NewApiKey, ids, scope::Scopes};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct KeyRow {
@@ -12,6 +12,7 @@ pub struct KeyRow {
     pub label: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub scopes: Vec<String>,
 }
 
 /// What authentication needs: the stored hash and whether the key is usable.
@@ -22,6 +23,7 @@ pub struct KeyCredential {
     pub tenant_name: String,
     pub secret_hash: Vec<u8>,
     pub revoked: bool,
+    pub scopes: Vec<String>,
 }
 
 pub async fn create(
@@ -29,16 +31,19 @@ pub async fn create(
     tenant_id: TenantId,
     key: &NewApiKey,
     label: Option<&str>,
+    scopes: Scopes,
 ) -> Result<KeyRow, sqlx::Error> {
     sqlx::query_as(
-        "INSERT INTO api_keys (id, tenant_id, lookup, secret_hash, label) VALUES ($1, $2, $3, $4, $5)
-         RETURNING id, tenant_id, lookup, label, created_at, revoked_at",
+        "INSERT INTO api_keys (id, tenant_id, lookup, secret_hash, label, scopes)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         RETURNING id, tenant_id, lookup, label, created_at, revoked_at, scopes",
     )
     .bind(ids::new_uuid())
     .bind(tenant_id)
     .bind(&key.lookup)
     .bind(&key.hash[..])
     .bind(label)
+    .bind(scopes.names())
     .fetch_one(db)
     .await
 }
@@ -48,7 +53,8 @@ pub async fn credential_by_lookup(
     lookup: &str,
 ) -> Result<Option<KeyCredential>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT k.id, k.tenant_id, t.name AS tenant_name, k.secret_hash, k.revoked_at IS NOT NULL AS revoked
+        "SELECT k.id, k.tenant_id, t.name AS tenant_name, k.secret_hash, k.revoked_at IS NOT NULL AS revoked,
+                k.scopes
          FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.lookup = $1",
     )
     .bind(lookup)
@@ -60,7 +66,7 @@ pub async fn credential_by_lookup(
 pub async fn revoke(db: impl PgExecutor<'_>, id: ApiKeyId) -> Result<Option<KeyRow>, sqlx::Error> {
     sqlx::query_as(
         "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1
-         RETURNING id, tenant_id, lookup, label, created_at, revoked_at",
+         RETURNING id, tenant_id, lookup, label, created_at, revoked_at, scopes",
     )
     .bind(id)
     .fetch_optional(db)
@@ -83,7 +89,7 @@ pub async fn list_for_tenant(
     tenant_id: TenantId,
 ) -> Result<Vec<KeyRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, tenant_id, lookup, label, created_at, revoked_at FROM api_keys
+        "SELECT id, tenant_id, lookup, label, created_at, revoked_at, scopes FROM api_keys
          WHERE tenant_id = $1 ORDER BY created_at",
     )
     .bind(tenant_id)

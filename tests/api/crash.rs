@@ -99,9 +99,15 @@ async fn burst_stop_restart(signal: nix::sys::signal::Signal) {
         .unwrap()
         .unwrap();
     let key = NewApiKey::generate();
-    storage::keys::create(&pool, tenant.id, &key, None)
-        .await
-        .unwrap();
+    storage::keys::create(
+        &pool,
+        tenant.id,
+        &key,
+        None,
+        fluxgate::domain::scope::Scopes::all(),
+    )
+    .await
+    .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

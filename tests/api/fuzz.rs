@@ -112,9 +112,15 @@ async fn schemathesis_finds_no_server_error_and_no_dropped_connection_on_serve()
         .unwrap()
         .unwrap();
     let key = NewApiKey::generate();
-    storage::keys::create(&pool, tenant.id, &key, None)
-        .await
-        .unwrap();
+    storage::keys::create(
+        &pool,
+        tenant.id,
+        &key,
+        None,
+        fluxgate::domain::scope::Scopes::all(),
+    )
+    .await
+    .unwrap();
 
     // Real ids for the operations that take one, so cases reach past the 404 of a made-up id.
     let auth = format!("Authorization: Bearer {}", key.secret.expose_secret());

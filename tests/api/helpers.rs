@@ -254,9 +254,15 @@ impl TestApp {
             .unwrap()
             .unwrap();
         let key = NewApiKey::generate();
-        storage::keys::create(&self.pool, tenant.id, &key, None)
-            .await
-            .unwrap();
+        storage::keys::create(
+            &self.pool,
+            tenant.id,
+            &key,
+            None,
+            fluxgate::domain::scope::Scopes::all(),
+        )
+        .await
+        .unwrap();
         (tenant.id, key.secret.expose_secret().to_owned())
     }
 
@@ -345,9 +351,15 @@ pub async fn start_app(
         None => test.new_tenant("acme").await,
         Some(id) => {
             let key = NewApiKey::generate();
-            storage::keys::create(&test.pool, id, &key, None)
-                .await
-                .unwrap();
+            storage::keys::create(
+                &test.pool,
+                id,
+                &key,
+                None,
+                fluxgate::domain::scope::Scopes::all(),
+            )
+            .await
+            .unwrap();
             (id, key.secret.expose_secret().to_owned())
         }
     };

@@ -22,6 +22,7 @@ mod receiver;
 mod retention;
 mod s3;
 mod scale;
+mod scopes;
 mod secrets_at_rest;
 mod simulator;
 mod ssrf;

@@ -41,9 +41,33 @@ pub fn document() -> Value {
             {"name": "generations"}, {"name": "subscriptions"}, {"name": "events"},
             {"name": "account"}, {"name": "operations"},
         ],
-        "paths": paths::paths(),
+        "paths": with_scopes(paths::paths()),
         "components": schemas::components(),
     })
+}
+
+/// Each `/v1` operation that needs a scope names it in its security requirement (OpenAPI 3.1
+/// allows roles for any scheme) and documents the 403 a key without it gets; the scopes come
+/// from the same table the authentication middleware asks.
+fn with_scopes(mut paths: Value) -> Value {
+    let Some(paths_map) = paths.as_object_mut() else {
+        return paths;
+    };
+    for (path, ops) in paths_map.iter_mut() {
+        let Some(ops) = ops.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in ops.iter_mut() {
+            let Ok(m) = method.to_uppercase().parse::<actix_web::http::Method>() else {
+                continue;
+            };
+            if let crate::api::scopes::Need::Scope(scope) = crate::api::scopes::needed(&m, path) {
+                op["security"] = json!([{"apiKey": [scope.as_str()]}]);
+                op["responses"]["403"] = json!({"$ref": "#/components/responses/E403"});
+            }
+        }
+    }
+    paths
 }
 
 /// A reference to a schema in `components`.
@@ -137,5 +161,25 @@ mod tests {
             })
             .collect();
         assert_eq!(routed, documented);
+    }
+
+    /// Every `/v1` operation but `GET /v1/me` needs a scope, and says which.
+    #[test]
+    fn every_v1_operation_names_the_scope_it_needs() {
+        let doc = document();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            for (method, op) in ops.as_object().unwrap() {
+                let named = op["security"][0]["apiKey"][0].as_str();
+                if path == "/v1/me" {
+                    assert!(named.is_none());
+                } else {
+                    assert!(named.is_some(), "{method} {path} names no scope");
+                    assert!(op["responses"]["403"].is_object(), "{method} {path}");
+                }
+            }
+        }
     }
 }

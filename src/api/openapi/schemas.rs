@@ -27,6 +27,10 @@ fn error_responses() -> Value {
             "Missing, malformed, unknown or revoked API key (or, on fal's callback, a URL without its token or a bad signature)",
         ),
         ("402", "A budget would be exceeded (`code` says which)"),
+        (
+            "403",
+            "`insufficient_scope`: the key may not use this route; `scope` names the scope it needs",
+        ),
         ("404", "No such object for this tenant"),
         ("409", "The object's state does not allow this"),
         ("408", "The body did not arrive within the deadline"),

@@ -73,7 +73,7 @@ pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> 
 
     r.check("requests received", n, got);
     r.check("deliveries still pending", 0, pending);
-    verify(&app.pool, &mut r, n as i64).await?;
+    verify(&app.pool, &mut r, tenant_id, n as i64).await?;
     app.stop().await;
     sim.stop().await;
     Ok(r)
@@ -135,15 +135,24 @@ async fn wait_settled(pool: &PgPool, within: Duration) -> anyhow::Result<i64> {
     }
 }
 
-async fn verify(pool: &PgPool, r: &mut ScenarioResult, n: i64) -> anyhow::Result<()> {
+/// The scenario's tenant's deliveries and attempts (`--preload` history belongs to another).
+async fn verify(
+    pool: &PgPool,
+    r: &mut ScenarioResult,
+    tenant_id: TenantId,
+    n: i64,
+) -> anyhow::Result<()> {
     let (succeeded, one_attempt, attempts, distinct, ok_codes): (i64, i64, i64, i64, i64) =
         sqlx::query_as(
-            "SELECT (SELECT count(*) FROM deliveries WHERE status = 'succeeded'),
-                    (SELECT count(*) FROM deliveries WHERE attempts = 1),
-                    (SELECT count(*) FROM delivery_attempts),
-                    (SELECT count(DISTINCT delivery_id) FROM delivery_attempts),
-                    (SELECT count(*) FROM delivery_attempts WHERE status_code = 204)",
+            "WITH mine AS (SELECT id, status, attempts FROM deliveries WHERE tenant_id = $1),
+                  tried AS (SELECT a.* FROM delivery_attempts a JOIN mine ON mine.id = a.delivery_id)
+             SELECT (SELECT count(*) FROM mine WHERE status = 'succeeded'),
+                    (SELECT count(*) FROM mine WHERE attempts = 1),
+                    (SELECT count(*) FROM tried),
+                    (SELECT count(DISTINCT delivery_id) FROM tried),
+                    (SELECT count(*) FROM tried WHERE status_code = 204)",
         )
+        .bind(tenant_id)
         .fetch_one(pool)
         .await?;
     r.check("deliveries succeeded", n, succeeded);

@@ -117,7 +117,14 @@ pub async fn tenant(pool: &PgPool, name: &str) -> anyhow::Result<(TenantId, Stri
     let name = TenantName::parse(name).map_err(anyhow::Error::msg)?;
     let t = storage::tenants::ensure(pool, &name).await?;
     let key = NewApiKey::generate();
-    storage::keys::create(pool, t.id, &key, Some("bench")).await?;
+    storage::keys::create(
+        pool,
+        t.id,
+        &key,
+        Some("bench"),
+        crate::domain::scope::Scopes::all(),
+    )
+    .await?;
     Ok((t.id, key.secret.expose_secret().to_owned()))
 }
 

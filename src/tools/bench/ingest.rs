@@ -89,7 +89,7 @@ pub async fn run(db_url: &str, sizes: &Sizes) -> anyhow::Result<ScenarioResult> 
 
     let total = (warmup + n) as i64;
     r.check("callbacks answered 200", n, answered);
-    verify(&app.pool, &mut r, total, s as i64).await?;
+    verify(&app.pool, &mut r, tenant_id, total, s as i64).await?;
     app.stop().await;
     sim.stop().await;
     Ok(r)
@@ -105,14 +105,23 @@ async fn rss_peak(stop: tokio_util::sync::CancellationToken) -> f64 {
     peak
 }
 
-/// Everything the callbacks should have left behind, counted in the database.
-async fn verify(pool: &PgPool, r: &mut ScenarioResult, total: i64, s: i64) -> anyhow::Result<()> {
+/// Everything the callbacks should have left behind, counted in the database (the scenario's
+/// tenant's rows: `--preload` history belongs to another).
+async fn verify(
+    pool: &PgPool,
+    r: &mut ScenarioResult,
+    tenant_id: TenantId,
+    total: i64,
+    s: i64,
+) -> anyhow::Result<()> {
     let (completed, callbacks, events, deliveries): (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM generations WHERE status = 'completed'),
-                (SELECT count(*) FROM fal_callbacks WHERE announced),
-                (SELECT count(*) FROM events WHERE type = 'generation.completed'),
-                (SELECT count(*) FROM deliveries WHERE status = 'pending')",
+        "SELECT (SELECT count(*) FROM generations WHERE status = 'completed' AND tenant_id = $1),
+                (SELECT count(*) FROM fal_callbacks c JOIN generations g ON g.id = c.generation_id
+                  WHERE c.announced AND g.tenant_id = $1),
+                (SELECT count(*) FROM events WHERE type = 'generation.completed' AND tenant_id = $1),
+                (SELECT count(*) FROM deliveries WHERE status = 'pending' AND tenant_id = $1)",
     )
+    .bind(tenant_id)
     .fetch_one(pool)
     .await?;
     r.check("generations completed", total, completed);

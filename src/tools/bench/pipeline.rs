@@ -127,8 +127,8 @@ pub async fn run(db_url: &str, sizes: &Sizes, copies: Copies) -> anyhow::Result<
         None
     };
 
-    let cb = Percentiles::of(quiet.from_callback());
-    let api = Percentiles::of(quiet.from_api());
+    let cb = Percentiles::of(quiet.since_callback());
+    let api = Percentiles::of(quiet.since_api());
     let accept = Percentiles::of(quiet.answers.iter().map(|a| a.latency).collect());
     r.figure("offered rate", rate, "generations/s", Basis::None, None);
     let mut notes = Vec::new();
@@ -166,7 +166,7 @@ pub async fn run(db_url: &str, sizes: &Sizes, copies: Copies) -> anyhow::Result<
     quiet.check(&mut r, "");
     if let Some((during, swept, from, to)) = &swept {
         during.check(&mut r, " (during the sweep)");
-        let under = Percentiles::of(during.from_callback_between(*from, *to));
+        let under = Percentiles::of(during.since_callback_between(*from, *to));
         let moved = under.p99 - cb.p99;
         r.figure(
             "callback → subscriber p99 while a retention sweep works",
@@ -295,16 +295,16 @@ impl Measured {
             .collect()
     }
 
-    fn from_callback(&self) -> Vec<Duration> {
+    fn since_callback(&self) -> Vec<Duration> {
         self.since(|(_, cb)| *cb)
     }
 
-    fn from_api(&self) -> Vec<Duration> {
+    fn since_api(&self) -> Vec<Duration> {
         self.since(|(g, _)| self.sent[g])
     }
 
     /// Callback → subscriber of the deliveries that arrived between `from` and `to`.
-    fn from_callback_between(&self, from: SystemTime, to: SystemTime) -> Vec<Duration> {
+    fn since_callback_between(&self, from: SystemTime, to: SystemTime) -> Vec<Duration> {
         self.arrivals
             .iter()
             .filter(|(at, _)| (from..=to).contains(at))

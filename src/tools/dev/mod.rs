@@ -150,7 +150,14 @@ async fn run_with_db(mut raw: RawSettings, devdb: Option<&DevDb>) -> anyhow::Res
 
     let tenant = storage::tenants::ensure(&pool, &TenantName::parse("dev").expect("valid")).await?;
     let key = NewApiKey::generate();
-    storage::keys::create(&pool, tenant.id, &key, Some("dev")).await?;
+    storage::keys::create(
+        &pool,
+        tenant.id,
+        &key,
+        Some("dev"),
+        crate::domain::scope::Scopes::all(),
+    )
+    .await?;
     let demo = subscriber::DemoSubscriber::start().await?;
     // Replace the previous run's demo subscription (its port is gone) with one for this run.
     sqlx::query("UPDATE subscriptions SET deleted_at = now(), status = 'disabled' WHERE tenant_id = $1 AND description = $2 AND deleted_at IS NULL")

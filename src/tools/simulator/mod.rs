@@ -103,6 +103,9 @@ impl Counters {
 }
 
 /// Shared by every handler and lifecycle task.
+/// A drawn file's width, height, format and blackness.
+pub(crate) type DrawnKey = (u32, u32, &'static str, bool);
+
 pub(crate) struct SimState {
     config: SimConfig,
     base_url: String,
@@ -116,8 +119,7 @@ pub(crate) struct SimState {
     rt: tokio::runtime::Handle,
     shutdown: CancellationToken,
     /// Files drawn once, by size, format and blackness (with [`SimConfig::draw_once`]).
-    drawn:
-        std::sync::Mutex<std::collections::HashMap<(u32, u32, &'static str, bool), bytes::Bytes>>,
+    drawn: std::sync::Mutex<std::collections::HashMap<DrawnKey, bytes::Bytes>>,
 }
 
 impl SimState {
