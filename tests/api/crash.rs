@@ -6,18 +6,13 @@ use std::{
     time::Duration,
 };
 
-use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::{
     helpers::{fresh_database, SIM_KEY, SIM_SEED},
     receiver::Receiver,
 };
-use fluxgate::{
-    domain::{api_key::NewApiKey, tenant::TenantName},
-    storage,
-    tools::simulator::SimConfig,
-};
+use fluxgate::{storage, tools::simulator::SimConfig};
 
 /// (generation status, id, delivery status, attempts, last error class) of what did not arrive.
 type StuckRow = (String, String, Option<String>, Option<i32>, Option<String>);
@@ -94,20 +89,7 @@ async fn burst_stop_restart(signal: nix::sys::signal::Signal) {
     let rx = Receiver::start().await;
     rx.set(204, None, Duration::from_millis(20));
     storage::MIGRATOR.run(&pool).await.unwrap();
-    let tenant = storage::tenants::create(&pool, &TenantName::parse("acme").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    let key = NewApiKey::generate();
-    storage::keys::create(
-        &pool,
-        tenant.id,
-        &key,
-        None,
-        fluxgate::domain::scope::Scopes::all(),
-    )
-    .await
-    .unwrap();
+    let (_, key) = crate::helpers::tenant_with_key(&pool, "acme").await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -141,7 +123,7 @@ async fn burst_stop_restart(signal: nix::sys::signal::Signal) {
     let client = reqwest::Client::new();
     let mut child = serve(&env);
     wait_ready(&client, &base).await;
-    let auth = key.secret.expose_secret().to_owned();
+    let auth = key;
     let res = client
         .post(format!("{base}/v1/subscriptions"))
         .bearer_auth(&auth)

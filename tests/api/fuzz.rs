@@ -12,14 +12,8 @@ use std::{
     time::Duration,
 };
 
-use secrecy::ExposeSecret;
-
 use crate::helpers::{fresh_database, SIM_KEY, SIM_SEED};
-use fluxgate::{
-    domain::{api_key::NewApiKey, tenant::TenantName},
-    storage,
-    tools::simulator::SimConfig,
-};
+use fluxgate::{storage, tools::simulator::SimConfig};
 
 /// The seed of the generated cases, so a failure reproduces.
 const SEED: &str = "20261202";
@@ -107,28 +101,15 @@ async fn schemathesis_finds_no_server_error_and_no_dropped_connection_on_serve()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let tenant = storage::tenants::create(&pool, &TenantName::parse("fuzz").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    let key = NewApiKey::generate();
-    storage::keys::create(
-        &pool,
-        tenant.id,
-        &key,
-        None,
-        fluxgate::domain::scope::Scopes::all(),
-    )
-    .await
-    .unwrap();
+    let (tenant_id, key) = crate::helpers::tenant_with_key(&pool, "fuzz").await;
 
     // Real ids for the operations that take one, so cases reach past the 404 of a made-up id.
-    let auth = format!("Authorization: Bearer {}", key.secret.expose_secret());
+    let auth = format!("Authorization: Bearer {key}");
     let config = tempfile::NamedTempFile::new().unwrap();
-    let bearer = format!("Bearer {}", key.secret.expose_secret());
+    let bearer = format!("Bearer {key}");
     std::fs::write(
         config.path(),
-        known_ids(&client, &base, &bearer, &pool, tenant.id).await,
+        known_ids(&client, &base, &bearer, &pool, tenant_id).await,
     )
     .unwrap();
     // The live streams never end on their own: each valid case holds its connection for the

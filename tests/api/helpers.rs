@@ -249,21 +249,7 @@ impl TestApp {
 
     /// Creates another tenant with a key; returns (tenant id, key).
     pub async fn new_tenant(&self, name: &str) -> (TenantId, String) {
-        let tenant = storage::tenants::create(&self.pool, &TenantName::parse(name).unwrap())
-            .await
-            .unwrap()
-            .unwrap();
-        let key = NewApiKey::generate();
-        storage::keys::create(
-            &self.pool,
-            tenant.id,
-            &key,
-            None,
-            fluxgate::domain::scope::Scopes::all(),
-        )
-        .await
-        .unwrap();
-        (tenant.id, key.secret.expose_secret().to_owned())
+        tenant_with_key(&self.pool, name).await
     }
 
     /// Stops the server and its workers (drain), as SIGTERM would. Returns what a restart on
@@ -276,6 +262,25 @@ impl TestApp {
         self.pool.close().await;
         (self.db_url, self.sim, port)
     }
+}
+
+/// A new tenant `name` with a key holding every scope: (tenant id, key).
+pub async fn tenant_with_key(pool: &PgPool, name: &str) -> (TenantId, String) {
+    let tenant = storage::tenants::create(pool, &TenantName::parse(name).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let key = NewApiKey::generate();
+    storage::keys::create(
+        pool,
+        tenant.id,
+        &key,
+        None,
+        fluxgate::domain::scope::Scopes::all(),
+    )
+    .await
+    .unwrap();
+    (tenant.id, key.secret.expose_secret().to_owned())
 }
 
 pub fn test_settings() -> Settings {

@@ -971,6 +971,12 @@ async fn a_refused_webhook_is_retried_with_the_same_bytes_until_accepted() {
         app.verify(attempt).await;
         assert_eq!(attempt.body, attempts[0].body);
     }
+    // The simulator counts the delivery once the receiver's answer reaches it, a moment after
+    // the receiver saw the request; the receiver stays up until then.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while app.sim.stats().webhooks_delivered == 0 && tokio::time::Instant::now() < deadline {
+        tokio::task::yield_now().await;
+    }
     receiver.stop().await;
     let stats = app.sim.stats();
     assert_eq!(
