@@ -64,7 +64,7 @@ pub const FAN_OUT: &str = "subs AS (
         FROM ev WHERE ev.fan AND ev.webhook_url IS NOT NULL
      ), d AS (
         INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, target_url, attempts, lease_until)
-        SELECT gen_random_uuid(), subs.tenant_id, subs.event_id, subs.subscription_id, subs.target_url,
+        SELECT fluxgate_uuid_v7(), subs.tenant_id, subs.event_id, subs.subscription_id, subs.target_url,
                CASE WHEN subs.lease THEN 1 ELSE 0 END,
                CASE WHEN subs.lease THEN now() + make_interval(secs => $12) END
         FROM subs
@@ -80,7 +80,7 @@ pub async fn insert_one(
     target_url: &str,
 ) -> Result<DeliveryId, sqlx::Error> {
     sqlx::query_scalar(
-        "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, target_url) VALUES (gen_random_uuid(), $1, $2, $3, $4) RETURNING id",
+        "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, target_url) VALUES (fluxgate_uuid_v7(), $1, $2, $3, $4) RETURNING id",
     )
     .bind(tenant_id)
     .bind(event_id)

@@ -591,3 +591,52 @@ async fn the_loop_sleeps_until_the_next_delivery_scheduled_for_later() {
         .unwrap();
     assert!((58..=60).contains(&in_secs(next().await)));
 }
+
+#[tokio::test]
+async fn deliveries_are_keyed_by_ids_that_sort_in_the_order_they_were_made() {
+    let app = spawn_app().await;
+    let rx = Receiver::start().await;
+    let before = chrono::Utc::now().timestamp_millis();
+    let sub = subscribe(&app, json!({"target_url": rx.url, "event_types": ["*"]})).await;
+    let sub_id = sub["id"].as_str().unwrap();
+    // One delivery from fan-out (a generation's events), one made alone (a test ping).
+    let generation = app.generate(json!({"prompt": "ordered ids"})).await;
+    app.wait_terminal(generation["id"].as_str().unwrap()).await;
+    let ping = app
+        .post(&format!("/v1/subscriptions/{sub_id}/test"), &json!({}))
+        .await;
+    assert_eq!(ping.status(), 202);
+    let pinged = wait_delivery(&app, sub_id, |d| d["event_type"] == "test.ping").await;
+    let after = chrono::Utc::now().timestamp_millis();
+
+    let mut made: Vec<(chrono::DateTime<chrono::FixedOffset>, String)> =
+        deliveries_of(&app, sub_id)
+            .await
+            .iter()
+            .map(|d| {
+                let at = chrono::DateTime::parse_from_rfc3339(d["created_at"].as_str().unwrap())
+                    .unwrap();
+                (at, d["id"].as_str().unwrap().to_owned())
+            })
+            .collect();
+    assert!(made.len() >= 2, "{made:?}");
+    assert!(made
+        .iter()
+        .any(|(_, id)| id == pinged["id"].as_str().unwrap()));
+    for (_, id) in &made {
+        let uuid = uuid::Uuid::parse_str(id.strip_prefix("dlv_").unwrap()).unwrap();
+        assert_eq!(uuid.get_version_num(), 7, "{id} is not a UUIDv7");
+        let (secs, nanos) = uuid.get_timestamp().unwrap().to_unix();
+        let ms = secs as i64 * 1000 + i64::from(nanos / 1_000_000);
+        assert!(
+            (before - 1..=after + 1).contains(&ms),
+            "{id} was made at {ms}, not between {before} and {after}"
+        );
+    }
+    // Sorted by creation time, they are sorted by id too: new keys go to the index's right edge.
+    made.sort();
+    let ids: Vec<&String> = made.iter().map(|(_, id)| id).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted);
+}

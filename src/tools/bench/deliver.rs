@@ -108,7 +108,7 @@ async fn backlog(pool: &PgPool, tenant_id: TenantId, events: usize) -> anyhow::R
     .await?;
     sqlx::query(
         "INSERT INTO deliveries (id, tenant_id, event_id, subscription_id, target_url)
-         SELECT gen_random_uuid(), $1, e.id, s.id, s.target_url
+         SELECT fluxgate_uuid_v7(), $1, e.id, s.id, s.target_url
          FROM unnest($2::uuid[]) AS e(id) CROSS JOIN subscriptions s WHERE s.tenant_id = $1",
     )
     .bind(tenant_id)
