@@ -1,8 +1,7 @@
 //! Pruning what is past retention, in batches that each commit on their own and are found by
 //! index: events and generations have UUIDv7 ids, so "older than the cutoff" is a primary-key
-//! range (`ids::v7_at`); deliveries (random ids until migration 15, so old rows may have them) are
-//! found by `created_at`, fal's callbacks by
-//! `received_at`. No table is rewritten or locked for long. Nothing unfinished is touched: a
+//! range (`ids::v7_at`); deliveries (random ids before migration 15, which old rows keep) are
+//! found by `created_at`, fal's callbacks by `received_at`. No table is rewritten or locked for long. Nothing unfinished is touched: a
 //! pending delivery (waiting, leased or in flight) keeps itself, its attempts and its event.
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;

@@ -200,8 +200,8 @@ fn settings(binaries: &PgBinaries, durable: bool) -> Vec<&'static str> {
         // size: the template's 1 MB segments (template.rs) made them 64 MB and 2 MB, and a
         // checkpoint started after every ~33 MB of WAL — every few seconds under load, once
         // a second during a retention sweep. Each checkpoint makes the next change to every
-        // page write the whole page to the WAL again; at 1 M preloaded rows the run after a
-        // sweep met back-to-back checkpoints and its p99 rose from 7 ms to 189–423 ms.
+        // page write the whole page to the WAL again. A 1 M-row `bench pipeline --preload`
+        // met five of them during its runs with the old sizes, none with these.
         "max_wal_size=1GB",
         "min_wal_size=80MB",
     ];
