@@ -100,6 +100,21 @@ pub enum TenantsCommand {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Set what a tenant lets browsers do: the web origins that may call the API (CORS), and
+    /// whether every request must run fal's safety checker.
+    Update {
+        name: String,
+        /// Comma-separated origins (`https://app.example.com,http://localhost:5173`); an empty
+        /// string allows none.
+        #[arg(long)]
+        allowed_origins: Option<String>,
+        /// Refuse any request of this tenant that turns the safety checker off
+        /// (`--require-safety-checker=false` lifts it).
+        #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+        require_safety_checker: Option<bool>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Show a tenant's limits and today's spend.
     Show {
         name: String,
@@ -280,6 +295,44 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Tenants(TenantsCommand::Update {
+            name,
+            allowed_origins,
+            require_safety_checker,
+            db,
+        }) => {
+            let origins = allowed_origins
+                .as_deref()
+                .map(|list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|o| !o.is_empty())
+                        .map(crate::domain::origin::parse)
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--allowed-origins: {e}"))?;
+            if origins.is_none() && require_safety_checker.is_none() {
+                anyhow::bail!(
+                    "nothing to set: give --allowed-origins and/or --require-safety-checker"
+                );
+            }
+            let pool = connect(&db).await?;
+            let t = find_tenant(&pool, &name).await?;
+            let p = storage::tenants::update_browser_policy(
+                &pool,
+                t.id,
+                origins.as_deref(),
+                require_safety_checker,
+            )
+            .await?;
+            output(
+                db.json,
+                json!({"tenant": t.name, "browser": p}),
+                format!("{}: {}", t.name, describe_browser_policy(&p)),
+            );
+            Ok(())
+        }
         Command::Tenants(TenantsCommand::Show { name, db }) => {
             let pool = connect(&db).await?;
             let t = find_tenant(&pool, &name).await?;
@@ -288,6 +341,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (reserved, spent) =
                 crate::governance::budgets::usage_today(&pool, t.id, "").await?;
             let keys = storage::keys::list_for_tenant(&pool, t.id).await?;
+            let browser = storage::tenants::browser_policy(&pool, t.id).await?;
             let active = keys.iter().filter(|k| k.revoked_at.is_none()).count();
             let id = t.id.to_string();
             let mut text = format!(
@@ -299,6 +353,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 crate::domain::money::format_usd(reserved),
                 keys.len() - active,
             );
+            text.push_str(&format!(
+                "\n  browsers:        {}",
+                describe_browser_policy(&browser)
+            ));
             for e in &end_users {
                 text.push_str(&format!(
                     "\n  end user {:?}: {}",
@@ -308,7 +366,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             output(
                 db.json,
-                json!({"id": id, "name": t.name, "limits": limits, "end_users": end_users, "today": {"spent_micros": spent, "reserved_micros": reserved}, "keys": {"active": active, "revoked": keys.len() - active}}),
+                json!({"id": id, "name": t.name, "limits": limits, "end_users": end_users, "today": {"spent_micros": spent, "reserved_micros": reserved}, "keys": {"active": active, "revoked": keys.len() - active}, "browser": browser}),
                 text,
             );
             Ok(())
@@ -537,6 +595,20 @@ fn parse_change<T>(
             .map(Change::Set)
             .map_err(|e| anyhow::anyhow!("{flag}: {e}")),
     }
+}
+
+fn describe_browser_policy(p: &storage::tenants::BrowserPolicy) -> String {
+    let origins = if p.allowed_origins.is_empty() {
+        "no origin may call the API from a browser".to_owned()
+    } else {
+        format!("origins {}", p.allowed_origins.join(", "))
+    };
+    let checker = if p.require_safety_checker {
+        "safety checker required"
+    } else {
+        "safety checker as each request asks (always on for browser tokens)"
+    };
+    format!("{origins}; {checker}")
 }
 
 fn describe_limits(budget: Option<i64>, rpm: Option<i32>) -> String {

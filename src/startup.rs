@@ -19,6 +19,7 @@ use crate::{
         handoff::{self, Inbox},
         worker::Deliverer,
     },
+    domain::browser_token::TokenSigner,
     fal::verify::{FalVerifier, SystemClock},
     live::{self, Hub},
     metrics::Metrics,
@@ -142,6 +143,7 @@ impl Application {
         )
         .await
         .context("loading the callback-token key")?;
+        let tokens = TokenSigner::new(callbacks.derive("browser tokens"));
         let policy = settings.target_policy();
         let assets = match settings.storage.images.as_deref() {
             None | Some("off") => None,
@@ -221,6 +223,7 @@ impl Application {
             live,
             ingest,
             callback_slots,
+            tokens,
         });
         let metrics = web::Data::new(metrics);
         let app_state = state.clone();

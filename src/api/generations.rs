@@ -153,9 +153,13 @@ async fn create_generation(
     endpoint: Endpoint,
 ) -> Result<Answer, ApiError> {
     let object = body::parse_json_object(bytes)?;
-    let request =
+    let mut request =
         GenerationRequest::parse(object, endpoint, state.settings.delivery.allow_http_targets)
             .map_err(ApiError::validation)?;
+    caller
+        .request_policy()
+        .apply(&mut request)
+        .map_err(ApiError::validation)?;
     let accepted = state
         .pipeline
         .accept(&state.pool, caller.tenant_id, request)
@@ -289,12 +293,14 @@ async fn find(
 ) -> Result<storage::generations::Generation, ApiError> {
     storage::generations::get(&state.pool, caller.tenant_id, id)
         .await?
+        .filter(|g| caller.may_see(g))
         .ok_or_else(|| ApiError::not_found(format!("no generation {id}")))
 }
 
 #[derive(Deserialize)]
 pub struct ListQuery {
     status: Option<String>,
+    model: Option<String>,
     end_user: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
@@ -346,14 +352,44 @@ pub async fn list(
             .map_err(|msg| errors.push(FieldError::new("end_user", msg)))
             .ok(),
     };
+    // A browser token lists its own end user's generations, and only those.
+    let end_user = match (caller.end_user(), end_user) {
+        (Some(own), Some(asked)) if asked != own => {
+            errors.push(FieldError::new(
+                "end_user",
+                "a browser token lists only its own end user's generations; leave end_user out",
+            ));
+            None
+        }
+        (Some(own), _) => Some(own.to_owned()),
+        (None, asked) => asked,
+    };
+    let model = match query.model.as_deref().filter(|m| !m.is_empty()) {
+        None => None,
+        Some(m) => crate::fal::models::MODELS
+            .iter()
+            .find(|known| known.id == m)
+            .map(|known| known.id)
+            .or_else(|| {
+                let all: Vec<_> = crate::fal::models::MODELS.iter().map(|k| k.id).collect();
+                errors.push(FieldError::new(
+                    "model",
+                    format!("must be one of {}", all.join(", ")),
+                ));
+                None
+            }),
+    };
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
     let rows = storage::generations::list(
         &state.pool,
         caller.tenant_id,
-        status,
-        end_user.as_deref(),
+        storage::generations::ListFilter {
+            status,
+            model,
+            end_user: end_user.as_deref(),
+        },
         cursor,
         limit + 1,
     )

@@ -1,6 +1,8 @@
 //! The HTTP surface. `configure` is the ONE route table: the server and the tests both use it.
 pub mod auth;
 pub mod body;
+pub mod console;
+pub mod cors;
 pub mod deliveries;
 pub mod events;
 pub mod fal_hook;
@@ -14,6 +16,7 @@ pub mod scopes;
 pub mod state;
 pub mod streams;
 pub mod subscriptions;
+pub mod tokens;
 pub mod usage;
 
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -30,10 +33,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/hooks/fal/{generation_id}").route(web::post().to(fal_hook::receive)))
         .service(resource("/.well-known/jwks.json").route(web::get().to(health::jwks)))
         .service(resource("/openapi.json").route(web::get().to(openapi::serve)))
+        .service(resource("/console").route(web::get().to(console::index)))
+        .service(resource("/console/{file:.*}").route(web::get().to(console::file)))
         .service(resource("/assets/{generation_id}/{file}").route(web::get().to(images::serve)))
         .service(
             web::scope("/v1")
                 .wrap(actix_web::middleware::from_fn(auth::require_api_key))
+                .wrap(actix_web::middleware::from_fn(cors::cors))
                 .service(resource("/me").route(web::get().to(me::me)))
                 .service(
                     resource("/generations")
@@ -83,6 +89,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/events").route(web::get().to(events::list)))
                 .service(resource("/usage").route(web::get().to(usage::get)))
                 .service(resource("/webhook-secret").route(web::get().to(me::webhook_secret)))
+                .service(resource("/tokens").route(web::post().to(tokens::create)))
+                .service(resource("/tokens/{id}").route(web::delete().to(tokens::revoke)))
                 .default_service(web::to(not_found)),
         );
 }

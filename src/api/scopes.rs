@@ -18,7 +18,7 @@ pub fn needed(method: &Method, pattern: &str) -> Need {
     use Scope::*;
     let read = matches!(*method, Method::GET | Method::HEAD);
     let scope = match pattern {
-        "/v1/me" => return Need::AnyKey,
+        "/v1/me" | "/v1/tokens" | "/v1/tokens/{id}" => return Need::AnyKey,
         "/v1/generations" if !read => GenerationsWrite,
         "/v1/generations" | "/v1/generations/{id}" | "/v1/generations/{id}/events" => {
             GenerationsRead
@@ -39,6 +39,21 @@ pub fn needed(method: &Method, pattern: &str) -> Need {
     Need::Scope(scope)
 }
 
+/// Whether a browser token may use `method` on `pattern` at all (its scopes are checked as well):
+/// make and read its end user's generations, price them, follow their events. Never the event
+/// log, subscriptions, usage, secrets or other tokens, and never cancelling.
+pub fn token_may(method: &Method, pattern: &str) -> bool {
+    let read = matches!(*method, Method::GET | Method::HEAD);
+    match pattern {
+        "/v1/me" | "/v1/generations/{id}" | "/v1/generations/{id}/events" | "/v1/events/stream" => {
+            read
+        }
+        "/v1/generations" => true,
+        "/v1/edits" | "/v1/estimates" => !read,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,9 +69,26 @@ mod tests {
             Need::Scope(Scope::GenerationsRead)
         );
         assert_eq!(needed(&Method::GET, "/v1/me"), Need::AnyKey);
+        assert_eq!(needed(&Method::POST, "/v1/tokens"), Need::AnyKey);
         assert_eq!(
             needed(&Method::GET, "/v1/webhook-secret"),
             Need::Scope(Scope::Admin)
         );
+    }
+
+    #[test]
+    fn a_browser_token_reaches_its_generations_and_its_stream_and_nothing_else() {
+        assert!(token_may(&Method::POST, "/v1/generations"));
+        assert!(token_may(&Method::GET, "/v1/generations/{id}/events"));
+        assert!(token_may(&Method::GET, "/v1/events/stream"));
+        for (method, pattern) in [
+            (Method::GET, "/v1/events"),
+            (Method::POST, "/v1/generations/{id}/cancel"),
+            (Method::POST, "/v1/tokens"),
+            (Method::GET, "/v1/subscriptions"),
+            (Method::GET, "/v1/usage"),
+        ] {
+            assert!(!token_may(&method, pattern), "{method} {pattern}");
+        }
     }
 }

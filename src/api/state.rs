@@ -25,6 +25,8 @@ pub struct AppState {
     pub ingest: Ingest,
     /// Callbacks being read and processed now: full, the next is answered 503 at once.
     pub callback_slots: Arc<tokio::sync::Semaphore>,
+    /// Mints and checks browser tokens (`POST /v1/tokens`).
+    pub tokens: crate::domain::browser_token::TokenSigner,
 }
 
 impl AppState {

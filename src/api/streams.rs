@@ -45,6 +45,7 @@ pub async fn tenant(
     let scope = Scope::Tenant {
         tenant_id: caller.tenant_id,
         types,
+        end_user: caller.end_user().map(str::to_owned),
     };
     let sub = subscribe(&state.live, scope.clone()).await?;
     // Without a resume point the stream starts now: nothing to read from the past.
@@ -84,6 +85,7 @@ pub async fn generation(
     let sub = subscribe(&state.live, scope.clone()).await?;
     let g = storage::generations::get(&state.pool, caller.tenant_id, generation_id)
         .await?
+        .filter(|g| caller.may_see(g))
         .ok_or_else(not_found)?;
     let mut feed = Feed::new(
         state.live.clone(),
@@ -161,7 +163,7 @@ async fn subscribe(hub: &Hub, scope: Scope) -> Result<crate::live::Subscription,
 fn admit(state: &AppState, caller: &Caller) -> Result<Admission, ApiError> {
     state
         .live
-        .admit(caller.tenant_id, caller.key_id)
+        .admit(caller.tenant_id, caller.credential())
         .map_err(|refusal| match refusal {
             Refusal::TooMany(cap) => ApiError::new(
                 actix_web::http::StatusCode::TOO_MANY_REQUESTS,
@@ -172,6 +174,10 @@ fn admit(state: &AppState, caller: &Caller) -> Result<Admission, ApiError> {
                 ),
             )
             .with_header("Retry-After", "5"),
+            Refusal::Revoked if caller.token.is_some() => ApiError {
+                code: "revoked_token",
+                ..ApiError::unauthorized("this browser token has been revoked or has expired")
+            },
             Refusal::Revoked => ApiError {
                 code: "revoked_api_key",
                 ..ApiError::unauthorized("this API key has been revoked")

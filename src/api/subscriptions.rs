@@ -122,7 +122,11 @@ fn parse_limit(
     }
 }
 
-fn known_fields(obj: &Map<String, Value>, allowed: &[&str], errors: &mut Vec<FieldError>) {
+pub(crate) fn known_fields(
+    obj: &Map<String, Value>,
+    allowed: &[&str],
+    errors: &mut Vec<FieldError>,
+) {
     for k in obj.keys() {
         if !allowed.contains(&k.as_str()) {
             errors.push(FieldError::new(

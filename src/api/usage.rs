@@ -1,5 +1,6 @@
 //! `GET /v1/usage?from=&to=&end_user=`: per-day requests, images, megapixels, spend, cache hits
-//! and savings, failures by code.
+//! and savings, failures by code; the end users who spent most; each cap with what is left of it
+//! now; and the alerts' state.
 use std::collections::HashMap;
 
 use actix_web::{web, HttpResponse};
@@ -7,11 +8,19 @@ use chrono::{Duration, NaiveDate, Utc};
 use serde_json::json;
 
 use crate::{
-    api::auth::Caller, api::state::AppState, domain::generation::parse_end_user,
-    domain::money::usd, domain::FieldError, error::ApiError, storage::usage,
+    api::auth::Caller,
+    api::state::AppState,
+    domain::generation::parse_end_user,
+    domain::money::usd,
+    domain::FieldError,
+    error::ApiError,
+    governance::standing::{standing, Standing},
+    storage::{self, usage},
 };
 
 const MAX_DAYS: i64 = 366;
+/// End users listed by spend: the heaviest, for a chart.
+const TOP_END_USERS: i64 = 20;
 /// Dates outside these are refused by name (chrono parses years far beyond any id's clock, and
 /// date arithmetic on them would overflow).
 const EARLIEST: NaiveDate = NaiveDate::from_ymd_opt(2000, 1, 1).expect("valid");
@@ -107,6 +116,25 @@ pub async fn get(
     };
     let mut total_json = render(&totals);
     total_json.as_object_mut().map(|o| o.remove("date"));
+    let tenant = standing(&state.pool, caller.tenant_id, None).await?;
+    let user = match end_user.as_deref() {
+        Some(u) => Some(standing(&state.pool, caller.tenant_id, Some(u)).await?),
+        None => None,
+    };
+    let defaults = storage::tenants::limits(&state.pool, caller.tenant_id).await?;
+    let end_users =
+        usage::top_end_users(&state.pool, caller.tenant_id, from, to, TOP_END_USERS).await?;
+    let alerts = storage::alert_state::shown(&state.pool).await?;
+    let mut limits = json!({
+        "tenant": render_standing(&tenant),
+        "end_user_defaults": {
+            "daily_budget_usd": defaults.end_user_daily_budget_micros.map(usd),
+            "requests_per_minute": defaults.end_user_requests_per_minute,
+        },
+    });
+    if let Some(user) = &user {
+        limits["end_user"] = render_standing(user);
+    }
     Ok(HttpResponse::Ok().json(json!({
         "object": "usage",
         "from": from,
@@ -114,5 +142,27 @@ pub async fn get(
         "end_user": end_user,
         "totals": total_json,
         "days": days.iter().map(render).collect::<Vec<_>>(),
+        "end_users": end_users.iter().map(|e| json!({
+            "end_user": e.end_user,
+            "requests": e.requests,
+            "images": e.images,
+            "spend_usd": usd(e.spend_micros),
+            "spend_micros": e.spend_micros,
+        })).collect::<Vec<_>>(),
+        "limits": limits,
+        "alerts": alerts,
     })))
+}
+
+/// Caps and what is left of them now (`null`: no cap).
+fn render_standing(s: &Standing) -> serde_json::Value {
+    json!({
+        "daily_budget_usd": s.daily_budget_micros.map(usd),
+        "spent_today_usd": usd(s.used_today_micros),
+        "budget_remaining_usd": s.budget_remaining_micros().map(usd),
+        "budget_resets_at": s.budget_resets_at,
+        "requests_per_minute": s.requests_per_minute,
+        "requests_this_minute": s.requests_this_minute,
+        "requests_remaining": s.requests_remaining(),
+    })
 }

@@ -1,6 +1,6 @@
-//! Public ids carry a type prefix (`gen_…`, `sub_…`, `evt_…`, `dlv_…`, `key_…`, `ten_…`), Stripe
-//! and Svix style, so an id pasted in the wrong place is refused by its shape. Inside, rows are
-//! keyed by time-ordered UUIDv7s (compact, index-friendly, creation-ordered).
+//! Public ids carry a type prefix (`gen_…`, `sub_…`, `evt_…`, `dlv_…`, `key_…`, `ten_…`,
+//! `tok_…`), Stripe and Svix style, so an id pasted in the wrong place is refused by its shape.
+//! Inside, rows are keyed by time-ordered UUIDv7s (compact, index-friendly, creation-ordered).
 //!
 //! Each kind is its own type: a `GenerationId` cannot be passed where a `SubscriptionId` is
 //! wanted, and a handler that takes `web::Path<GenerationId>` never sees a malformed one — the
@@ -165,6 +165,18 @@ prefixed_id!(
     /// One event's delivery to one subscription, with its attempts.
     DeliveryId, "dlv", "delivery"
 );
+prefixed_id!(
+    /// One browser token a key minted for an end user (the row, not the signed token).
+    BrowserTokenId, "tok", "token"
+);
+
+/// What authenticated a request: an API key, or a browser token a key minted. Live streams are
+/// held by one (`live::gate`), and end when it is revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CredentialId {
+    Key(ApiKeyId),
+    Token(BrowserTokenId),
+}
 
 #[cfg(test)]
 mod tests {

@@ -62,6 +62,16 @@ impl Scopes {
         Scopes::from_iter(Scope::ALL)
     }
 
+    /// What a browser token may hold: create and read its end user's generations, and follow
+    /// its events. Never subscriptions, usage or secrets, whatever the minting key holds.
+    pub fn browser() -> Scopes {
+        Scopes::from_iter([
+            Scope::GenerationsWrite,
+            Scope::GenerationsRead,
+            Scope::EventsRead,
+        ])
+    }
+
     pub fn contains(self, scope: Scope) -> bool {
         self.0 & scope.bit() != 0
     }

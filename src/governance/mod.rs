@@ -5,3 +5,4 @@ pub mod budgets;
 pub mod cache;
 pub mod idempotency;
 pub mod rate_limit;
+pub mod standing;

@@ -32,10 +32,10 @@ pub async fn admit(
 ) -> Result<Result<Option<Window>, Limited>, sqlx::Error> {
     let mut checks: Vec<(&'static str, String, i32)> = Vec::new();
     if let (Some(limit), Some(user)) = (limits.end_user_requests_per_minute, end_user) {
-        checks.push(("end_user", format!("u:{tenant_id}:{user}"), limit));
+        checks.push(("end_user", window_key(tenant_id, Some(user)), limit));
     }
     if let Some(limit) = limits.tenant_requests_per_minute {
-        checks.push(("tenant", format!("t:{tenant_id}"), limit));
+        checks.push(("tenant", window_key(tenant_id, None), limit));
     }
     let mut tightest: Option<Window> = None;
     for (scope, key, limit) in checks {
@@ -65,4 +65,21 @@ pub async fn admit(
         }
     }
     Ok(Ok(tightest))
+}
+
+/// The counter of a tenant's window, or of one of its end users'.
+pub fn window_key(tenant_id: TenantId, end_user: Option<&str>) -> String {
+    match end_user {
+        Some(user) => format!("u:{tenant_id}:{user}"),
+        None => format!("t:{tenant_id}"),
+    }
+}
+
+/// Requests counted in the current minute's window (of the end user, or the tenant).
+pub async fn used_this_minute(
+    db: &sqlx::PgPool,
+    tenant_id: TenantId,
+    end_user: Option<&str>,
+) -> Result<i32, sqlx::Error> {
+    rate_windows::current(db, &window_key(tenant_id, end_user)).await
 }

@@ -107,11 +107,16 @@ impl Feed {
             return Ok(recent.len());
         }
         let rows = match &self.scope {
-            Scope::Tenant { tenant_id, types } => {
+            Scope::Tenant {
+                tenant_id,
+                types,
+                end_user,
+            } => {
                 events::tenant_page(
                     &self.pool,
                     *tenant_id,
                     types.as_sql(),
+                    end_user.as_deref(),
                     self.cursor,
                     upto,
                     PAGE,

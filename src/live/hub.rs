@@ -3,7 +3,7 @@
 //! streams, and `publish` frames each once and hands the shared frame to the bounded buffer of
 //! every stream that wants it. Every event with `seq <= horizon` has been published (or its
 //! `seq` was never committed); streams read those from the database or the recent ring.
-use crate::domain::ids::{ApiKeyId, GenerationId, TenantId};
+use crate::domain::ids::{CredentialId, GenerationId, TenantId};
 use std::{
     collections::{HashMap, VecDeque},
     sync::{Arc, Mutex, MutexGuard},
@@ -40,6 +40,9 @@ pub struct LiveEvent {
     pub generation_id: Option<GenerationId>,
     pub kind: String,
     pub frame: Bytes,
+    /// The end user of the event's generation, read from its body the first time a browser
+    /// token's stream asks (no other stream does, so no other pays for the parse).
+    end_user: std::sync::OnceLock<Option<Box<str>>>,
 }
 
 impl LiveEvent {
@@ -50,7 +53,15 @@ impl LiveEvent {
             generation_id: row.generation_id,
             kind: row.kind.clone(),
             frame: sse::frame(Some(&row.id.to_string()), &row.kind, &row.payload),
+            end_user: std::sync::OnceLock::new(),
         }
+    }
+
+    /// `data.end_user` of the event's body, if it has one.
+    pub fn end_user(&self) -> Option<&str> {
+        self.end_user
+            .get_or_init(|| sse::end_user_of(&self.frame))
+            .as_deref()
     }
 }
 
@@ -60,6 +71,8 @@ pub enum Scope {
     Tenant {
         tenant_id: TenantId,
         types: TypeFilter,
+        /// A browser token's stream: only the events of this end user's generations.
+        end_user: Option<String>,
     },
     Generation {
         tenant_id: TenantId,
@@ -70,8 +83,14 @@ pub enum Scope {
 impl Scope {
     pub fn wants(&self, event: &LiveEvent) -> bool {
         match self {
-            Scope::Tenant { tenant_id, types } => {
-                event.tenant_id == *tenant_id && types.matches(&event.kind)
+            Scope::Tenant {
+                tenant_id,
+                types,
+                end_user,
+            } => {
+                event.tenant_id == *tenant_id
+                    && types.matches(&event.kind)
+                    && end_user_matches(end_user.as_deref(), event)
             }
             Scope::Generation {
                 tenant_id,
@@ -125,7 +144,21 @@ struct Registry {
 struct Sub {
     tenant_id: TenantId,
     types: TypeFilter,
+    end_user: Option<String>,
     tx: mpsc::Sender<Arc<LiveEvent>>,
+}
+
+impl Sub {
+    fn wants(&self, event: &LiveEvent) -> bool {
+        self.tenant_id == event.tenant_id
+            && self.types.matches(&event.kind)
+            && end_user_matches(self.end_user.as_deref(), event)
+    }
+}
+
+/// Whether a stream limited to `wanted` (a browser token's end user) may see `event`.
+fn end_user_matches(wanted: Option<&str>, event: &LiveEvent) -> bool {
+    wanted.is_none_or(|user| event.end_user() == Some(user))
 }
 
 #[derive(Clone, Copy)]
@@ -251,11 +284,16 @@ impl Hub {
         }
         let (tx, rx) = mpsc::channel(self.shared.buffer);
         let (key, sub) = match scope {
-            Scope::Tenant { tenant_id, types } => (
+            Scope::Tenant {
+                tenant_id,
+                types,
+                end_user,
+            } => (
                 Key::Tenant(tenant_id),
                 Sub {
                     tenant_id,
                     types,
+                    end_user,
                     tx,
                 },
             ),
@@ -267,6 +305,7 @@ impl Hub {
                 Sub {
                     tenant_id,
                     types: TypeFilter::default(),
+                    end_user: None,
                     tx,
                 },
             ),
@@ -315,9 +354,13 @@ impl Hub {
         )
     }
 
-    /// A place for a new stream of `tenant_id`, opened with `key_id` (see `gate.rs`).
-    pub fn admit(&self, tenant_id: TenantId, key_id: ApiKeyId) -> Result<Admission, Refusal> {
-        self.shared.gate.admit(tenant_id, key_id)
+    /// A place for a new stream of `tenant_id`, opened with `credential` (see `gate.rs`).
+    pub fn admit(
+        &self,
+        tenant_id: TenantId,
+        credential: CredentialId,
+    ) -> Result<Admission, Refusal> {
+        self.shared.gate.admit(tenant_id, credential)
     }
 
     pub(super) fn gate(&self) -> &Gate {

@@ -17,7 +17,7 @@ use crate::storage::{
     held::Held,
 };
 
-/// How often the keys of open streams are checked for revocation: a revoked key's streams end
+/// How often the credentials of open streams are checked: a revoked key's streams end
 /// within about this long (the loop wakes at least every `FALLBACK_POLL`).
 const KEY_RECHECK: Duration = Duration::from_secs(2);
 /// Rows read per query when catching up.
@@ -80,21 +80,43 @@ impl Hub {
         self.close();
     }
 
-    /// Closes the streams whose API key has been revoked since they opened. One query for all
-    /// of them, and none while no stream is open.
+    /// Closes the streams whose API key has been revoked since they opened, and those of browser
+    /// tokens revoked or expired since. One query per kind, and none while no stream is open.
     async fn recheck_keys(&self) {
-        let keys = self.gate().keys();
-        if keys.is_empty() {
-            return;
+        use crate::domain::{browser_token::CLOCK_SKEW_SECS, ids::CredentialId};
+        let (mut keys, mut tokens) = (Vec::new(), Vec::new());
+        for held in self.gate().credentials() {
+            match held {
+                CredentialId::Key(id) => keys.push(id),
+                CredentialId::Token(id) => tokens.push(id),
+            }
         }
-        match crate::storage::keys::revoked_among(self.pool(), &keys).await {
-            Ok(revoked) => {
-                for key in revoked {
-                    tracing::info!(%key, "closing the live streams of a revoked API key");
-                    self.gate().revoke(key);
+        let pool = self.pool();
+        let ended = async {
+            let mut ended = Vec::new();
+            if !keys.is_empty() {
+                let revoked = crate::storage::keys::revoked_among(pool, &keys).await?;
+                ended.extend(revoked.into_iter().map(CredentialId::Key));
+            }
+            if !tokens.is_empty() {
+                let unusable =
+                    crate::storage::browser_tokens::unusable_among(pool, &tokens, CLOCK_SKEW_SECS)
+                        .await?;
+                ended.extend(unusable.into_iter().map(CredentialId::Token));
+            }
+            Ok::<_, sqlx::Error>(ended)
+        };
+        match ended.await {
+            Ok(ended) => {
+                for credential in ended {
+                    tracing::info!(
+                        ?credential,
+                        "closing the live streams of a revoked or expired credential"
+                    );
+                    self.gate().revoke(credential);
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "could not check the keys of open streams"),
+            Err(e) => tracing::warn!(error = %e, "could not check the credentials of open streams"),
         }
     }
 

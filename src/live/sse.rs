@@ -25,6 +25,25 @@ pub fn put_frame(out: &mut BytesMut, id: Option<&str>, event: &str, data: &str) 
     out.put_u8(b'\n');
 }
 
+/// `data.end_user` of a framed event's body (its `data:` lines joined), if it has one.
+pub fn end_user_of(frame: &[u8]) -> Option<Box<str>> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        data: Option<Data>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Data {
+        end_user: Option<Box<str>>,
+    }
+    let text = std::str::from_utf8(frame).ok()?;
+    let body: String = text
+        .split('\n')
+        .filter_map(|line| line.strip_prefix("data: "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    serde_json::from_str::<Body>(&body).ok()?.data?.end_user
+}
+
 /// How long a disconnected EventSource waits before reconnecting (it then sends Last-Event-ID).
 pub fn retry(millis: u64) -> Bytes {
     Bytes::from(format!("retry: {millis}\n\n"))

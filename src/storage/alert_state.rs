@@ -117,3 +117,20 @@ pub async fn subscribed_tenants(
     .fetch_all(&mut *tx)
     .await
 }
+
+/// One alert's state, as shown to a tenant.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct Shown {
+    pub name: String,
+    pub firing: bool,
+    /// When it last started or stopped firing.
+    pub since: Option<DateTime<Utc>>,
+    pub ratio: Option<f64>,
+}
+
+/// Every alert's state, by name.
+pub async fn shown(pool: &PgPool) -> Result<Vec<Shown>, sqlx::Error> {
+    sqlx::query_as("SELECT name, firing, changed_at AS since, ratio FROM alert_state ORDER BY name")
+        .fetch_all(pool)
+        .await
+}

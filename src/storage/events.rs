@@ -412,11 +412,13 @@ pub struct TypeMatch<'a> {
     pub prefixes: &'a [String],
 }
 
-/// The tenant's events with `after < seq <= upto` that match `types`, in `seq` order.
+/// The tenant's events with `after < seq <= upto` that match `types` (and, for a browser
+/// token's stream, are about `end_user`'s generations), in `seq` order.
 pub async fn tenant_page(
     db: impl PgExecutor<'_>,
     tenant_id: TenantId,
     types: TypeMatch<'_>,
+    end_user: Option<&str>,
     after: i64,
     upto: i64,
     limit: i64,
@@ -426,6 +428,7 @@ pub async fn tenant_page(
          WHERE tenant_id = $1 AND seq > $2 AND seq <= $3
            AND ($4 OR type = ANY($5)
                 OR EXISTS (SELECT 1 FROM unnest($6::text[]) AS p(prefix) WHERE starts_with(type, p.prefix)))
+           AND ($8::text IS NULL OR payload -> 'data' ->> 'end_user' = $8)
          ORDER BY seq LIMIT $7"
     ))
     .bind(tenant_id)
@@ -435,6 +438,7 @@ pub async fn tenant_page(
     .bind(types.exact)
     .bind(types.prefixes)
     .bind(limit)
+    .bind(end_user)
     .fetch_all(db)
     .await
 }

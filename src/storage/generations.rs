@@ -182,25 +182,33 @@ pub async fn get(
 }
 
 /// Newest first; `before` is the id of the last row of the previous page (UUIDv7 ids sort by time).
+/// Which of a tenant's generations a listing shows; `None` matches any.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListFilter<'a> {
+    pub status: Option<GenerationStatus>,
+    pub model: Option<&'a str>,
+    pub end_user: Option<&'a str>,
+}
+
 pub async fn list(
     db: impl PgExecutor<'_>,
     tenant_id: TenantId,
-    status: Option<GenerationStatus>,
-    end_user: Option<&str>,
+    filter: ListFilter<'_>,
     before: Option<GenerationId>,
     limit: i64,
 ) -> Result<Vec<Generation>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM generations
          WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR end_user = $3)
-           AND ($4::uuid IS NULL OR id < $4)
+           AND ($4::uuid IS NULL OR id < $4) AND ($6::text IS NULL OR model = $6)
          ORDER BY id DESC LIMIT $5"
     ))
     .bind(tenant_id)
-    .bind(status)
-    .bind(end_user)
+    .bind(filter.status)
+    .bind(filter.end_user)
     .bind(before)
     .bind(limit)
+    .bind(filter.model)
     .fetch_all(db)
     .await
 }

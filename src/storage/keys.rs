@@ -24,6 +24,8 @@ pub struct KeyCredential {
     pub secret_hash: Vec<u8>,
     pub revoked: bool,
     pub scopes: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub require_safety_checker: bool,
 }
 
 pub async fn create(
@@ -54,7 +56,7 @@ pub async fn credential_by_lookup(
 ) -> Result<Option<KeyCredential>, sqlx::Error> {
     sqlx::query_as(
         "SELECT k.id, k.tenant_id, t.name AS tenant_name, k.secret_hash, k.revoked_at IS NOT NULL AS revoked,
-                k.scopes
+                k.scopes, t.allowed_origins, t.require_safety_checker
          FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.lookup = $1",
     )
     .bind(lookup)

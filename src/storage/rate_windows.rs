@@ -33,3 +33,14 @@ pub async fn prune(db: &PgPool) -> Result<u64, sqlx::Error> {
             .rows_affected(),
     )
 }
+
+/// Requests counted in `key`'s current minute (0 when none).
+pub async fn current(db: &PgPool, key: &str) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COALESCE((SELECT count FROM rate_windows
+                          WHERE key = $1 AND window_start = date_trunc('minute', now())), 0)",
+    )
+    .bind(key)
+    .fetch_one(db)
+    .await
+}

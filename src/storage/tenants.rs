@@ -207,3 +207,49 @@ pub async fn end_user_limits(
         .fetch_all(db)
         .await
 }
+
+/// What a tenant lets browsers do: which origins may call the API (CORS), and whether every
+/// request must run fal's safety checker.
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct BrowserPolicy {
+    pub allowed_origins: Vec<String>,
+    pub require_safety_checker: bool,
+}
+
+pub async fn browser_policy(
+    db: impl PgExecutor<'_>,
+    tenant_id: TenantId,
+) -> Result<BrowserPolicy, sqlx::Error> {
+    sqlx::query_as("SELECT allowed_origins, require_safety_checker FROM tenants WHERE id = $1")
+        .bind(tenant_id)
+        .fetch_one(db)
+        .await
+}
+
+/// Sets what is given (`None` leaves it) and answers the policy now in force.
+pub async fn update_browser_policy(
+    db: impl PgExecutor<'_>,
+    tenant_id: TenantId,
+    allowed_origins: Option<&[String]>,
+    require_safety_checker: Option<bool>,
+) -> Result<BrowserPolicy, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE tenants SET allowed_origins = COALESCE($2, allowed_origins),
+                            require_safety_checker = COALESCE($3, require_safety_checker)
+         WHERE id = $1 RETURNING allowed_origins, require_safety_checker",
+    )
+    .bind(tenant_id)
+    .bind(allowed_origins)
+    .bind(require_safety_checker)
+    .fetch_one(db)
+    .await
+}
+
+/// Whether any tenant lets `origin` call the API: a preflight carries no credentials, so this
+/// is all it can be told (the real request then gets CORS headers only for its own tenant's).
+pub async fn origin_allowed(db: impl PgExecutor<'_>, origin: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE $1 = ANY (allowed_origins))")
+        .bind(origin)
+        .fetch_one(db)
+        .await
+}

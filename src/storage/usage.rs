@@ -90,3 +90,43 @@ pub async fn by_day(
     }
     Ok(days)
 }
+
+/// One end user's share of a period.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct EndUserShare {
+    pub end_user: String,
+    pub requests: i64,
+    pub images: i64,
+    pub spend_micros: i64,
+}
+
+/// The end users who spent most from `from` to `to` (UTC dates), most first.
+pub async fn top_end_users(
+    db: &sqlx::PgPool,
+    tenant_id: TenantId,
+    from: NaiveDate,
+    to: NaiveDate,
+    limit: i64,
+) -> Result<Vec<EndUserShare>, sqlx::Error> {
+    let (lo, hi) = (
+        ids::v7_floor(from - chrono::Days::new(1)),
+        ids::v7_floor(to + chrono::Days::new(2)),
+    );
+    sqlx::query_as(
+        "SELECT end_user, count(*) AS requests,
+                COALESCE(sum(jsonb_array_length(result->'images')) FILTER (WHERE status = 'completed'), 0)::bigint AS images,
+                COALESCE(sum(cost_micros), 0)::bigint AS spend_micros
+         FROM generations
+         WHERE tenant_id = $1 AND id >= $4 AND id < $5 AND end_user IS NOT NULL
+           AND created_at >= $2::date AND created_at < ($3::date + 1)
+         GROUP BY end_user ORDER BY spend_micros DESC, requests DESC, end_user LIMIT $6",
+    )
+    .bind(tenant_id)
+    .bind(from)
+    .bind(to)
+    .bind(lo)
+    .bind(hi)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

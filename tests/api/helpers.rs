@@ -247,6 +247,28 @@ impl TestApp {
             .unwrap_or(0.0)
     }
 
+    /// Runs the `fluxgate` CLI against this app's database, as an operator would.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fluxgate"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &self.db_url)
+            .args(args)
+            .output()
+            .expect("run fluxgate")
+    }
+
+    /// Runs a CLI command that must succeed, with `--json`, and returns what it printed.
+    pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.cli(&[args, &["--json"]].concat());
+        assert!(
+            out.status.success(),
+            "fluxgate {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON output")
+    }
+
     /// Creates another tenant with a key; returns (tenant id, key).
     pub async fn new_tenant(&self, name: &str) -> (TenantId, String) {
         tenant_with_key(&self.pool, name).await

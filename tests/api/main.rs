@@ -2,9 +2,11 @@
 mod alerts;
 mod assets;
 mod bench;
+mod browser_tokens;
 mod callback_door;
 mod cancel_charge;
 mod cli;
+mod console;
 mod crash;
 mod devdb;
 mod fal_hook;

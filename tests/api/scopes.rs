@@ -1,28 +1,13 @@
 //! Scoped API keys: a key made with `--scopes` may use the routes those scopes open and is
 //! answered 403 `insufficient_scope`, naming the scope, everywhere else; a key made without
 //! them, like every key made before scopes existed, may do everything.
-use std::process::Command;
-
 use serde_json::{json, Value};
 
 use crate::helpers::{problem, spawn_app, TestApp};
 
 /// A key for the test's tenant made by the CLI with `--scopes <scopes>`.
-fn key_with_scopes(app: &TestApp, scopes: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_fluxgate"))
-        .env_clear()
-        .env("DATABASE_URL", &app.db_url)
-        .args([
-            "keys", "create", "--tenant", "acme", "--scopes", scopes, "--json",
-        ])
-        .output()
-        .expect("run fluxgate");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+pub fn key_with_scopes(app: &TestApp, scopes: &str) -> String {
+    let created = app.cli_json(&["keys", "create", "--tenant", "acme", "--scopes", scopes]);
     created["key"].as_str().unwrap().to_owned()
 }
 
@@ -162,19 +147,14 @@ async fn me_lists_a_keys_scopes_and_keys_made_without_scopes_hold_them_all() {
 #[tokio::test]
 async fn the_cli_refuses_a_scope_that_does_not_exist_by_name() {
     let app = spawn_app().await;
-    let out = Command::new(env!("CARGO_BIN_EXE_fluxgate"))
-        .env_clear()
-        .env("DATABASE_URL", &app.db_url)
-        .args([
-            "keys",
-            "create",
-            "--tenant",
-            "acme",
-            "--scopes",
-            "generations:write,root",
-        ])
-        .output()
-        .expect("run fluxgate");
+    let out = app.cli(&[
+        "keys",
+        "create",
+        "--tenant",
+        "acme",
+        "--scopes",
+        "generations:write,root",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("\"root\" is not a scope"), "{err}");

@@ -600,3 +600,50 @@ async fn events_passed_by_while_no_stream_was_open_reach_a_stream_resuming_from_
     got.extend(stream.events(1).await);
     assert_eq!(got, stored(&app, tenant).await);
 }
+
+#[tokio::test]
+async fn a_browser_tokens_stream_carries_only_its_end_users_generations_live_and_on_resume() {
+    let a = spawn_app().await;
+    let res = a
+        .post("/v1/tokens", &json!({"end_user": "customer-7"}))
+        .await;
+    assert_eq!(res.status(), 201);
+    let token = res.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut live = Sse::open(&a, &token, "/v1/events/stream", None).await;
+    let theirs = a
+        .generate(json!({"prompt": "theirs", "end_user": "customer-8"}))
+        .await;
+    let ours = a
+        .generate(json!({"prompt": "ours", "end_user": "customer-7"}))
+        .await;
+    let ours_id = ours["id"].as_str().unwrap();
+    a.wait_terminal(theirs["id"].as_str().unwrap()).await;
+    let got = live.until(is_end_of(ours_id)).await;
+    assert!(
+        got.iter()
+            .all(|e| e.data["data"]["end_user"] == "customer-7"),
+        "{got:?}"
+    );
+    assert_eq!(of_generation(&got, ours_id).len(), got.len());
+
+    // A second instance has none of it in memory: resuming there reads the log, filtered alike.
+    let pool_b = storage::connect(&a.db_url, 4).await.unwrap();
+    let sim_b = fluxgate::tools::simulator::start(TestOptions::default().sim)
+        .await
+        .unwrap();
+    let b = start_app(
+        pool_b,
+        a.db_url.clone(),
+        sim_b,
+        test_settings(),
+        Workers::NONE,
+    )
+    .await;
+    let first = got[0].id.clone().unwrap();
+    let mut resumed = Sse::open(&b, &token, "/v1/events/stream", Some(&first)).await;
+    let again = resumed.until(is_end_of(ours_id)).await;
+    assert_eq!(again, got[1..]);
+}

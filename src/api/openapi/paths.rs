@@ -163,6 +163,18 @@ pub(super) fn paths() -> Value {
                 .answer("200", "The tenant and key", "Object")
                 .errors(&["401"]).done(),
         },
+        "/v1/tokens": {
+            "post": op("account", "Mint a short-lived browser token (`fgt_…`) for one end user, holding at most this key's generations:write, generations:read and events:read; a browser token cannot mint one", "createToken")
+                .body("Object")
+                .answer("201", "The token (shown once), its id, end user, scopes and expiry", "Object")
+                .errors(&["400", "401", "403", "422"]).done(),
+        },
+        "/v1/tokens/{id}": {
+            "delete": op("account", "Revoke a browser token minted by this key", "revokeToken")
+                .params(json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "example": "tok_0192f5e4c1d87a3b9e4f5a6b7c8d9e0f"}}]))
+                .answer("200", "The token's id and when it was revoked", "Object")
+                .errors(&["401", "403", "404"]).done(),
+        },
         "/v1/webhook-secret": {
             "get": op("account", "How per-request `webhook_url` callbacks are signed for this tenant", "webhookSecret")
                 .answer("200", "The signing secret for per-request callbacks", "Object")
@@ -206,6 +218,16 @@ pub(super) fn paths() -> Value {
                     {"name": "file", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[0-9]+-[0-9a-f]{16}\\.(png|jpg|webp|bin)$"}},
                 ]))
                 .image()
+                .errors(&["404"]).done(),
+        },
+        "/console": {
+            "get": op("operations", "The web console (sign in with `/console#key=<api key>`)", "console").public()
+                .answer("200", "The console's page", "Object").done(),
+        },
+        "/console/{file}": {
+            "get": op("operations", "The console's scripts and styles, embedded in the binary", "consoleFile").public()
+                .params(json!([{"name": "file", "in": "path", "required": true, "schema": {"type": "string", "example": "js/main.js"}}]))
+                .answer("200", "The file", "Object")
                 .errors(&["404"]).done(),
         },
         "/openapi.json": {

@@ -40,7 +40,7 @@ impl Hub {
         let mut lagged = 0;
         let mut offer = |subs: &mut HashMap<u64, Sub>| {
             subs.retain(|_, sub| {
-                if sub.tenant_id != event.tenant_id || !sub.types.matches(&event.kind) {
+                if !sub.wants(&event) {
                     return true;
                 }
                 match sub.tx.try_send(event.clone()) {
