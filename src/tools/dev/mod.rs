@@ -282,6 +282,9 @@ fluxgate dev is running — Ctrl-C stops it (and its Postgres).
   demo subscriber   {demo_url}  (subscribed to every event)
   images            {images_line}
 
+Open the console (the key stays in the page's fragment, never sent to the server):
+  {base}/console#key={key}
+
 Try it (the demo subscriber above prints each event, its signature checked):
   export FLUXGATE_KEY={key}
   curl -s {base}/v1/generations -H "Authorization: Bearer $FLUXGATE_KEY" \
