@@ -5,30 +5,14 @@
 use serde_json::{json, Value};
 
 use crate::helpers::{problem, spawn_app, TestApp};
+/// A request with a bearer credential: the same helper the scope tests use.
+use crate::scopes::call as with_token;
 
 /// Mints a token for `end_user` with the test's key; returns the 201 body.
 async fn mint(app: &TestApp, body: Value) -> Value {
     let res = app.post("/v1/tokens", &body).await;
     assert_eq!(res.status(), 201, "{:?}", res.text().await);
     res.json().await.unwrap()
-}
-
-async fn with_token(
-    app: &TestApp,
-    token: &str,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> reqwest::Response {
-    let req = app
-        .client
-        .request(method.parse().unwrap(), app.url(path))
-        .bearer_auth(token);
-    let req = match body {
-        Some(b) => req.json(&b),
-        None => req,
-    };
-    req.send().await.expect("request")
 }
 
 fn token_of(minted: &Value) -> String {

@@ -11,7 +11,7 @@ pub fn key_with_scopes(app: &TestApp, scopes: &str) -> String {
     created["key"].as_str().unwrap().to_owned()
 }
 
-async fn call(
+pub async fn call(
     app: &TestApp,
     key: &str,
     method: &str,
