@@ -1,63 +1,18 @@
 //! Crash safety with the real binary: SIGKILL `fluxgate serve` in the middle of a burst of
 //! generations and deliveries, start it again, and count what the receiver got.
-use std::{
-    collections::HashMap,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{collections::HashMap, time::Duration};
 
 use serde_json::json;
 
 use crate::{
     helpers::{fresh_database, SIM_KEY, SIM_SEED},
     receiver::Receiver,
+    serve_process::{free_port, ServeProcess},
 };
 use fluxgate::{storage, tools::simulator::SimConfig};
 
 /// (generation status, id, delivery status, attempts, last error class) of what did not arrive.
 type StuckRow = (String, String, Option<String>, Option<i32>, Option<String>);
-
-fn serve(env: &[(String, String)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fluxgate"));
-    cmd.arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(std::env::temp_dir().join("fluxgate-crash-test.log"))
-                .map(Stdio::from)
-                .unwrap_or(Stdio::null()),
-        );
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("spawn fluxgate serve")
-}
-
-async fn wait_ready(client: &reqwest::Client, base: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "fluxgate serve never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Stops the process as the operator's platform would, and waits for it.
-fn stop(child: &mut Child, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
-    child.wait().unwrap()
-}
 
 #[tokio::test]
 async fn sigkill_during_a_burst_loses_no_generation_and_no_delivery() {
@@ -90,11 +45,7 @@ async fn burst_stop_restart(signal: nix::sys::signal::Signal) {
     rx.set(204, None, Duration::from_millis(20));
     storage::MIGRATOR.run(&pool).await.unwrap();
     let (_, key) = crate::helpers::tenant_with_key(&pool, "acme").await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let env: Vec<(String, String)> = [
         ("DATABASE_URL", db_url.as_str()),
@@ -121,8 +72,7 @@ async fn burst_stop_restart(signal: nix::sys::signal::Signal) {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let client = reqwest::Client::new();
-    let mut child = serve(&env);
-    wait_ready(&client, &base).await;
+    let mut serve = ServeProcess::start(env, "fluxgate-crash-test.log").await;
     let auth = key;
     let res = client
         .post(format!("{base}/v1/subscriptions"))
@@ -152,7 +102,7 @@ async fn burst_stop_restart(signal: nix::sys::signal::Signal) {
     }
     // Kill it while deliveries are under way.
     rx.wait_for(5, Duration::from_secs(20)).await;
-    let status = stop(&mut child, signal);
+    let status = serve.stop(signal);
     if signal == nix::sys::signal::Signal::SIGTERM {
         assert!(
             status.success(),
@@ -160,8 +110,7 @@ async fn burst_stop_restart(signal: nix::sys::signal::Signal) {
         );
     }
     let at_kill = rx.received().len();
-    let mut child = serve(&env);
-    wait_ready(&client, &base).await;
+    serve.restart("fluxgate-crash-test.log").await;
     // Every generation finishes once and reaches the subscriber at least once.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     let counts = loop {
@@ -188,8 +137,7 @@ async fn burst_stop_restart(signal: nix::sys::signal::Signal) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(serve);
     let completed: i64 =
         sqlx::query_scalar("SELECT count(*) FROM generations WHERE status = 'completed'")
             .fetch_one(&pool)

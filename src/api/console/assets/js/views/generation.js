@@ -134,7 +134,7 @@ export async function render(ctx) {
         kvTable([
           ['Status', pill(g.status)],
           ['Error', g.error ? errorView(g.error) : undefined],
-          ['Seed', g.seed !== null && g.seed !== undefined ? h('span', { class: 'mono' }, num(g.seed)) : null],
+          ['Seed', g.seed !== null && g.seed !== undefined ? h('span', { class: 'mono', 'data-testid': 'seed' }, String(g.seed)) : null],
           ['Cost', cost],
           ['fal timings', timings],
           ['End user', g.end_user ? h('span', { class: 'mono' }, String(g.end_user)) : null],

@@ -18,6 +18,10 @@ export function render(ctx) {
   const more = h('button', { type: 'button', class: 'btn', hidden: true, 'data-testid': 'subscriptions-more' }, 'Load more');
   const rows = h('tbody');
   let cursor = null;
+  const form = createForm(ctx, (created) => {
+    showSecret(secretSlot, created, 'Subscription created');
+    load(true);
+  });
 
   replace(root, h('div', { class: 'view view-subscriptions' },
     viewTitle('Subscriptions', h('div', { class: 'view-tools' }, h('button', { type: 'button', class: 'btn', 'data-testid': 'subscriptions-refresh', on: { click: () => load(true) } }, 'Refresh'))),
@@ -25,10 +29,7 @@ export function render(ctx) {
     secretSlot,
     listSlot,
     h('div', { class: 'more' }, more),
-    createForm(ctx, (created) => {
-      showSecret(secretSlot, created, 'Subscription created');
-      load(true);
-    })));
+    form));
 
   more.addEventListener('click', () => load(false));
 
@@ -47,6 +48,8 @@ export function render(ctx) {
     } catch (problem) {
       if (signal.aborted) return;
       replace(listSlot, problemBox(problem, { action: 'manage subscriptions' }));
+      // A key without the scope could not create one either: offer no form it would be refused.
+      if (problem && problem.status === 403) form.hidden = true;
     }
   }
   load(true);
