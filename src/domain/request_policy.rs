@@ -5,7 +5,8 @@
 //! is refused, one naming none is filled in), they cannot send webhooks anywhere (a page could
 //! otherwise point the tenant's signed webhooks at any URL), and they always run fal's safety
 //! checker, as a user-facing application should. A tenant can require the safety checker for
-//! every key too (`fluxgate tenants update NAME --require-safety-checker`).
+//! every key too (`fluxgate tenants update NAME --require-safety-checker`). Its `seed_from` may
+//! name only that user's generations: a seed is part of what a generation shows.
 use crate::domain::{generation::GenerationRequest, FieldError};
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -28,6 +29,9 @@ impl RequestPolicy<'_> {
                     "end_user",
                     "a browser token makes generations only for the end user it was minted for; leave end_user out",
                 )),
+            }
+            if let Some(source) = &mut request.seed_from {
+                source.owner = Some(user.to_owned());
             }
             if request.webhook_url.is_some() {
                 errors.push(FieldError::new(
@@ -75,6 +79,22 @@ mod tests {
         token.apply(&mut r).unwrap();
         assert_eq!(r.end_user.as_deref(), Some("u-1"));
         assert!(r.input.enable_safety_checker);
+    }
+
+    #[test]
+    fn a_tokens_seed_from_may_name_only_its_end_users_generations() {
+        let token = RequestPolicy {
+            end_user: Some("u-1"),
+            require_safety_checker: true,
+        };
+        let body =
+            serde_json::json!({"prompt": "a fox", "seed_from": format!("gen_{}", "0".repeat(32))});
+        let mut r = request(body.clone());
+        token.apply(&mut r).unwrap();
+        assert_eq!(r.seed_from.unwrap().owner.as_deref(), Some("u-1"));
+        let mut by_key = request(body);
+        RequestPolicy::default().apply(&mut by_key).unwrap();
+        assert_eq!(by_key.seed_from.unwrap().owner, None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Retention: what is past `FLUXGATE_EVENT_RETENTION` (events, deliveries, their attempts,
 //! fal's stored callbacks) is deleted, and generations that old lose their large fields; image
 //! copies past `FLUXGATE_IMAGE_RETENTION` are deleted from the store. Generations themselves
-//! stay, for usage reports and the seed cache.
+//! stay, for usage reports and the seed cache. Browser tokens are deleted an hour after they
+//! expire, whatever the retention settings: an expired token is refused without its row.
 //!
 //! A sweep runs every `EVERY`, in batches of `BATCH` rows that each commit on their own (short
 //! transactions: no long lock, no bloat wave), with a pause between batches so a sweep never
@@ -33,6 +34,9 @@ pub const BATCH: i64 = 200;
 /// (`WORK_SHARE`: a busy database makes batches slower and the sweep backs off), and the sweep's
 /// own commits not waiting for the disk keep the WAL a trickle.
 pub const PAUSE: Duration = Duration::from_millis(50);
+/// How long an expired browser token's row is kept: far beyond the clock-skew margin within
+/// which it is still taken, so no instance's clock can still want it.
+const TOKEN_GRACE: chrono::Duration = chrono::Duration::hours(1);
 /// The sweep works at most 1/WORK_SHARE of its time: each rest is at least WORK_SHARE − 1 times
 /// as long as the batch before it.
 const WORK_SHARE: u32 = 5;
@@ -66,6 +70,7 @@ pub struct Swept {
     pub callbacks: u64,
     pub generations_slimmed: u64,
     pub image_folders: u64,
+    pub browser_tokens: u64,
 }
 
 /// Where the walks over old generations have reached (per process: a restart walks once more
@@ -117,6 +122,13 @@ impl Sweeper {
             .execute(&mut own)
             .await?;
         let pool = &mut own;
+        let token_cutoff = Utc::now() - TOKEN_GRACE;
+        while let n @ 1.. =
+            storage::retention::expired_tokens(&mut *pool, token_cutoff, BATCH).await?
+        {
+            swept.browser_tokens += n;
+            pace.rest().await;
+        }
         if let Some(keep) = settings.storage.event_retention {
             let cutoff =
                 Utc::now() - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);

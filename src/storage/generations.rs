@@ -1,12 +1,16 @@
 //! Generations: the row is the request and its state machine. The submission outbox and our
 //! record of fal's answers live in `outbox.rs`; finishing them (callbacks, cancels) in
 //! `finish.rs`.
-use crate::domain::ids::{GenerationId, TenantId};
+use crate::domain::ids::{BatchId, GenerationId, TenantId};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sqlx::{types::Json, FromRow, PgExecutor};
 
-use crate::domain::{generation::GenerationRequest, ids, states::GenerationStatus};
+use crate::domain::{
+    generation::GenerationRequest,
+    ids,
+    states::{GenerationStatus, Priority},
+};
 
 mod finish;
 mod outbox;
@@ -17,7 +21,7 @@ pub use outbox::*;
 pub const COLUMNS: &str = "id, tenant_id, status, model, input, webhook_url, metadata, end_user, \
     estimated_cost_micros, cost_micros, fal_request_id, status_url, response_url, cancel_url, seed, result, \
     error, submit_attempts, transient_failures, created_at, updated_at, submitted_at, finished_at, cancel_requested_at, \
-    cached, budget_day, reserved_micros, reservation_held_since";
+    cached, budget_day, reserved_micros, reservation_held_since, batch_id, priority";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Generation {
@@ -50,6 +54,9 @@ pub struct Generation {
     pub reserved_micros: i64,
     /// Cancelled while fal had it: the reservation waits for fal's final word since then.
     pub reservation_held_since: Option<DateTime<Utc>>,
+    /// The batch it was accepted in, if any.
+    pub batch_id: Option<BatchId>,
+    pub priority: Priority,
 }
 
 impl Generation {
@@ -101,8 +108,8 @@ pub async fn insert(
 ) -> Result<Generation, sqlx::Error> {
     sqlx::query_as(&format!(
         "INSERT INTO generations (id, tenant_id, model, input, webhook_url, metadata, end_user, estimated_cost_micros, seed,
-                                  cache_key, budget_day, reserved_micros)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {COLUMNS}"
+                                  cache_key, budget_day, reserved_micros, batch_id, priority)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {COLUMNS}"
     ))
     .bind(ids::new_uuid())
     .bind(tenant_id)
@@ -116,6 +123,8 @@ pub async fn insert(
     .bind(book.cache_key)
     .bind(book.budget_day)
     .bind(book.reserved_micros)
+    .bind(req.batch)
+    .bind(req.priority)
     .fetch_one(db)
     .await
 }
@@ -149,8 +158,8 @@ pub async fn insert_cached(
 ) -> Result<Generation, sqlx::Error> {
     sqlx::query_as(&format!(
         "INSERT INTO generations (id, tenant_id, status, model, input, webhook_url, metadata, end_user, estimated_cost_micros,
-                                  cost_micros, seed, result, cached, finished_at)
-         VALUES ($1, $2, 'completed', $3, $4, $5, $6, $7, $8, 0, $9, $10, true, now()) RETURNING {COLUMNS}"
+                                  cost_micros, seed, result, cached, finished_at, batch_id, priority)
+         VALUES ($1, $2, 'completed', $3, $4, $5, $6, $7, $8, 0, $9, $10, true, now(), $11, $12) RETURNING {COLUMNS}"
     ))
     .bind(ids::new_uuid())
     .bind(tenant_id)
@@ -163,6 +172,8 @@ pub async fn insert_cached(
     .bind(source.seed)
     // Hits are not sources themselves: the TTL counts from fal's own result (its URLs expire).
     .bind(source.result.as_ref())
+    .bind(req.batch)
+    .bind(req.priority)
     .fetch_one(db)
     .await
 }
@@ -217,10 +228,15 @@ pub async fn seed_of(
     db: impl PgExecutor<'_>,
     tenant_id: TenantId,
     id: GenerationId,
+    owner: Option<&str>,
 ) -> Result<Option<(GenerationStatus, Option<i64>)>, sqlx::Error> {
-    sqlx::query_as("SELECT status, seed FROM generations WHERE id = $1 AND tenant_id = $2")
-        .bind(id)
-        .bind(tenant_id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as(
+        "SELECT status, seed FROM generations WHERE id = $1 AND tenant_id = $2
+           AND ($3::text IS NULL OR end_user = $3)",
+    )
+    .bind(id)
+    .bind(tenant_id)
+    .bind(owner)
+    .fetch_optional(db)
+    .await
 }

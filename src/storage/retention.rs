@@ -84,6 +84,25 @@ pub async fn callbacks(
     Ok(done.rows_affected())
 }
 
+/// Deletes up to `batch` browser tokens that expired before `cutoff`. Past its expiry (and the
+/// clock-skew margin) a token is refused on its signed expiry alone, before this row is read,
+/// so the row is no longer needed by anything.
+pub async fn expired_tokens(
+    db: impl PgExecutor<'_>,
+    cutoff: DateTime<Utc>,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "DELETE FROM browser_tokens WHERE id IN (
+             SELECT id FROM browser_tokens WHERE expires_at < $1 LIMIT $2)",
+    )
+    .bind(cutoff)
+    .bind(batch)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Generations from `after` (exclusive) to `cutoff`, finished, up to `batch` in id order: a
 /// sweep walks them once, remembering the last id.
 pub async fn finished_generations(

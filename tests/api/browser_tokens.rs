@@ -138,6 +138,34 @@ async fn a_token_reads_only_its_own_end_users_generations() {
 }
 
 #[tokio::test]
+async fn a_tokens_seed_from_reuses_only_its_own_end_users_seeds() {
+    let app = spawn_app().await;
+    let theirs = app
+        .generate(json!({"prompt": "theirs", "end_user": "customer-8", "seed": 31337}))
+        .await;
+    let ours = app
+        .generate(json!({"prompt": "ours", "end_user": "customer-7", "seed": 4242}))
+        .await;
+    for g in [&theirs, &ours] {
+        app.wait_terminal(g["id"].as_str().unwrap()).await;
+    }
+    let token = token_of(&mint(&app, json!({"end_user": "customer-7"})).await);
+    let vary = |source: &Value| Some(json!({"prompt": "again", "seed_from": source["id"]}));
+
+    // Another user's generation answers as one that does not exist: its seed stays theirs.
+    let res = with_token(&app, &token, "POST", "/v1/generations", vary(&theirs)).await;
+    let refused = problem(res, 404, "not_found").await;
+    assert!(!refused.to_string().contains("31337"), "{refused}");
+    let res = with_token(&app, &token, "POST", "/v1/generations", vary(&ours)).await;
+    assert_eq!(res.status(), 202);
+    let made: Value = res.json().await.unwrap();
+    assert_eq!(made["input"]["seed"], 4242);
+    // A full key may draw on any of its tenant's generations.
+    let by_key = app.post("/v1/generations", &vary(&theirs).unwrap()).await;
+    assert_eq!(by_key.status(), 202);
+}
+
+#[tokio::test]
 async fn a_token_is_refused_everything_but_its_generations_and_its_stream() {
     let app = spawn_app().await;
     let token = token_of(&mint(&app, json!({"end_user": "u"})).await);

@@ -191,3 +191,43 @@ async fn pruning_removes_only_what_is_old_and_finished() {
         "{age}"
     );
 }
+
+#[tokio::test]
+async fn a_sweep_deletes_browser_tokens_an_hour_after_they_expire_and_keeps_the_rest() {
+    let app = spawn_app_with(TestOptions::default()).await;
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let minted: Value = app
+            .post("/v1/tokens", &json!({"end_user": "customer-7"}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let id: fluxgate::domain::ids::BrowserTokenId =
+            minted["id"].as_str().unwrap().parse().unwrap();
+        tokens.push((id.uuid(), minted["token"].as_str().unwrap().to_owned()));
+    }
+    // The first expired two hours ago, the second ten minutes ago; the third is live.
+    for (i, age) in [(0, "2 hours"), (1, "10 minutes")] {
+        sqlx::query(&format!(
+            "UPDATE browser_tokens SET expires_at = now() - interval '{age}' WHERE id = $1"
+        ))
+        .bind(tokens[i].0)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    }
+
+    // With no event retention at all, tokens are still pruned.
+    let mut settings = test_settings();
+    settings.storage.event_retention = None;
+    let swept = Sweeper::default()
+        .sweep(&app.pool, &settings, None, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(swept.browser_tokens, 1, "{swept:?}");
+    assert!(!exists(&app, "browser_tokens", "id", tokens[0].0).await);
+    assert!(exists(&app, "browser_tokens", "id", tokens[1].0).await);
+    let live = crate::scopes::call(&app, &tokens[2].1, "GET", "/v1/me", None).await;
+    assert_eq!(live.status(), 200, "the live token still works");
+}

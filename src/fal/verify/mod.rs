@@ -31,6 +31,12 @@ use cache::{KeyCache, KeySet, Policy};
 /// fal documents caching its JWKS for at most a day; a longer `max_age` is clamped to this.
 pub const MAX_KEY_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// The least time between two JWKS fetch attempts. A signature that matches no cached key
+/// (fal rotated its key) re-fetches at once unless a fetch was tried this recently: a rotation
+/// then costs fal at most one redelivery, while a storm of forged webhooks costs fal's JWKS
+/// endpoint at most one request per interval.
+pub const REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Checks fal webhook signatures. Cheap to clone: clones share one key cache.
 #[derive(Clone)]
 pub struct FalVerifier {
@@ -78,7 +84,7 @@ impl FalVerifier {
             policy: Policy {
                 max_age: MAX_KEY_AGE.as_secs(),
                 stale_if_error: 60 * 60,
-                refetch_min_interval: 60,
+                refetch_min_interval: REFETCH_MIN_INTERVAL.as_secs(),
                 fetch_timeout: Duration::from_secs(10),
             },
             window_secs: 300,
@@ -99,7 +105,7 @@ impl FalVerifier {
         self
     }
 
-    /// The minimum time between two JWKS fetch attempts (default 60 s).
+    /// The minimum time between two JWKS fetch attempts (default [`REFETCH_MIN_INTERVAL`]).
     pub fn refetch_min_interval(mut self, interval: Duration) -> Self {
         self.policy.refetch_min_interval = interval.as_secs();
         self

@@ -9,6 +9,8 @@ use super::support::{jwks, Harness, TestKey, NOW};
 const BODY: &[u8] =
     br#"{"request_id":"req-1","status":"OK","payload":{"seed":201234567890123457}}"#;
 const DAY: i64 = 24 * 60 * 60;
+/// Seconds between two allowed JWKS fetches.
+const INTERVAL: i64 = fluxgate::fal::verify::REFETCH_MIN_INTERVAL.as_secs() as i64;
 
 fn bad_signature_storm(
     app: &Harness,
@@ -66,7 +68,7 @@ async fn a_rotated_key_is_accepted_after_exactly_one_refetch() {
         .unwrap();
 
     app.server.serve_jwks(jwks(&[new.jwk()]));
-    app.clock.advance(61);
+    app.clock.advance(INTERVAL + 1);
     app.verifier
         .verify(&new.sign(app.now(), BODY), BODY)
         .await
@@ -87,7 +89,7 @@ async fn a_key_rotated_within_the_refetch_interval_waits_for_the_interval() {
     app.verifier.prefetch().await.unwrap();
     app.server.serve_jwks(jwks(&[new.jwk()]));
 
-    app.clock.advance(59);
+    app.clock.advance(INTERVAL - 1);
     let early = app.verifier.verify(&new.sign(app.now(), BODY), BODY).await;
     app.clock.advance(1);
     let on_time = app.verifier.verify(&new.sign(app.now(), BODY), BODY).await;
@@ -113,7 +115,7 @@ async fn a_storm_of_bad_signatures_refetches_at_most_once_per_interval() {
     // Concurrent, with the one allowed fetch held in flight: everyone waits on it.
     app.server.delay(Duration::from_millis(20));
     for round in 2..=3 {
-        app.clock.advance(60);
+        app.clock.advance(INTERVAL);
         for storm in bad_signature_storm(&app, &forger, 32) {
             assert_eq!(storm.await.unwrap(), VerifyError::SignatureMismatch);
         }
@@ -197,7 +199,7 @@ async fn a_failed_refetch_after_a_miss_keeps_the_working_keys() {
     app.verifier.prefetch().await.unwrap();
     app.server.serve(200, "not json");
 
-    app.clock.advance(60);
+    app.clock.advance(INTERVAL);
     let forged = app
         .verifier
         .verify(&forger.sign(app.now(), BODY), BODY)
@@ -218,7 +220,7 @@ async fn concurrent_webhooks_signed_by_a_rotated_key_all_pass_on_one_refetch() {
     app.verifier.prefetch().await.unwrap();
     app.server.serve_jwks(jwks(&[old.jwk(), new.jwk()]));
     app.server.delay(Duration::from_millis(20));
-    app.clock.advance(60);
+    app.clock.advance(INTERVAL);
 
     let tasks: Vec<_> = (0..32)
         .map(|_| {
