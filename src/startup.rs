@@ -41,6 +41,7 @@ pub const WORKERS_APPLICATION_NAME: &str = "fluxgate-workers";
 #[derive(Debug, Clone, Copy)]
 pub struct Workers {
     pub submitter: bool,
+    /// The reconciler (lost callbacks, held cancels) and the batch closer.
     pub reconciler: bool,
     pub deliverer: bool,
     /// The copier stage (`pipeline::copier`; idle without a store).
@@ -313,6 +314,7 @@ impl Application {
         }
         if self.workers.reconciler {
             tracker.spawn(pipeline::reconciler::run(p.clone(), stop.clone()));
+            tracker.spawn(pipeline::batches::run(p.clone(), stop.clone()));
         }
         // Without a delivery loop here, the inbox is dropped and callbacks lease nothing.
         if self.workers.deliverer {
@@ -364,13 +366,18 @@ async fn listen(
             }
         };
         if let Err(e) = listener
-            .listen_all([pipeline::SUBMIT_CHANNEL, storage::events::CHANNEL])
+            .listen_all([
+                pipeline::SUBMIT_CHANNEL,
+                storage::events::CHANNEL,
+                storage::batches::BATCH_CHANNEL,
+            ])
             .await
         {
             tracing::warn!(error = %e, "LISTEN failed; retrying");
             continue;
         }
         p.submit_wake.notify_one();
+        p.batch_wake.notify_one();
         deliveries.notify_one();
         live.resync();
         loop {
@@ -379,6 +386,9 @@ async fn listen(
             match next {
                 Ok(Some(n)) if n.channel() == pipeline::SUBMIT_CHANNEL => {
                     p.submit_wake.notify_one()
+                }
+                Ok(Some(n)) if n.channel() == storage::batches::BATCH_CHANNEL => {
+                    p.batch_wake.notify_one()
                 }
                 Ok(Some(n)) => {
                     if !n.payload().ends_with(storage::events::NO_CLAIMS) {
@@ -390,6 +400,7 @@ async fn listen(
                     tracing::warn!("LISTEN connection lost; reconnected, re-reading state");
                     storage::connections_lost();
                     p.submit_wake.notify_one();
+                    p.batch_wake.notify_one();
                     deliveries.notify_one();
                     live.resync();
                 }

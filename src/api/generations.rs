@@ -9,16 +9,16 @@ use serde_json::json;
 use crate::domain::states::GenerationStatus;
 use crate::{
     api::state::AppState,
-    api::{auth::Caller, body},
+    api::{
+        auth::Caller,
+        body,
+        idempotent::{self, Answer},
+    },
     domain::generation::{parse_end_user, Endpoint, GenerationRequest},
     domain::money::format_usd,
     domain::FieldError,
     error::ApiError,
-    governance::{
-        budgets,
-        idempotency::{self, Claim},
-        rate_limit,
-    },
+    governance::{budgets, rate_limit},
     pipeline::{
         accept::{self, Refusal},
         cancel::CancelError,
@@ -44,32 +44,6 @@ pub async fn create_edit(
     submit(req, payload, state, caller, Endpoint::Edit).await
 }
 
-/// A finished answer, kept as bytes so an Idempotency-Key can replay it exactly.
-struct Answer {
-    status: StatusCode,
-    body: Vec<u8>,
-    headers: Vec<(&'static str, String)>,
-}
-
-impl Answer {
-    fn into_response(self, replayed: bool) -> HttpResponse {
-        let mut res = HttpResponse::build(self.status);
-        let json = self.status.is_success();
-        res.content_type(if json {
-            "application/json"
-        } else {
-            crate::error::PROBLEM_JSON
-        });
-        for (name, value) in &self.headers {
-            res.insert_header((*name, value.as_str()));
-        }
-        if replayed {
-            res.insert_header(("Idempotent-Replayed", "true"));
-        }
-        res.body(self.body)
-    }
-}
-
 /// Validate → (Idempotency-Key) → rate limits → seed cache → budget reservation + the outbox row
 /// in one transaction → `202`. Nothing is stored or sent before validation passes.
 async fn submit(
@@ -80,70 +54,10 @@ async fn submit(
     endpoint: Endpoint,
 ) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(&req, payload, &state.settings).await?;
-    let raw_key = req.headers().get(idempotency::HEADER).map(|v| v.as_bytes());
-    let Some(key) = idempotency::parse_key(raw_key).map_err(invalid_key)? else {
-        return Ok(create_generation(&bytes, &state, &caller, endpoint)
-            .await?
-            .into_response(false));
-    };
-    let hash = idempotency::fingerprint(req.method().as_str(), req.path(), &bytes);
-    match idempotency::claim(&state.pool, caller.tenant_id, &key, &hash).await? {
-        Claim::Fresh => {}
-        Claim::Replay { status, body } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            return Ok(Answer {
-                status,
-                body,
-                headers: Vec::new(),
-            }
-            .into_response(true));
-        }
-        Claim::Reused => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "Idempotency Key Reused",
-                "this Idempotency-Key was already used with a different request; use a new key for a new request",
-            ))
-        }
-        Claim::InFlight => {
-            return Err(ApiError::conflict(
-                "idempotency_key_in_flight",
-                "a request with this Idempotency-Key is still being processed; retry shortly",
-            ))
-        }
-    }
-    let answer = match create_generation(&bytes, &state, &caller, endpoint).await {
-        Ok(answer) => answer,
-        // A refused body is the answer to this key; limits, conflicts and our own failures are
-        // not: the same request may succeed when retried.
-        Err(e) if matches!(e.status.as_u16(), 400 | 413 | 422) => Answer {
-            status: e.status,
-            body: e.body_bytes(),
-            headers: e.headers.clone(),
-        },
-        Err(e) => {
-            idempotency::abandon(&state.pool, caller.tenant_id, &key).await?;
-            return Err(e);
-        }
-    };
-    idempotency::complete(
-        &state.pool,
-        caller.tenant_id,
-        &key,
-        answer.status.as_u16(),
-        &answer.body,
-    )
-    .await?;
-    Ok(answer.into_response(false))
-}
-
-fn invalid_key(why: idempotency::InvalidKey) -> ApiError {
-    ApiError::bad_request(
-        "invalid_idempotency_key",
-        format!("Idempotency-Key {}", why.0),
-    )
-    .with_extra("field", serde_json::json!("Idempotency-Key"))
+    idempotent::answer(&req, &bytes, &state, &caller, || {
+        create_generation(&bytes, &state, &caller, endpoint)
+    })
+    .await
 }
 
 async fn create_generation(
@@ -180,7 +94,7 @@ async fn create_generation(
     })
 }
 
-fn refused(refusal: Refusal) -> ApiError {
+pub(super) fn refused(refusal: Refusal) -> ApiError {
     match refusal {
         Refusal::Invalid(errors) => ApiError::validation(errors),
         Refusal::NoSeedSource(_) => ApiError::not_found(refusal.to_string()),
@@ -190,11 +104,28 @@ fn refused(refusal: Refusal) -> ApiError {
         ),
         Refusal::RateLimited(limited) => rate_limited(limited),
         Refusal::BudgetExhausted(exhausted) => budget_exhausted(exhausted),
+        Refusal::BatchOverBudget {
+            exhausted,
+            lacks_micros,
+        } => {
+            let detail = format!(
+                "the batch needs ${} more than {} daily budget of ${} has left today (${} spent or reserved); nothing was accepted",
+                format_usd(lacks_micros),
+                if exhausted.scope == "end_user" { "an end user's" } else { "this tenant's" },
+                format_usd(exhausted.cap_micros),
+                format_usd(exhausted.used_micros),
+            );
+            let mut e = budget_exhausted(exhausted)
+                .with_extra("lacks_micros", json!(lacks_micros))
+                .with_extra("lacks_usd", crate::domain::money::usd(lacks_micros));
+            e.detail = detail;
+            e
+        }
         Refusal::Storage(e) => e.into(),
     }
 }
 
-fn rate_headers(w: rate_limit::Window) -> Vec<(&'static str, String)> {
+pub(super) fn rate_headers(w: rate_limit::Window) -> Vec<(&'static str, String)> {
     vec![
         ("RateLimit-Limit", w.limit.to_string()),
         ("RateLimit-Remaining", w.remaining.to_string()),

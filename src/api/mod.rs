@@ -1,5 +1,6 @@
 //! The HTTP surface. `configure` is the ONE route table: the server and the tests both use it.
 pub mod auth;
+pub mod batches;
 pub mod body;
 pub mod console;
 pub mod cors;
@@ -8,6 +9,7 @@ pub mod events;
 pub mod fal_hook;
 pub mod generations;
 pub mod health;
+pub mod idempotent;
 pub mod images;
 pub mod me;
 pub mod openapi;
@@ -55,6 +57,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .service(resource("/events/stream").route(web::get().to(streams::tenant)))
                 .service(resource("/edits").route(web::post().to(generations::create_edit)))
+                .service(resource("/batches").route(web::post().to(batches::create)))
+                .service(resource("/batches/{id}").route(web::get().to(batches::get)))
+                .service(resource("/batches/{id}/cancel").route(web::post().to(batches::cancel)))
                 .service(resource("/estimates").route(web::post().to(generations::estimate)))
                 .service(
                     resource("/subscriptions")

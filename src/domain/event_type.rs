@@ -12,13 +12,15 @@ use sqlx::{
 use super::states::text_states;
 
 text_states! {
-    /// What happened. `generation.*` follow a generation's states; `alert.*` are operators'
-    /// alerts firing and recovering; `test.ping` tests one subscription.
+    /// What happened. `generation.*` follow a generation's states; `batch.completed` says a
+    /// batch's members are all terminal; `alert.*` are operators' alerts firing and
+    /// recovering; `test.ping` tests one subscription.
     EventType {
         GenerationQueued => "generation.queued",
         GenerationCompleted => "generation.completed",
         GenerationFailed => "generation.failed",
         GenerationCancelled => "generation.cancelled",
+        BatchCompleted => "batch.completed",
         SubscriptionDisabled => "subscription.disabled",
         DeliveryExhausted => "delivery.exhausted",
         AlertFalErrorRate => "alert.fal_error_rate",
@@ -34,6 +36,11 @@ impl EventType {
     /// subscription filters and per-request callbacks read.
     pub fn is_generation(self) -> bool {
         self.as_str().starts_with("generation.")
+    }
+
+    /// About one batch: carries the batch's `webhook_url`, which gets it like a generation's.
+    pub fn is_batch(self) -> bool {
+        self.as_str().starts_with("batch.")
     }
 
     /// A generation's last event: its stream ends after it.

@@ -4,7 +4,8 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::{
-    domain::ids::GenerationId,
+    domain::ids::{BatchId, GenerationId},
+    domain::states::Priority,
     domain::FieldError,
     fal::models::{self, Model, NormalizedInput},
 };
@@ -19,6 +20,7 @@ pub const FLUXGATE_FIELDS: &[&str] = &[
     "end_user",
     "seed_from",
     "cache",
+    "priority",
 ];
 pub const MAX_END_USER_LEN: usize = 255;
 
@@ -29,8 +31,21 @@ pub struct GenerationRequest {
     pub webhook_url: Option<Url>,
     pub metadata: Option<Map<String, Value>>,
     pub end_user: Option<String>,
-    pub seed_from: Option<GenerationId>,
+    pub seed_from: Option<SeedSource>,
     pub cache: bool,
+    /// fal's queue priority: `normal` unless the request (or its batch) says `low`.
+    pub priority: Priority,
+    /// The batch it is accepted in: set by the batch's acceptance, never by a body.
+    pub batch: Option<BatchId>,
+}
+
+/// `seed_from`: the earlier generation whose seed a request reuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedSource {
+    pub id: GenerationId,
+    /// Whose generation it must be: set when the caller sees only one end user's (a browser
+    /// token), so a page cannot learn another user's seed. `None`: any of the tenant's.
+    pub owner: Option<String>,
 }
 
 /// Which endpoint the body came to: `/v1/generations` or `/v1/edits`.
@@ -92,7 +107,7 @@ impl GenerationRequest {
         let seed_from = match body.remove("seed_from") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => match s.parse::<GenerationId>() {
-                Ok(id) => Some(id),
+                Ok(id) => Some(SeedSource { id, owner: None }),
                 Err(_) => {
                     errors.push(FieldError::new(
                         "seed_from",
@@ -115,6 +130,19 @@ impl GenerationRequest {
                 "give either seed or seed_from, not both",
             ));
         }
+        let priority = match body.remove("priority") {
+            None | Some(Value::Null) => Priority::Normal,
+            Some(v) => match v.as_str().and_then(Priority::parse) {
+                Some(p) => p,
+                None => {
+                    errors.push(FieldError::new(
+                        "priority",
+                        format!("must be one of {}", Priority::names().join(", ")),
+                    ));
+                    Priority::Normal
+                }
+            },
+        };
         let cache = match body.remove("cache") {
             None | Some(Value::Null) => true,
             Some(Value::Bool(b)) => b,
@@ -150,6 +178,8 @@ impl GenerationRequest {
                 end_user,
                 seed_from,
                 cache,
+                priority,
+                batch: None,
             }),
             _ => Err(errors),
         }
@@ -262,7 +292,7 @@ mod tests {
     #[test]
     fn every_bad_fluxgate_field_is_named_alongside_fal_fields() {
         let f = fields(parse(
-            json!({"prompt": "", "model": 3, "webhook_url": "ftp://x", "metadata": [1], "end_user": "a\u{7}b", "seed_from": "sub_1", "cache": "yes"}),
+            json!({"prompt": "", "model": 3, "webhook_url": "ftp://x", "metadata": [1], "end_user": "a\u{7}b", "seed_from": "sub_1", "cache": "yes", "priority": "urgent"}),
             Endpoint::TextToImage,
         ));
         for name in FLUXGATE_FIELDS {

@@ -166,6 +166,10 @@ prefixed_id!(
     DeliveryId, "dlv", "delivery"
 );
 prefixed_id!(
+    /// A batch of generation and edit requests accepted together (`POST /v1/batches`).
+    BatchId, "bat", "batch"
+);
+prefixed_id!(
     /// One browser token a key minted for an end user (the row, not the signed token).
     BrowserTokenId, "tok", "token"
 );

@@ -1,5 +1,6 @@
 //! Validated domain types: a value of one of these types is valid by construction.
 pub mod api_key;
+pub mod batch;
 pub mod browser_token;
 pub mod cidr;
 pub mod event_type;

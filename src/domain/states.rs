@@ -178,6 +178,24 @@ text_states! {
     }
 }
 
+text_states! {
+    /// Where a generation waits in fal's queue (`X-Fal-Queue-Priority`), and in which order the
+    /// submitter takes its outbox: every `normal` request before any `low` one.
+    Priority {
+        Normal => "normal",
+        Low => "low",
+    }
+}
+
+text_states! {
+    /// A batch's state: `running` until every member is terminal, then `completed`, whatever
+    /// each member's outcome (its counts say how many failed).
+    BatchStatus {
+        Running => "running",
+        Completed => "completed",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,6 @@ use serde_json::{Map, Value};
 
 use crate::domain::{event_type::EventType, FieldError};
 
-const PREFIXES: &[&str] = &["generation", "subscription", "delivery", "alert", "test"];
 pub const MAX_HEADERS: usize = 20;
 pub const MAX_HEADER_VALUE: usize = 1024;
 const FORBIDDEN_HEADERS: &[&str] = &[
@@ -54,7 +53,12 @@ pub fn parse_event_types(v: &Value, errors: &mut Vec<FieldError>) -> Option<Vec<
         };
         let known = s == "*"
             || EventType::parse(s).is_some()
-            || s.strip_suffix(".*").is_some_and(|p| PREFIXES.contains(&p))
+            // A family wildcard (`batch.*`): any family an event type belongs to.
+            || s.strip_suffix(".*").is_some_and(|family| {
+                EventType::ALL
+                    .iter()
+                    .any(|t| t.as_str().split('.').next() == Some(family))
+            })
             || s.strip_prefix("alert.").is_some_and(|rest| {
                 !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
             });

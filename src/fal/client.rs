@@ -9,6 +9,15 @@ use url::Url;
 
 use super::errors::FalError;
 
+/// fal's queue priority header: `low` waits behind all `normal` work on the endpoint.
+pub const PRIORITY_HEADER: &str = "X-Fal-Queue-Priority";
+
+/// How one request is to be queued at fal, beside its body.
+#[derive(Debug, Clone, Copy)]
+pub struct SubmitOptions {
+    pub priority: crate::domain::states::Priority,
+}
+
 #[derive(Clone)]
 pub struct FalClient {
     http: reqwest::Client,
@@ -121,6 +130,7 @@ impl FalClient {
         model: &str,
         input: &serde_json::Value,
         webhook: &str,
+        options: SubmitOptions,
     ) -> Result<Submitted, FalError> {
         let mut url = self.base.clone();
         {
@@ -135,6 +145,7 @@ impl FalClient {
             .http
             .post(url)
             .header(reqwest::header::AUTHORIZATION, self.auth())
+            .header(PRIORITY_HEADER, options.priority.as_str())
             .timeout(self.timeout)
             .json(input)
             .send()

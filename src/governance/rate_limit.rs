@@ -30,16 +30,39 @@ pub async fn admit(
     end_user: Option<&str>,
     limits: &Limits,
 ) -> Result<Result<Option<Window>, Limited>, sqlx::Error> {
-    let mut checks: Vec<(&'static str, String, i32)> = Vec::new();
-    if let (Some(limit), Some(user)) = (limits.end_user_requests_per_minute, end_user) {
-        checks.push(("end_user", window_key(tenant_id, Some(user)), limit));
+    let per_user = end_user.map(|u| (u, 1)).into_iter().collect::<Vec<_>>();
+    admit_many(db, tenant_id, 1, &per_user, |_| limits).await
+}
+
+/// Counts `total` requests against the tenant's window and each end user's count against its
+/// own (`limits_of` gives a user's limits; the tenant's are the same in each), all or none per
+/// window: a window that cannot take them all takes none. A batch is counted this way, one
+/// request per member, whatever its `num_images`.
+pub async fn admit_many<'l>(
+    db: &sqlx::PgPool,
+    tenant_id: TenantId,
+    total: i32,
+    per_user: &[(&str, i32)],
+    limits_of: impl Fn(&str) -> &'l Limits,
+) -> Result<Result<Option<Window>, Limited>, sqlx::Error> {
+    let mut checks: Vec<(&'static str, String, i32, i32)> = Vec::new();
+    let mut tenant_limit = None;
+    for &(user, n) in per_user {
+        let limits = limits_of(user);
+        if let Some(limit) = limits.end_user_requests_per_minute {
+            checks.push(("end_user", window_key(tenant_id, Some(user)), limit, n));
+        }
+        tenant_limit = limits.tenant_requests_per_minute;
     }
-    if let Some(limit) = limits.tenant_requests_per_minute {
-        checks.push(("tenant", window_key(tenant_id, None), limit));
+    if per_user.is_empty() {
+        tenant_limit = limits_of("").tenant_requests_per_minute;
+    }
+    if let Some(limit) = tenant_limit {
+        checks.push(("tenant", window_key(tenant_id, None), limit, total));
     }
     let mut tightest: Option<Window> = None;
-    for (scope, key, limit) in checks {
-        let row = rate_windows::count(db, &key, limit).await?;
+    for (scope, key, limit, n) in checks {
+        let row = rate_windows::count(db, &key, limit, n).await?;
         match row {
             Some((count, reset)) => {
                 let w = Window {

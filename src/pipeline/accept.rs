@@ -12,7 +12,7 @@ use crate::{
     delivery::ssrf,
     domain::{
         event_type::EventType,
-        generation::{Endpoint, GenerationRequest},
+        generation::{Endpoint, GenerationRequest, SeedSource},
         ids::GenerationId,
         ids::TenantId,
         money::usd,
@@ -52,6 +52,12 @@ pub enum Refusal {
     RateLimited(rate_limit::Limited),
     #[error("budget exhausted")]
     BudgetExhausted(budgets::Exhausted),
+    /// A batch does not fit a cap whole: by how much it would pass it.
+    #[error("the batch does not fit its budget")]
+    BatchOverBudget {
+        exhausted: budgets::Exhausted,
+        lacks_micros: i64,
+    },
     #[error(transparent)]
     Storage(#[from] sqlx::Error),
 }
@@ -66,7 +72,7 @@ impl Pipeline {
         request: GenerationRequest,
     ) -> Result<Accepted, Refusal> {
         self.vet(&request).await?;
-        let seed = match request.seed_from {
+        let seed = match &request.seed_from {
             Some(source) => Some(seed_of(db, tenant, source).await?),
             None => request.input.seed.map(|s| s as i64),
         };
@@ -120,7 +126,7 @@ impl Pipeline {
 
     /// The checks that need this deployment, after the request's own validation: a store for
     /// inline images, and a `webhook_url` that resolves only to addresses we may call.
-    async fn vet(&self, request: &GenerationRequest) -> Result<(), Refusal> {
+    pub(super) async fn vet(&self, request: &GenerationRequest) -> Result<(), Refusal> {
         // Inline images become files only with a store; without one, subscribers would be
         // sent every image's bytes in every event.
         if request.input.sync_mode && self.assets.is_none() {
@@ -139,7 +145,7 @@ impl Pipeline {
 
     /// A completed copy of the cached result, with its `generation.completed` event, if the
     /// cache holds one for `key`.
-    async fn answer_from_cache(
+    pub(super) async fn answer_from_cache(
         &self,
         tx: &mut PgConnection,
         tenant: TenantId,
@@ -168,11 +174,17 @@ impl Pipeline {
 }
 
 /// The seed of an earlier generation of this tenant: variations in a consistent style.
-async fn seed_of(db: &PgPool, tenant: TenantId, source: GenerationId) -> Result<i64, Refusal> {
-    match storage::generations::seed_of(db, tenant, source).await? {
-        None => Err(Refusal::NoSeedSource(source)),
+/// The seed of `source`. One the caller may not see answers as one that does not exist.
+pub(super) async fn seed_of(
+    db: &PgPool,
+    tenant: TenantId,
+    source: &SeedSource,
+) -> Result<i64, Refusal> {
+    let id = source.id;
+    match storage::generations::seed_of(db, tenant, id, source.owner.as_deref()).await? {
+        None => Err(Refusal::NoSeedSource(id)),
         Some((_, Some(seed))) => Ok(seed),
-        Some((status, None)) => Err(Refusal::SeedUnavailable { of: source, status }),
+        Some((status, None)) => Err(Refusal::SeedUnavailable { of: id, status }),
     }
 }
 

@@ -3,6 +3,7 @@
 //! that recovers results whose callbacks never came.
 use crate::domain::ids::GenerationId;
 pub mod accept;
+pub mod batches;
 pub mod callback_urls;
 pub mod callbacks;
 pub mod cancel;
@@ -38,6 +39,8 @@ pub struct Pipeline {
     pub submit_wake: Arc<Notify>,
     /// Woken when this instance queues a result for the copier.
     pub copy_wake: Arc<Notify>,
+    /// Woken by `NOTIFY fluxgate_batches`: a batch member finished (`batches::run`).
+    pub batch_wake: Arc<Notify>,
     /// What this instance last wrote of the generations it sent to fal (for their callbacks).
     pub submitted: submitted::Submitted,
     /// The `fal_webhook` URLs handed to fal, and the check of callbacks against them.
@@ -81,6 +84,7 @@ impl Pipeline {
             metrics: parts.metrics,
             submit_wake: Arc::new(Notify::new()),
             copy_wake: Arc::new(Notify::new()),
+            batch_wake: Arc::new(Notify::new()),
             submitted: submitted::Submitted::default(),
             callbacks: parts.callbacks,
             handoff: parts.handoff,

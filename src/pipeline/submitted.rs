@@ -153,6 +153,8 @@ pub(crate) mod tests {
             finished_at: None,
             cancel_requested_at: None,
             reservation_held_since: None,
+            batch_id: None,
+            priority: crate::domain::states::Priority::Normal,
             cached: false,
             budget_day: None,
             reserved_micros: 0,

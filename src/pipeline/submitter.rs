@@ -126,7 +126,10 @@ async fn submit_one(p: &Pipeline, g: Generation, permit: Option<OwnedSemaphorePe
     let input = fal_body(&g);
     // fal may call back before its answer to the submit is recorded: remember the row as leased.
     let callback = p.submitted.remember(g.clone());
-    let result = p.fal.submit(&g.model, &input, &webhook).await;
+    let options = crate::fal::client::SubmitOptions {
+        priority: g.priority,
+    };
+    let result = p.fal.submit(&g.model, &input, &webhook, options).await;
     // The permit bounds the calls to fal, not the bookkeeping after them.
     drop(permit);
     let elapsed = started.elapsed();

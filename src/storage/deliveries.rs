@@ -18,11 +18,12 @@ pub struct FanOut {
 
 impl FanOut {
     /// Filters apply to generation events (they carry `metadata`/`end_user`); `test.ping` goes
-    /// only to the subscription it tests.
+    /// only to the subscription it tests; generation and batch events go to their own
+    /// `webhook_url` too.
     pub fn of(kind: EventType, data: &Value) -> FanOut {
         let is_generation = kind.is_generation();
-        let field = |name: &str| {
-            if is_generation {
+        let field = |name: &str, of: bool| {
+            if of {
                 data.get(name).filter(|v| !v.is_null()).cloned()
             } else {
                 None
@@ -31,9 +32,11 @@ impl FanOut {
         FanOut {
             enabled: kind.fans_out(),
             is_generation,
-            metadata: field("metadata").filter(Value::is_object),
-            end_user: field("end_user").and_then(|v| v.as_str().map(str::to_owned)),
-            webhook_url: field("webhook_url").and_then(|v| v.as_str().map(str::to_owned)),
+            metadata: field("metadata", is_generation).filter(Value::is_object),
+            end_user: field("end_user", is_generation).and_then(|v| v.as_str().map(str::to_owned)),
+            // A batch's own webhook_url gets its batch.completed, as a generation's gets its events.
+            webhook_url: field("webhook_url", is_generation || kind.is_batch())
+                .and_then(|v| v.as_str().map(str::to_owned)),
         }
     }
 }

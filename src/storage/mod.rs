@@ -1,6 +1,7 @@
 //! All SQL lives here, one file per table family. Functions take an executor so callers can
 //! compose them into one transaction.
 pub mod alert_state;
+pub mod batches;
 pub mod browser_tokens;
 pub mod budget_usage;
 pub mod callbacks;

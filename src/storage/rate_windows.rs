@@ -1,16 +1,26 @@
 //! Fixed one-minute request windows, one counter row per key and minute.
 use sqlx::PgPool;
 
-/// Counts one request in `key`'s current minute if it is under `limit`: the count and the
-/// seconds left in the minute, or `None` when the window is full.
-pub async fn count(db: &PgPool, key: &str, limit: i32) -> Result<Option<(i32, f64)>, sqlx::Error> {
+/// Counts `n` requests in `key`'s current minute if they all fit within `limit`: the count and
+/// the seconds left in the minute, or `None` when the window cannot take them.
+pub async fn count(
+    db: &PgPool,
+    key: &str,
+    limit: i32,
+    n: i32,
+) -> Result<Option<(i32, f64)>, sqlx::Error> {
+    if n > limit {
+        return Ok(None); // more than a whole window holds: never admitted
+    }
     sqlx::query_as(
-        "INSERT INTO rate_windows (key, window_start, count) VALUES ($1, date_trunc('minute', now()), 1)
-         ON CONFLICT (key, window_start) DO UPDATE SET count = rate_windows.count + 1 WHERE rate_windows.count < $2
+        "INSERT INTO rate_windows (key, window_start, count) VALUES ($1, date_trunc('minute', now()), $3)
+         ON CONFLICT (key, window_start) DO UPDATE SET count = rate_windows.count + $3
+             WHERE rate_windows.count + $3 <= $2
          RETURNING count, extract(epoch FROM (window_start + interval '1 minute' - now()))::float8",
     )
     .bind(key)
     .bind(limit)
+    .bind(n)
     .fetch_optional(db)
     .await
 }

@@ -4,7 +4,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::{
-    domain::{ids::GenerationId, money::usd, states::GenerationStatus},
+    domain::{
+        ids::{BatchId, GenerationId},
+        money::usd,
+        states::{GenerationStatus, Priority},
+    },
     storage::generations::Generation,
 };
 
@@ -12,6 +16,8 @@ use crate::{
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[schema(as = Generation)]
 pub struct GenerationObject<'a> {
+    /// The batch it was accepted in (`POST /v1/batches`).
+    pub batch_id: Option<BatchId>,
     pub cached: bool,
     /// When fal finished it (or it was cancelled or failed).
     pub completed_at: Option<DateTime<Utc>>,
@@ -42,6 +48,8 @@ pub struct GenerationObject<'a> {
     pub model: &'a str,
     /// Always `generation`.
     pub object: &'static str,
+    /// fal's queue priority: `normal`, or `low` (waits behind all normal work).
+    pub priority: Priority,
     pub seed: Option<i64>,
     pub status: GenerationStatus,
     pub submitted_at: Option<DateTime<Utc>>,
@@ -66,6 +74,7 @@ impl<'a> GenerationObject<'a> {
         let part = |name: &str| result.map(|r| r[name].clone());
         let id = g.id;
         GenerationObject {
+            batch_id: g.batch_id,
             cached: g.cached,
             completed_at: g.finished_at,
             cost_micros: g.cost_micros,
@@ -88,6 +97,7 @@ impl<'a> GenerationObject<'a> {
             metadata: g.metadata.as_ref().map(|m| &m.0),
             model: &g.model,
             object: "generation",
+            priority: g.priority,
             seed: g.seed,
             status: g.status,
             submitted_at: g.submitted_at,

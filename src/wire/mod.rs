@@ -5,10 +5,12 @@
 //!
 //! Fields are declared in alphabetical order: the order these objects have always been
 //! serialized in, so stored event bodies and freshly built ones are byte-for-byte alike.
+pub mod batch;
 pub mod delivery;
 pub mod generation;
 pub mod subscription;
 
+pub use batch::BatchObject;
 pub use delivery::DeliveryObject;
 pub use generation::GenerationObject;
 pub use subscription::SubscriptionObject;

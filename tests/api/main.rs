@@ -1,6 +1,7 @@
 //! The one integration-test binary: each feature has its own module.
 mod alerts;
 mod assets;
+mod batches;
 mod bench;
 mod browser_tokens;
 mod callback_door;
@@ -22,6 +23,7 @@ mod image_copier;
 mod limits;
 mod openapi;
 mod receiver;
+mod receivers;
 mod retention;
 mod s3;
 mod scale;

@@ -130,6 +130,10 @@ mod tests {
             properties(&doc, "RecoverRequest"),
             set(subscriptions::RECOVER_FIELDS)
         );
+        assert_eq!(
+            properties(&doc, "BatchRequest"),
+            set(crate::domain::batch::FIELDS)
+        );
     }
 
     /// Every path the route table registers is documented (and nothing else is).

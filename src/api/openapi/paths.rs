@@ -20,7 +20,7 @@ pub(super) fn paths() -> Value {
         params.extend(more.iter().cloned());
         Value::Array(params)
     };
-    json!({
+    let mut all = json!({
         "/v1/generations": {
             "post": op("generations", "Generate images from text", "createGeneration")
                 .params(json!([idempotency]))
@@ -234,7 +234,41 @@ pub(super) fn paths() -> Value {
             "get": op("operations", "This document", "openapi").public()
                 .answer("200", "OpenAPI 3.1", "Object").done(),
         },
-    })
+    });
+    all.as_object_mut()
+        .expect("paths is an object")
+        .extend(batch_paths(&idempotency, &id("id", "bat")));
+    all
+}
+
+/// The batch routes (beside the rest: one `json!` of every path passes the macro's recursion
+/// limit).
+fn batch_paths(idempotency: &Value, bat_id: &Value) -> Map<String, Value> {
+    let paths = json!({
+        "/v1/batches": {
+            "post": op("generations", "Accept up to 100 generation or edit requests together: validated, priced and reserved all or nothing (402 says how much the batch lacks); each becomes a generation of the batch", "createBatch")
+                .params(json!([idempotency]))
+                .body("BatchRequest")
+                .answer("202", "Accepted: the batch with its members' ids, submitted to fal in the background", "Batch")
+                .errors(&["401", "402", "413", "422", "429"]).done(),
+        },
+        "/v1/batches/{id}": {
+            "get": op("generations", "One batch: its members by state, and their cost", "getBatch")
+                .params(json!([bat_id]))
+                .answer("200", "The batch", "Batch")
+                .errors(&["401", "404"]).done(),
+        },
+        "/v1/batches/{id}/cancel": {
+            "post": op("generations", "Cancel the batch's members not yet sent to fal (those at fal run on)", "cancelBatch")
+                .params(json!([bat_id]))
+                .answer("200", "The batch after the request, with `cancelled_now`", "Batch")
+                .errors(&["401", "404"]).done(),
+        },
+    });
+    match paths {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
 }
 
 /// One operation, built up.

@@ -1,12 +1,14 @@
 //! The document's `components`: request and answer schemas, error answers, the key scheme.
 use crate::domain::{
-    ids::{DeliveryId, EventId, GenerationId, SubscriptionId},
-    states::{DeliveryStatus, GenerationStatus, SubscriptionStatus},
+    ids::{BatchId, DeliveryId, EventId, GenerationId, SubscriptionId},
+    states::{BatchStatus, DeliveryStatus, GenerationStatus, Priority, SubscriptionStatus},
 };
 use crate::{
     pipeline::accept::Estimate,
     wire::{
-        generation::Links as GenerationLinks, DeliveryObject, GenerationObject, SubscriptionObject,
+        batch::{Counts as BatchCounts, Links as BatchLinks},
+        generation::Links as GenerationLinks,
+        BatchObject, DeliveryObject, GenerationObject, SubscriptionObject,
     },
 };
 use serde_json::{json, Map, Value};
@@ -52,6 +54,12 @@ fn error_responses() -> Value {
 #[openapi(components(schemas(
     GenerationObject,
     GenerationLinks,
+    BatchObject,
+    BatchCounts,
+    BatchLinks,
+    BatchStatus,
+    Priority,
+    BatchId,
     SubscriptionObject,
     DeliveryObject,
     Estimate,
@@ -114,6 +122,8 @@ pub(super) fn components() -> Value {
             "end_user": {"type": "string", "maxLength": 255, "description": "your own user id, for per-user limits and usage", "example": "user-42"},
             "seed_from": {"type": "string", "pattern": "^gen_", "description": "reuse the seed of an earlier generation (not accepted by /v1/estimates, which ignores it)"},
             "cache": {"type": "boolean", "default": true, "description": "false skips the seed cache", "example": false},
+            "priority": {"type": "string", "enum": Priority::names(), "default": "normal",
+                         "description": "fal's queue priority: low waits behind all normal work (a batch's members default to the batch's, itself low by default)"},
         });
         if edit {
             props["image_urls"] = json!({"type": "array", "minItems": 1, "maxItems": 4,
@@ -167,6 +177,16 @@ pub(super) fn components() -> Value {
             }},
             "GenerationRequest": input(false),
             "EditRequest": input(true),
+            "BatchRequest": {"type": "object", "additionalProperties": false, "required": ["requests"], "properties": {
+                "requests": {"type": "array", "minItems": 1, "maxItems": crate::domain::batch::MAX_MEMBERS,
+                             "description": "generation requests, or edit requests (those with image_urls); all are validated, priced and reserved together, or none is",
+                             "items": {"oneOf": [schema_ref("GenerationRequest"), schema_ref("EditRequest")]},
+                             "example": [{"prompt": "a red kite"}, {"prompt": "a blue kite", "seed": 7}]},
+                "webhook_url": {"type": "string", "format": "uri", "example": "https://hooks.example.com/batches",
+                                "description": "gets batch.completed, and the events of every member that names no webhook_url of its own"},
+                "metadata": {"type": "object", "description": "any JSON object of at most 4 KiB, carried by the batch", "example": {"job": "catalog-7"}},
+                "priority": {"type": "string", "enum": Priority::names(), "default": "low", "description": "the members' default priority"},
+            }},
             "GenerationList": list("Generation"),
             "Event": {"type": "object", "description": "what webhooks deliver, signed per Standard Webhooks", "properties": {
                 "id": {"type": "string", "pattern": "^evt_"}, "type": schema_ref("EventType"),

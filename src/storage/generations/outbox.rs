@@ -8,7 +8,10 @@ use super::{Generation, COLUMNS};
 use crate::domain::states::GenerationStatus;
 use crate::storage::{delivery_queue::Claimed, events};
 
-/// Claims due outbox rows with a lease, committed by the caller before any HTTP call.
+/// Claims due outbox rows with a lease, committed by the caller before any HTTP call: every due
+/// `normal` row before any `low` one (the outbox index is in that order). The submitter claims
+/// only as many as it has free slots, so a normal request waits behind low work for at most
+/// one slot to free.
 pub async fn claim_submissions(
     db: impl PgExecutor<'_>,
     batch: i64,
@@ -20,7 +23,7 @@ pub async fn claim_submissions(
          WHERE id IN (SELECT id FROM generations
                       WHERE status = 'accepted' AND next_attempt_at <= now()
                         AND (lease_until IS NULL OR lease_until < now())
-                      ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+                      ORDER BY (priority = 'low'), next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
          RETURNING {COLUMNS}"
     ))
     .bind(batch)

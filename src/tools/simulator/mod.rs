@@ -63,6 +63,8 @@ pub use faults::{FaultRates, InvalidFaultRates};
 pub struct SimStats {
     /// Submissions accepted.
     pub submissions: u64,
+    /// Of those, sent with `X-Fal-Queue-Priority: low`.
+    pub low_priority: u64,
     /// Submissions answered with an error (auth, validation, injected faults).
     pub rejected: u64,
     pub completed: u64,
@@ -79,6 +81,7 @@ pub struct SimStats {
 #[derive(Default)]
 pub(crate) struct Counters {
     submissions: AtomicU64,
+    low_priority: AtomicU64,
     rejected: AtomicU64,
     completed: AtomicU64,
     cancels: AtomicU64,
@@ -92,6 +95,7 @@ impl Counters {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         SimStats {
             submissions: get(&self.submissions),
+            low_priority: get(&self.low_priority),
             rejected: get(&self.rejected),
             completed: get(&self.completed),
             cancels: get(&self.cancels),

@@ -131,6 +131,13 @@ async fn submit(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) 
         seq: state.store.next_seq(),
     });
     state.stats.submissions.fetch_add(1, Ordering::Relaxed);
+    let low = req
+        .headers()
+        .get("x-fal-queue-priority")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"low"));
+    if low {
+        state.stats.low_priority.fetch_add(1, Ordering::Relaxed);
+    }
     tracing::debug!(request_id = %spec.id, model = model.id, webhook = spec.webhook.is_some(), "fal simulator: accepted");
     let queue_position = if spec.faults.early_webhook {
         runner::complete_early(&state, spec.clone()).await;
