@@ -31,6 +31,10 @@ pub struct FalSettings {
     pub max_callback_bytes: usize,
     pub max_inline_callback_bytes: usize,
     pub callback_concurrency: usize,
+    /// Whether fal may run a request on a fallback endpoint (`FLUXGATE_FAL_FALLBACKS`).
+    pub fallbacks: bool,
+    /// The start timeout of requests that set none (`FLUXGATE_FAL_START_TIMEOUT_SECS`).
+    pub start_timeout_secs: Option<u32>,
 }
 
 impl FalSettings {
@@ -89,7 +93,34 @@ impl FalSettings {
             (64u64 << 20).max(max_callback_bytes),
             |v| bounded(v, 1024, 1 << 30),
         );
+        // Off by default: fluxgate prices, budgets and reports the endpoint it was asked for, and
+        // a fallback may run (and bill) another one, with other prices and other output.
+        let fallbacks = p.value(
+            "FLUXGATE_FAL_FALLBACKS",
+            &raw.fal_fallbacks,
+            false,
+            |v| match v {
+                "on" => Ok(true),
+                "off" => Ok(false),
+                _ => Err("must be on or off".into()),
+            },
+        );
+        let start_timeout_secs = p.optional(
+            "FLUXGATE_FAL_START_TIMEOUT_SECS",
+            &raw.fal_start_timeout_secs,
+            false,
+            |v| {
+                bounded(
+                    v,
+                    1,
+                    crate::domain::generation::MAX_START_TIMEOUT_SECS as u64,
+                )
+                .map(|n| n as u32)
+            },
+        );
         FalSettings {
+            fallbacks,
+            start_timeout_secs,
             key,
             queue_url,
             jwks_url,

@@ -52,6 +52,12 @@ pub struct RawSettings {
     /// Timeout of each HTTP call to fal, in seconds.
     #[arg(long, env = "FLUXGATE_FAL_TIMEOUT_SECS")]
     pub fal_timeout_secs: Option<String>,
+    /// fal's model fallbacks: `off` (default) or `on`.
+    #[arg(long, env = "FLUXGATE_FAL_FALLBACKS")]
+    pub fal_fallbacks: Option<String>,
+    /// Default start timeout sent to fal (`X-Fal-Request-Timeout`), in seconds.
+    #[arg(long, env = "FLUXGATE_FAL_START_TIMEOUT_SECS")]
+    pub fal_start_timeout_secs: Option<String>,
     /// First retry delay after a 429 or 5xx from fal, in milliseconds (then doubling).
     #[arg(long, env = "FLUXGATE_FAL_RETRY_BASE_MS")]
     pub fal_retry_base_ms: Option<String>,

@@ -21,7 +21,10 @@ pub const FLUXGATE_FIELDS: &[&str] = &[
     "seed_from",
     "cache",
     "priority",
+    "start_timeout_secs",
 ];
+/// The longest start timeout a request may ask fal for: a day.
+pub const MAX_START_TIMEOUT_SECS: u32 = 86_400;
 pub const MAX_END_USER_LEN: usize = 255;
 
 #[derive(Debug, Clone)]
@@ -37,6 +40,9 @@ pub struct GenerationRequest {
     pub priority: Priority,
     /// The batch it is accepted in: set by the batch's acceptance, never by a body.
     pub batch: Option<BatchId>,
+    /// How long fal may keep it queued (and retrying) before it starts; past it the
+    /// generation fails with `start_timeout`, unrun. `None`: the deployment's default.
+    pub start_timeout_secs: Option<u32>,
 }
 
 /// `seed_from`: the earlier generation whose seed a request reuses.
@@ -143,6 +149,24 @@ impl GenerationRequest {
                 }
             },
         };
+        let start_timeout_secs = match body.remove("start_timeout_secs") {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                match v
+                    .as_u64()
+                    .filter(|n| (1..=MAX_START_TIMEOUT_SECS as u64).contains(n))
+                {
+                    Some(n) => Some(n as u32),
+                    None => {
+                        errors.push(FieldError::new(
+                        "start_timeout_secs",
+                        format!("must be a whole number of seconds from 1 to {MAX_START_TIMEOUT_SECS}"),
+                    ));
+                        None
+                    }
+                }
+            }
+        };
         let cache = match body.remove("cache") {
             None | Some(Value::Null) => true,
             Some(Value::Bool(b)) => b,
@@ -180,6 +204,7 @@ impl GenerationRequest {
                 cache,
                 priority,
                 batch: None,
+                start_timeout_secs,
             }),
             _ => Err(errors),
         }
@@ -292,7 +317,7 @@ mod tests {
     #[test]
     fn every_bad_fluxgate_field_is_named_alongside_fal_fields() {
         let f = fields(parse(
-            json!({"prompt": "", "model": 3, "webhook_url": "ftp://x", "metadata": [1], "end_user": "a\u{7}b", "seed_from": "sub_1", "cache": "yes", "priority": "urgent"}),
+            json!({"prompt": "", "model": 3, "webhook_url": "ftp://x", "metadata": [1], "end_user": "a\u{7}b", "seed_from": "sub_1", "cache": "yes", "priority": "urgent", "start_timeout_secs": 0}),
             Endpoint::TextToImage,
         ));
         for name in FLUXGATE_FIELDS {

@@ -12,10 +12,36 @@ use super::errors::FalError;
 /// fal's queue priority header: `low` waits behind all `normal` work on the endpoint.
 pub const PRIORITY_HEADER: &str = "X-Fal-Queue-Priority";
 
+/// fal's start timeout header: the seconds a request may wait to start (queueing and fal's own
+/// retries included); past it fal fails the request unrun.
+pub const START_TIMEOUT_HEADER: &str = "X-Fal-Request-Timeout";
+/// Turns fal's model fallbacks off for one request (the header's name is fal's as reported; a
+/// fal that does not know it ignores it).
+pub const NO_FALLBACKS_HEADER: &str = "X-Fal-Disable-Fallbacks";
+
 /// How one request is to be queued at fal, beside its body.
 #[derive(Debug, Clone, Copy)]
 pub struct SubmitOptions {
     pub priority: crate::domain::states::Priority,
+    pub start_timeout_secs: Option<u32>,
+    /// Whether fal may run it on a fallback endpoint.
+    pub fallbacks: bool,
+}
+
+impl SubmitOptions {
+    fn headers(&self) -> reqwest::header::HeaderMap {
+        let mut h = reqwest::header::HeaderMap::new();
+        if let Some(secs) = self.start_timeout_secs {
+            h.insert(START_TIMEOUT_HEADER, secs.into());
+        }
+        if !self.fallbacks {
+            h.insert(
+                NO_FALLBACKS_HEADER,
+                reqwest::header::HeaderValue::from_static("true"),
+            );
+        }
+        h
+    }
 }
 
 #[derive(Clone)]
@@ -146,6 +172,7 @@ impl FalClient {
             .post(url)
             .header(reqwest::header::AUTHORIZATION, self.auth())
             .header(PRIORITY_HEADER, options.priority.as_str())
+            .headers(options.headers())
             .timeout(self.timeout)
             .json(input)
             .send()

@@ -136,6 +136,24 @@ async fn status_at_fal(p: &Pipeline, status_url: &str) -> Result<QueueStatus, Fa
 }
 
 /// Fetches a completed request's result and processes it exactly like a callback.
+/// The `error_type` a lost sync_mode result is recorded with (and `error.code` fails it with).
+pub const SYNC_RESULT_UNAVAILABLE: &str = "sync_result_unavailable";
+
+/// A sync_mode request fal completed without error, whose result endpoint does not give its
+/// images back (fal's docs say sync_mode outputs are not kept; what the endpoint answers then is
+/// not documented, so anything but images counts).
+fn sync_result_lost(
+    g: &Generation,
+    status: &QueueStatus,
+    fetched: &crate::fal::client::FetchedResult,
+) -> bool {
+    let sync = g.input.0["sync_mode"] == serde_json::Value::Bool(true);
+    let images = fetched.body["images"]
+        .as_array()
+        .is_some_and(|list| !list.is_empty());
+    sync && status.error.is_none() && !((200..300).contains(&fetched.status) && images)
+}
+
 async fn recover(p: &Pipeline, g: &Generation, status: &QueueStatus) {
     let Some(request_id) = g.fal_request_id.as_deref() else {
         return;
@@ -172,7 +190,17 @@ async fn recover(p: &Pipeline, g: &Generation, status: &QueueStatus) {
             .clone()
             .unwrap_or_else(|| format!("Invalid status code: {}", fetched.status))
     });
-    let result = FalResult::recovered(request_id, error, fetched.body);
+    let result = if sync_result_lost(g, status, &fetched) {
+        // fal does not keep sync_mode outputs in its request history: whatever its result
+        // endpoint answers now, the images are gone. A failure of its own, not a retry.
+        FalResult::recovered(
+            request_id,
+            Some("fal kept no result for this sync_mode request".into()),
+            serde_json::json!({"error_type": SYNC_RESULT_UNAVAILABLE, "detail": fetched.body}),
+        )
+    } else {
+        FalResult::recovered(request_id, error, fetched.body)
+    };
     let incoming = callbacks::Incoming {
         generation_id: g.id,
         raw: result.to_body(),
@@ -194,5 +222,51 @@ async fn recover(p: &Pipeline, g: &Generation, status: &QueueStatus) {
             "recovered a result whose callback never came"
         ),
         Err(e) => tracing::warn!(error = %e, "could not apply the recovered result"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{domain::ids::GenerationId, fal::client::FetchedResult};
+    use serde_json::json;
+
+    fn done() -> QueueStatus {
+        QueueStatus {
+            status: "COMPLETED".into(),
+            error: None,
+            error_type: None,
+        }
+    }
+
+    #[test]
+    fn a_sync_mode_result_fal_did_not_keep_is_lost_and_any_other_is_not() {
+        let mut g = crate::pipeline::submitted::tests::row(GenerationId::new());
+        let images = FetchedResult {
+            status: 200,
+            body: json!({"images": [{"url": "data:image/png;base64,AAAA"}]}),
+        };
+        let gone = FetchedResult {
+            status: 404,
+            body: json!({"detail": "Request not found"}),
+        };
+        let empty = FetchedResult {
+            status: 200,
+            body: json!({"images": []}),
+        };
+        g.input.0 = json!({"prompt": "x", "sync_mode": true});
+        assert!(!sync_result_lost(&g, &done(), &images));
+        assert!(sync_result_lost(&g, &done(), &gone));
+        assert!(sync_result_lost(&g, &done(), &empty));
+        let failed = QueueStatus {
+            error: Some("Invalid status code: 422".into()),
+            ..done()
+        };
+        assert!(
+            !sync_result_lost(&g, &failed, &gone),
+            "fal's own error stands"
+        );
+        g.input.0 = json!({"prompt": "x", "sync_mode": false});
+        assert!(!sync_result_lost(&g, &done(), &gone));
     }
 }

@@ -155,6 +155,7 @@ pub(crate) mod tests {
             reservation_held_since: None,
             batch_id: None,
             priority: crate::domain::states::Priority::Normal,
+            start_timeout_secs: None,
             cached: false,
             budget_day: None,
             reserved_micros: 0,

@@ -128,6 +128,11 @@ async fn submit_one(p: &Pipeline, g: Generation, permit: Option<OwnedSemaphorePe
     let callback = p.submitted.remember(g.clone());
     let options = crate::fal::client::SubmitOptions {
         priority: g.priority,
+        start_timeout_secs: g
+            .start_timeout_secs
+            .map(|s| s as u32)
+            .or(p.settings.fal.start_timeout_secs),
+        fallbacks: p.settings.fal.fallbacks,
     };
     let result = p.fal.submit(&g.model, &input, &webhook, options).await;
     // The permit bounds the calls to fal, not the bookkeeping after them.
@@ -293,6 +298,16 @@ async fn record_failure(p: &Pipeline, g: &Generation, e: FalError) -> Result<(),
                 "fal rate-limited the submit; backing off"
             );
             storage::generations::reschedule(&p.pool, g.id, delay.as_secs_f64(), false).await
+        }
+        ErrorClass::Timeout if g.transient_failures + 1 < TRANSIENT_ATTEMPTS => {
+            // fal may have queued it before our deadline passed, and its callback (whose URL
+            // names this generation) would finish it. Sending it again now could run and bill
+            // the work twice, so the next attempt waits as long as the reconciler waits for a
+            // lost callback: a request fal queued is never resubmitted while its result can
+            // still come.
+            let delay = p.settings.fal.reconcile_after;
+            tracing::warn!(delay_s = delay.as_secs(), error = %e, "fal's answer to the submit timed out; waiting for its callback before trying again");
+            storage::generations::reschedule(&p.pool, g.id, delay.as_secs_f64(), true).await
         }
         class if class.is_transient() => {
             if g.transient_failures + 1 >= TRANSIENT_ATTEMPTS {

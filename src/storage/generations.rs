@@ -21,7 +21,7 @@ pub use outbox::*;
 pub const COLUMNS: &str = "id, tenant_id, status, model, input, webhook_url, metadata, end_user, \
     estimated_cost_micros, cost_micros, fal_request_id, status_url, response_url, cancel_url, seed, result, \
     error, submit_attempts, transient_failures, created_at, updated_at, submitted_at, finished_at, cancel_requested_at, \
-    cached, budget_day, reserved_micros, reservation_held_since, batch_id, priority";
+    cached, budget_day, reserved_micros, reservation_held_since, batch_id, priority, start_timeout_secs";
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Generation {
@@ -57,6 +57,8 @@ pub struct Generation {
     /// The batch it was accepted in, if any.
     pub batch_id: Option<BatchId>,
     pub priority: Priority,
+    /// What fal was (or will be) told to give up after, if it has not started it.
+    pub start_timeout_secs: Option<i32>,
 }
 
 impl Generation {
@@ -108,8 +110,8 @@ pub async fn insert(
 ) -> Result<Generation, sqlx::Error> {
     sqlx::query_as(&format!(
         "INSERT INTO generations (id, tenant_id, model, input, webhook_url, metadata, end_user, estimated_cost_micros, seed,
-                                  cache_key, budget_day, reserved_micros, batch_id, priority)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {COLUMNS}"
+                                  cache_key, budget_day, reserved_micros, batch_id, priority, start_timeout_secs)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {COLUMNS}"
     ))
     .bind(ids::new_uuid())
     .bind(tenant_id)
@@ -125,6 +127,7 @@ pub async fn insert(
     .bind(book.reserved_micros)
     .bind(req.batch)
     .bind(req.priority)
+    .bind(req.start_timeout_secs.map(|s| s as i32))
     .fetch_one(db)
     .await
 }

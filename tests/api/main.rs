@@ -12,6 +12,7 @@ mod console_browser;
 mod crash;
 mod devdb;
 mod fal_hook;
+mod fal_queue_contract;
 mod fal_verify;
 mod fanout;
 mod foundation;

@@ -122,6 +122,8 @@ pub(super) fn components() -> Value {
             "end_user": {"type": "string", "maxLength": 255, "description": "your own user id, for per-user limits and usage", "example": "user-42"},
             "seed_from": {"type": "string", "pattern": "^gen_", "description": "reuse the seed of an earlier generation (not accepted by /v1/estimates, which ignores it)"},
             "cache": {"type": "boolean", "default": true, "description": "false skips the seed cache", "example": false},
+            "start_timeout_secs": {"type": "integer", "minimum": 1, "maximum": crate::domain::generation::MAX_START_TIMEOUT_SECS,
+                                   "description": "how long fal may keep it waiting to start (queue and fal's retries); then it fails with start_timeout, unrun and uncharged. Default FLUXGATE_FAL_START_TIMEOUT_SECS", "example": 120},
             "priority": {"type": "string", "enum": Priority::names(), "default": "normal",
                          "description": "fal's queue priority: low waits behind all normal work (a batch's members default to the batch's, itself low by default)"},
         });

@@ -181,7 +181,24 @@ fn outcome(g: &Generation, r: &FalResult) -> Outcome {
     let payload = r.payload.as_ref().filter(|p| !p.is_null());
     if r.status != "OK" {
         let policy = payload.is_some_and(has_content_policy_violation);
-        let (code, message) = if policy {
+        // fal gave up waiting for it to start: the caller's own deadline, not a fault to retry.
+        let timed_out = payload.is_some_and(|p| p["error_type"] == "request_timeout")
+            && (g.start_timeout_secs.is_some()
+                || payload.is_some_and(|p| p["timeout_type"] == "user"));
+        let lost_sync = payload.is_some_and(|p| {
+            p["error_type"] == crate::pipeline::reconciler::SYNC_RESULT_UNAVAILABLE
+        });
+        let (code, message) = if lost_sync {
+            (
+                "sync_result_unavailable",
+                "fal's callback for this sync_mode request never came, and fal does not keep sync_mode results: the images are lost. Send it again (without sync_mode, fal keeps the result for recovery)".to_owned(),
+            )
+        } else if timed_out {
+            (
+                "start_timeout",
+                "fal did not start this request before its start timeout (start_timeout_secs) passed; it did not run and is not charged".to_owned(),
+            )
+        } else if policy {
             ("content_policy_violation", "fal's content policy refused this request. Rephrase the prompt (or replace the source images) without the flagged content and try again.".to_owned())
         } else {
             (

@@ -137,6 +137,9 @@ pub(crate) struct JobFaults {
     pub early_webhook: bool,
     pub queue_delay: Option<Duration>,
     pub run_delay: Option<Duration>,
+    /// Queued at once, but the answer to the submit comes this late (a caller that gives up
+    /// first cannot tell whether fal took the request).
+    pub answer_delay: Option<Duration>,
 }
 
 /// The faults decided for one submission.

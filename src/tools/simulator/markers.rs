@@ -65,6 +65,7 @@ pub(super) fn apply(decision: &mut Decision, name: &str, value: Option<&str>) {
         "early-webhook" => job.early_webhook = true,
         "delay" => job.run_delay = millis(),
         "queue" => job.queue_delay = millis(),
+        "slow-answer" => job.answer_delay = millis(),
         other => tracing::debug!(
             marker = other,
             "fal simulator: unknown prompt marker ignored"

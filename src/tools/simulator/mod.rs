@@ -26,6 +26,7 @@
 //! | `[sim:dup-webhook]` | the webhook is delivered twice, same body and request id |
 //! | `[sim:early-webhook]` | completes at once; the first webhook attempt finishes before submit answers |
 //! | `[sim:delay=MS]` / `[sim:queue=MS]` | this request's run / queue delay in milliseconds |
+//! | `[sim:slow-answer=MS]` | queued at once; the answer to the submit comes MS later |
 //!
 //! Random faults of the same kinds come from [`FaultRates`] (seeded; see [`SimHandle::set_faults`]
 //! or `PUT /_sim/faults`). A prompt containing [`SimConfig::nsfw_trigger`] (case-insensitive, with
@@ -65,6 +66,10 @@ pub struct SimStats {
     pub submissions: u64,
     /// Of those, sent with `X-Fal-Queue-Priority: low`.
     pub low_priority: u64,
+    /// Of those, sent with `X-Fal-Disable-Fallbacks`.
+    pub fallbacks_disabled: u64,
+    /// Requests whose start timeout (`X-Fal-Request-Timeout`) passed while they were queued.
+    pub start_timeouts: u64,
     /// Submissions answered with an error (auth, validation, injected faults).
     pub rejected: u64,
     pub completed: u64,
@@ -82,6 +87,8 @@ pub struct SimStats {
 pub(crate) struct Counters {
     submissions: AtomicU64,
     low_priority: AtomicU64,
+    fallbacks_disabled: AtomicU64,
+    start_timeouts: AtomicU64,
     rejected: AtomicU64,
     completed: AtomicU64,
     cancels: AtomicU64,
@@ -96,6 +103,8 @@ impl Counters {
         SimStats {
             submissions: get(&self.submissions),
             low_priority: get(&self.low_priority),
+            fallbacks_disabled: get(&self.fallbacks_disabled),
+            start_timeouts: get(&self.start_timeouts),
             rejected: get(&self.rejected),
             completed: get(&self.completed),
             cancels: get(&self.cancels),

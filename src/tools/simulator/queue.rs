@@ -27,6 +27,8 @@ pub(crate) struct JobSpec {
     pub faults: JobFaults,
     /// Submission order among queued requests, for `queue_position`.
     pub seq: u64,
+    /// `X-Fal-Request-Timeout`: how long it may wait to start.
+    pub start_timeout: Option<std::time::Duration>,
 }
 
 /// How a finished request ended.

@@ -129,6 +129,12 @@ async fn submit(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) 
         webhook: query.webhook,
         faults: decision.job,
         seq: state.store.next_seq(),
+        start_timeout: req
+            .headers()
+            .get("x-fal-request-timeout")
+            .and_then(|v| v.to_str().ok()?.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(std::time::Duration::from_secs_f64),
     });
     state.stats.submissions.fetch_add(1, Ordering::Relaxed);
     let low = req
@@ -138,6 +144,16 @@ async fn submit(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) 
     if low {
         state.stats.low_priority.fetch_add(1, Ordering::Relaxed);
     }
+    let no_fallbacks = req
+        .headers()
+        .get("x-fal-disable-fallbacks")
+        .is_some_and(|v| matches!(v.as_bytes(), b"1" | b"true" | b"yes"));
+    if no_fallbacks {
+        state
+            .stats
+            .fallbacks_disabled
+            .fetch_add(1, Ordering::Relaxed);
+    }
     tracing::debug!(request_id = %spec.id, model = model.id, webhook = spec.webhook.is_some(), "fal simulator: accepted");
     let queue_position = if spec.faults.early_webhook {
         runner::complete_early(&state, spec.clone()).await;
@@ -146,6 +162,9 @@ async fn submit(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) 
         runner::enqueue(&state, spec.clone());
         state.store.queue_position(&spec)
     };
+    if let Some(delay) = spec.faults.answer_delay {
+        state.sleep(delay).await;
+    }
     let urls = requests::Urls::new(&state.base_url, &spec);
     let id = spec.id.to_string();
     HttpResponse::Ok()

@@ -19,6 +19,28 @@ pub(crate) fn enqueue(state: &Arc<SimState>, spec: Arc<JobSpec>) {
 
 async fn drive(state: Arc<SimState>, spec: Arc<JobSpec>) {
     let queue_delay = spec.faults.queue_delay.unwrap_or(state.config.queue_delay);
+    if let Some(deadline) = spec.start_timeout.filter(|t| *t < queue_delay) {
+        // It would start too late: fal fails it when its start timeout passes, unrun, unbilled.
+        if !state.sleep(deadline).await {
+            return;
+        }
+        let outcome = Arc::new(Outcome::Failure {
+            status: 504,
+            body: serde_json::json!({
+                "detail": "Request timed out before it could start (X-Fal-Request-Timeout)",
+                "error_type": "request_timeout",
+                "timeout_type": "user",
+            }),
+            error: "Invalid status code: 504".into(),
+            error_type: "request_timeout".into(),
+            inference_time: 0.0,
+        });
+        if state.store.complete(&spec.id, outcome.clone()) {
+            state.stats.start_timeouts.fetch_add(1, Ordering::Relaxed);
+            send_webhooks(&state, spec, &outcome, None);
+        }
+        return;
+    }
     if !state.sleep(queue_delay).await {
         return;
     }
