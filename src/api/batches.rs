@@ -10,7 +10,11 @@ use crate::{
         idempotent::{self, Answer},
         state::AppState,
     },
-    domain::{batch::BatchRequest, ids::BatchId, states::GenerationStatus},
+    domain::{
+        batch::{member_errors, BatchRequest},
+        ids::BatchId,
+        states::GenerationStatus,
+    },
     error::ApiError,
     storage,
     wire::BatchObject,
@@ -39,9 +43,7 @@ async fn create_batch(bytes: &[u8], state: &AppState, caller: &Caller) -> Result
     let mut errors = Vec::new();
     for (i, member) in batch.members.iter_mut().enumerate() {
         if let Err(e) = policy.apply(member) {
-            errors.extend(e.into_iter().map(|e| {
-                crate::domain::FieldError::new(format!("requests[{i}].{}", e.field), e.message)
-            }));
+            errors.extend(member_errors(i, e));
         }
     }
     if !errors.is_empty() {

@@ -17,6 +17,13 @@ pub const MAX_MEMBERS: usize = 100;
 /// The batch's own fields; anything else at its top level is refused.
 pub const FIELDS: &[&str] = &["requests", "webhook_url", "metadata", "priority"];
 
+/// `errors` of member `i`, named as the batch names them: `requests[i].field`.
+pub fn member_errors(i: usize, errors: Vec<FieldError>) -> impl Iterator<Item = FieldError> {
+    errors
+        .into_iter()
+        .map(move |e| FieldError::new(format!("requests[{i}].{}", e.field), e.message))
+}
+
 #[derive(Debug, Clone)]
 pub struct BatchRequest {
     /// In the order given; each already carries the batch's priority and webhook_url unless it
@@ -125,11 +132,7 @@ impl BatchRequest {
                     }
                     members.push(member);
                 }
-                Err(member_errors) => errors.extend(
-                    member_errors
-                        .into_iter()
-                        .map(|e| FieldError::new(format!("requests[{i}].{}", e.field), e.message)),
-                ),
+                Err(e) => errors.extend(member_errors(i, e)),
             }
         }
         if errors.is_empty() {

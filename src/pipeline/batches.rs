@@ -24,7 +24,7 @@ use super::{
 };
 use crate::{
     domain::{
-        batch::BatchRequest,
+        batch::{member_errors, BatchRequest},
         event_type::EventType,
         ids::{BatchId, TenantId},
         states::BatchStatus,
@@ -52,12 +52,6 @@ pub struct AcceptedBatch {
 /// The closer's fallback look, should a notice be lost while the LISTEN connection was down
 /// (a reconnect also wakes it).
 const FALLBACK: Duration = Duration::from_secs(30);
-
-fn member_errors(i: usize, errors: Vec<FieldError>) -> impl Iterator<Item = FieldError> {
-    errors
-        .into_iter()
-        .map(move |e| FieldError::new(format!("requests[{i}].{}", e.field), e.message))
-}
 
 impl Pipeline {
     pub async fn accept_batch(
