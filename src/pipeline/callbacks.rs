@@ -35,6 +35,11 @@ pub struct FalResult {
     pub payload: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_error: Option<String>,
+    /// The endpoint that ran the request, if fal says (a model fallback may run another one
+    /// than the endpoint it was submitted to). How fal reports it is not documented; this is
+    /// read where fal's own requests name an endpoint, and ignored when it is the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_id: Option<String>,
 }
 
 impl FalResult {
@@ -48,6 +53,7 @@ impl FalResult {
             error,
             payload: (!payload.is_null()).then_some(payload),
             payload_error: None,
+            endpoint_id: None,
         }
     }
 

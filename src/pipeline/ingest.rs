@@ -266,6 +266,7 @@ mod tests {
                 error: None,
                 payload: None,
                 payload_error: None,
+                endpoint_id: None,
             },
             raw: "{}".into(),
             source: "webhook",

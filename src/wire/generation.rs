@@ -51,6 +51,10 @@ pub struct GenerationObject<'a> {
     /// fal's queue priority: `normal`, or `low` (waits behind all normal work).
     pub priority: Priority,
     pub seed: Option<i64>,
+    /// The endpoint that ran it, when fal reported a fallback to another one than `model`
+    /// (only with `FLUXGATE_FAL_FALLBACKS=on`); `cost_micros` is then that endpoint's price.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub served_model: Option<&'a str>,
     pub status: GenerationStatus,
     pub submitted_at: Option<DateTime<Utc>>,
     #[schema(value_type = Option<Object>)]
@@ -99,6 +103,7 @@ impl<'a> GenerationObject<'a> {
             object: "generation",
             priority: g.priority,
             seed: g.seed,
+            served_model: result.and_then(|r| r["served_model"].as_str()),
             status: g.status,
             submitted_at: g.submitted_at,
             timings: part("timings"),

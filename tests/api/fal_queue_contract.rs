@@ -1,11 +1,13 @@
 //! The rest of fal's queue contract as fluxgate uses it: a start timeout that fails a request
-//! fal never started (a distinct class, not retried, not charged), and model fallbacks off
-//! unless the deployment turns them on.
+//! fal never started (a distinct class, not retried, not charged), model fallbacks off unless
+//! the deployment turns them on (and, when on, what ran recorded and priced), low-priority work
+//! waiting behind normal work for fal's runners, a rotation of fal's signing key costing no
+//! redelivery, and a lost `sync_mode` callback failing once (fal keeps no such result).
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app_with, test_settings, TestApp, TestOptions};
+use crate::helpers::{spawn_app, spawn_app_with, test_settings, TestApp, TestOptions};
 
 /// fal keeps every request queued for two seconds before it starts.
 async fn slow_queue_app(settings: fluxgate::config::Settings) -> TestApp {
@@ -88,4 +90,136 @@ async fn a_submit_whose_answer_times_out_is_not_sent_again_while_its_callback_ca
     );
     assert_eq!(app.sim.stats().submissions, 1, "sent to fal once");
     assert!(done["fal_request_id"].is_string());
+}
+
+#[tokio::test]
+async fn with_fallbacks_on_a_request_fal_ran_elsewhere_is_recorded_and_priced_by_what_ran() {
+    let mut settings = test_settings();
+    settings.fal.fallbacks = true;
+    let app = spawn_app_with(TestOptions {
+        settings,
+        ..Default::default()
+    })
+    .await;
+    // Turbo asked for (1 MP, $0.008), flash ran it ($0.005/MP).
+    let g = app
+        .generate(json!({"prompt": "a lighthouse [sim:fallback=fal-ai/flux-2/flash]", "image_size": "square_hd"}))
+        .await;
+    assert_eq!(g["estimated_cost_micros"], 8000);
+    let done = app.wait_terminal(g["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["model"], "fal-ai/flux-2/turbo");
+    assert_eq!(done["served_model"], "fal-ai/flux-2/flash", "{done}");
+    assert_eq!(
+        done["cost_micros"], 5000,
+        "priced by the endpoint that ran it"
+    );
+    assert_eq!(app.sim.stats().fallbacks, 1);
+}
+
+#[tokio::test]
+async fn with_fallbacks_off_fal_runs_the_endpoint_asked_for_even_when_it_would_reroute() {
+    let app = spawn_app().await;
+    let g = app
+        .generate(json!({"prompt": "a lighthouse [sim:fallback=fal-ai/flux-2/flash]", "image_size": "square_hd"}))
+        .await;
+    let done = app.wait_terminal(g["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(done.get("served_model").is_none(), "{done}");
+    assert_eq!(done["cost_micros"], 8000);
+    assert_eq!(app.sim.stats().fallbacks, 0);
+}
+
+#[tokio::test]
+async fn low_priority_batch_work_waits_behind_a_normal_request_for_fals_runners() {
+    let mut opts = TestOptions::default();
+    // One runner at fal, each request running 300 ms: a queue forms at fal, not here.
+    opts.sim.concurrency = Some(1);
+    opts.sim.run_delay = Duration::from_millis(300);
+    let app = spawn_app_with(opts).await;
+    let requests: Vec<_> = (0..4)
+        .map(|i| json!({"prompt": format!("catalog item {i}")}))
+        .collect();
+    let batch = app
+        .post("/v1/batches", &json!({"requests": requests}))
+        .await;
+    assert_eq!(batch.status(), 202);
+    let batch: serde_json::Value = batch.json().await.unwrap();
+    let members: Vec<String> = batch["generation_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect();
+    // Every member reaches fal's queue before the interactive request is made.
+    for id in &members {
+        app.wait_status(id, &["queued", "completed"]).await;
+    }
+    let interactive = app.generate(json!({"prompt": "a user waiting"})).await;
+    let interactive = app.wait_terminal(interactive["id"].as_str().unwrap()).await;
+    let at = |g: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(g["completed_at"].as_str().unwrap()).unwrap()
+    };
+    let mut finished_before = 0;
+    for id in &members {
+        let member = app.wait_terminal(id).await;
+        assert_eq!(member["priority"], "low");
+        if at(&member) < at(&interactive) {
+            finished_before += 1;
+        }
+    }
+    assert!(
+        finished_before <= 1,
+        "only the member already running may finish first, {finished_before} did"
+    );
+    assert_eq!(app.sim.stats().low_priority, 4);
+}
+
+#[tokio::test]
+async fn a_rotation_of_fals_signing_key_costs_no_redelivery() {
+    let app = spawn_app().await;
+    let first = app.generate(json!({"prompt": "before the rotation"})).await;
+    app.wait_terminal(first["id"].as_str().unwrap()).await;
+    // fluxgate has fetched and cached fal's keys; fal now signs with a key it has not seen.
+    app.sim.rotate_signing_key();
+    let second = app.generate(json!({"prompt": "after the rotation"})).await;
+    let done = app.wait_terminal(second["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let stats = app.sim.stats();
+    assert_eq!(
+        (stats.webhooks_attempted, stats.webhooks_delivered),
+        (2, 2),
+        "each webhook was taken on its first attempt"
+    );
+}
+
+#[tokio::test]
+async fn a_sync_mode_result_whose_callback_is_lost_fails_once_as_unavailable() {
+    let store = tempfile::tempdir().unwrap();
+    let mut settings = test_settings();
+    settings.storage.images = Some(format!("file://{}", store.path().display()));
+    settings.fal.reconcile_after = Duration::ZERO;
+    let app = spawn_app_with(TestOptions {
+        settings,
+        workers: fluxgate::startup::Workers {
+            reconciler: false,
+            ..fluxgate::startup::Workers::ALL
+        },
+        ..Default::default()
+    })
+    .await;
+    let g = app
+        .generate(json!({"prompt": "inline [sim:drop-webhook]", "sync_mode": true}))
+        .await;
+    let id = g["id"].as_str().unwrap();
+    app.wait_status(id, &["queued"]).await;
+    // fal's status says completed, but it kept no output to fetch.
+    app.wait_sim_completed(1).await;
+    let reconcile = || fluxgate::pipeline::reconciler::reconcile_once(&app.pipeline);
+    assert_eq!(reconcile().await.unwrap(), 1);
+    let done = app.generation(id).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "sync_result_unavailable", "{done}");
+    assert_eq!(reconcile().await.unwrap(), 0, "never checked again");
+    assert_eq!(app.sim.stats().submissions, 1, "never sent again");
 }

@@ -208,15 +208,34 @@ impl TestApp {
 
     /// Waits (bounded) until the generation reaches a terminal state and returns it.
     pub async fn wait_terminal(&self, id: &str) -> serde_json::Value {
+        self.wait_status(id, &["completed", "failed", "cancelled"])
+            .await
+    }
+
+    /// Waits (bounded) until the generation is in one of `states` and returns it.
+    pub async fn wait_status(&self, id: &str, states: &[&str]) -> serde_json::Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let g = self.generation(id).await;
-            if ["completed", "failed", "cancelled"].contains(&g["status"].as_str().unwrap_or("")) {
+            if states.contains(&g["status"].as_str().unwrap_or("")) {
                 return g;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "{id} never finished: {g}"
+                "{id} never became {states:?}: {g}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits (bounded) until the simulator has completed `n` requests.
+    pub async fn wait_sim_completed(&self, n: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while self.sim.stats().completed < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "fal completed {} of {n}",
+                self.sim.stats().completed
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -2,9 +2,11 @@
 //!
 //! Rules, all measured on the injected clock:
 //! - keys younger than `max_age` are used as they are;
-//! - at most one fetch is *attempted* per `refetch_min_interval`, whatever triggered it (cold
-//!   start, expiry, or a signature miss), so a storm of forged webhooks costs fal's endpoint at
-//!   most one request per interval;
+//! - at most one fetch is *attempted* per `refetch_min_interval` for each of two causes: the
+//!   keys are missing or expired (cold start, expiry), or a signature matched none of them (fal
+//!   rotated its key, or a forger is trying). A storm of forged webhooks then costs fal's
+//!   endpoint at most one request per interval, and a rotation just after a scheduled fetch
+//!   (the prefetch at start-up, say) is still met at once;
 //! - fetches are single-flight: a caller that needs one takes the fetch lock, and callers that
 //!   queue behind it look at what it fetched before deciding to fetch themselves;
 //! - when a refresh of expired keys fails, the old keys stay usable for `stale_if_error` more
@@ -39,6 +41,8 @@ pub(super) struct KeySet {
 #[derive(Debug, Default)]
 struct FetchLog {
     last_attempt_at: Option<i64>,
+    /// The last fetch a signature miss set off.
+    last_miss_at: Option<i64>,
     last_error: Option<String>,
     generations: u64,
 }
@@ -132,17 +136,21 @@ impl KeyCache {
         if let Some(set) = self.snapshot().filter(|set| set.generation != seen) {
             return Some(set);
         }
-        if !self.may_fetch(&log, policy) {
+        if !self.allowed(log.last_miss_at, policy) {
             tracing::debug!("JWKS re-fetch after a signature miss skipped: rate limited");
             return None;
         }
+        log.last_miss_at = Some(self.now());
         // A failed re-fetch is logged inside; the caller reports the mismatch it already has.
         self.fetch_locked(&mut log, policy).await.ok()
     }
 
     fn may_fetch(&self, log: &FetchLog, policy: &Policy) -> bool {
-        log.last_attempt_at
-            .is_none_or(|at| elapsed(self.now(), at) >= policy.refetch_min_interval)
+        self.allowed(log.last_attempt_at, policy)
+    }
+
+    fn allowed(&self, last: Option<i64>, policy: &Policy) -> bool {
+        last.is_none_or(|at| elapsed(self.now(), at) >= policy.refetch_min_interval)
     }
 
     /// Fetches and installs a new key set; the caller holds the fetch lock.

@@ -31,10 +31,10 @@ use cache::{KeyCache, KeySet, Policy};
 /// fal documents caching its JWKS for at most a day; a longer `max_age` is clamped to this.
 pub const MAX_KEY_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// The least time between two JWKS fetch attempts. A signature that matches no cached key
-/// (fal rotated its key) re-fetches at once unless a fetch was tried this recently: a rotation
-/// then costs fal at most one redelivery, while a storm of forged webhooks costs fal's JWKS
-/// endpoint at most one request per interval.
+/// The least time between two JWKS fetch attempts of one cause. A signature that matches no
+/// cached key (fal rotated its key) re-fetches at once unless another miss did this recently: a
+/// rotation then costs fal at most one redelivery (none, unless a miss just came before it),
+/// while a storm of forged webhooks costs fal's JWKS endpoint at most one request per interval.
 pub const REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Checks fal webhook signatures. Cheap to clone: clones share one key cache.

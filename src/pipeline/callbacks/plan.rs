@@ -230,26 +230,34 @@ fn outcome(g: &Generation, r: &FalResult) -> Outcome {
     let seed = payload["seed"]
         .as_i64()
         .or_else(|| payload["seed"].as_u64().map(|s| s as i64));
-    let result = json!({
+    let served = r.endpoint_id.as_deref().filter(|e| *e != g.model);
+    let mut result = json!({
         "images": images,
         "seed": payload["seed"],
         "has_nsfw_concepts": payload.get("has_nsfw_concepts").cloned().unwrap_or(json!([])),
         "timings": payload.get("timings").cloned().unwrap_or(json!({})),
         "prompt": payload.get("prompt").cloned().unwrap_or(Value::Null),
     });
+    if let Some(endpoint) = served {
+        result["served_model"] = json!(endpoint);
+    }
     Outcome {
         status: GenerationStatus::Completed,
-        cost_micros: actual_cost(g, &images),
+        cost_micros: actual_cost(g, served, &images),
         result: Some(result),
         seed,
         error: None,
     }
 }
 
-/// The price rule applied to what fal actually produced (real sizes), falling back to the
-/// estimate when fal did not report dimensions.
-fn actual_cost(g: &Generation, images: &[Value]) -> i64 {
-    let Some(model) = models::Model::lookup(&g.model) else {
+/// The price rule applied to what fal actually produced (real sizes) on the endpoint that ran
+/// it — a fallback's own price when fal reported one we know, else the endpoint asked for —
+/// falling back to the estimate when fal did not report dimensions.
+fn actual_cost(g: &Generation, served: Option<&str>, images: &[Value]) -> i64 {
+    let Some(model) = served
+        .and_then(models::Model::lookup)
+        .or_else(|| models::Model::lookup(&g.model))
+    else {
         return g.estimated_cost_micros;
     };
     let mut mp = 0u64;

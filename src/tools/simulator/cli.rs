@@ -55,6 +55,10 @@ pub struct SimArgs {
         default_value = "fluxgate-sim-user"
     )]
     pub user_id: String,
+    /// Requests running at once, like fal's per-account concurrency; queued ones wait for a
+    /// runner, normal priority before low (default: no limit).
+    #[arg(long, env = "FLUXGATE_SIM_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: Option<u32>,
     /// HTTP worker threads (default: one per CPU, at most 8).
     #[arg(long, env = "FLUXGATE_SIM_WORKERS")]
     pub workers: Option<usize>,
@@ -96,6 +100,7 @@ impl SimArgs {
             nsfw_trigger: self.nsfw_trigger,
             faults,
             workers: self.workers.unwrap_or(defaults.workers),
+            concurrency: self.concurrency.map(|n| n as usize),
             ..defaults
         })
     }

@@ -36,6 +36,9 @@ pub struct SimConfig {
     pub faults: FaultRates,
     /// How long finished requests (and their files) are kept; fal keeps results about 1 h.
     pub result_retention: Duration,
+    /// How many requests run at once, like fal's per-account concurrency (2 to 40); queued
+    /// requests get a freed runner normal priority first. `None`: no limit.
+    pub concurrency: Option<usize>,
     /// actix worker threads.
     pub workers: usize,
     /// Serve every file of one size and format with the same bytes, drawn once. A CDN serves
@@ -60,6 +63,7 @@ impl Default for SimConfig {
             nsfw_trigger: "nsfw".into(),
             faults: FaultRates::default(),
             result_retention: Duration::from_secs(3600),
+            concurrency: None,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get().min(8)),
             draw_once: false,
         }

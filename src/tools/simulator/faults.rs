@@ -140,6 +140,9 @@ pub(crate) struct JobFaults {
     /// Queued at once, but the answer to the submit comes this late (a caller that gives up
     /// first cannot tell whether fal took the request).
     pub answer_delay: Option<Duration>,
+    /// The endpoint asked for is "unhealthy": fal reroutes the request to this one, if the
+    /// submit allows fallbacks.
+    pub fallback: Option<&'static crate::fal::models::Model>,
 }
 
 /// The faults decided for one submission.

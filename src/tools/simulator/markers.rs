@@ -66,6 +66,7 @@ pub(super) fn apply(decision: &mut Decision, name: &str, value: Option<&str>) {
         "delay" => job.run_delay = millis(),
         "queue" => job.queue_delay = millis(),
         "slow-answer" => job.answer_delay = millis(),
+        "fallback" => job.fallback = value.and_then(crate::fal::models::Model::lookup),
         other => tracing::debug!(
             marker = other,
             "fal simulator: unknown prompt marker ignored"

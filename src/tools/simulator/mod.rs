@@ -7,7 +7,7 @@
 //! Routes: `POST /{owner}/{app}[/{sub}]?fal_webhook=…` (submit), `GET|PUT
 //! /{owner}/{app}/requests/{id}[/status|/status/stream|/response|/cancel]`,
 //! `GET /files/{id}/{index}.{ext}`, the JWKS, and admin routes `GET|PUT /_sim/faults`,
-//! `GET /_sim/stats`.
+//! `GET /_sim/stats`, `POST /_sim/rotate-key`.
 //!
 //! # Prompt markers
 //! Put these anywhere in a prompt to force a behaviour for that one request:
@@ -27,6 +27,11 @@
 //! | `[sim:early-webhook]` | completes at once; the first webhook attempt finishes before submit answers |
 //! | `[sim:delay=MS]` / `[sim:queue=MS]` | this request's run / queue delay in milliseconds |
 //! | `[sim:slow-answer=MS]` | queued at once; the answer to the submit comes MS later |
+//! | `[sim:fallback=ENDPOINT]` | unless the submit disabled fallbacks, runs on `ENDPOINT` (e.g. `fal-ai/flux-2/flash`) and says so in its webhook's `endpoint_id` |
+//!
+//! With [`SimConfig::concurrency`] set, that many requests run at once and a freed runner goes
+//! to the first queued `normal` request before any `low` one. `POST /_sim/rotate-key` (or
+//! [`SimHandle::rotate_signing_key`]) rotates the webhook-signing key as fal does.
 //!
 //! Random faults of the same kinds come from [`FaultRates`] (seeded; see [`SimHandle::set_faults`]
 //! or `PUT /_sim/faults`). A prompt containing [`SimConfig::nsfw_trigger`] (case-insensitive, with
@@ -40,19 +45,20 @@ use actix_web::{dev::ServerHandle, web, App, HttpServer};
 use anyhow::Context as _;
 use ed25519_dalek::SigningKey;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 mod cli;
 mod config;
 mod faults;
 mod images;
+mod keys;
 mod markers;
 mod output;
 mod queue;
 mod requests;
 mod routes;
 mod runner;
+mod runners;
 mod webhook;
 
 pub use cli::{run_standalone, SimArgs};
@@ -68,6 +74,8 @@ pub struct SimStats {
     pub low_priority: u64,
     /// Of those, sent with `X-Fal-Disable-Fallbacks`.
     pub fallbacks_disabled: u64,
+    /// Of those, run on a fallback endpoint (`[sim:fallback=…]`, fallbacks allowed).
+    pub fallbacks: u64,
     /// Requests whose start timeout (`X-Fal-Request-Timeout`) passed while they were queued.
     pub start_timeouts: u64,
     /// Submissions answered with an error (auth, validation, injected faults).
@@ -88,6 +96,7 @@ pub(crate) struct Counters {
     submissions: AtomicU64,
     low_priority: AtomicU64,
     fallbacks_disabled: AtomicU64,
+    fallbacks: AtomicU64,
     start_timeouts: AtomicU64,
     rejected: AtomicU64,
     completed: AtomicU64,
@@ -104,6 +113,7 @@ impl Counters {
             submissions: get(&self.submissions),
             low_priority: get(&self.low_priority),
             fallbacks_disabled: get(&self.fallbacks_disabled),
+            fallbacks: get(&self.fallbacks),
             start_timeouts: get(&self.start_timeouts),
             rejected: get(&self.rejected),
             completed: get(&self.completed),
@@ -122,8 +132,9 @@ pub(crate) type DrawnKey = (u32, u32, &'static str, bool);
 pub(crate) struct SimState {
     config: SimConfig,
     base_url: String,
-    signing_key: SigningKey,
-    kid: String,
+    keys: keys::SigningKeys,
+    /// Runner slots, handed out normal priority first.
+    runners: runners::Runners,
     store: queue::Store,
     faults: faults::Faults,
     stats: Counters,
@@ -174,7 +185,6 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
         Some(seed) => SigningKey::from_bytes(&seed),
         None => SigningKey::generate(&mut rand::rngs::OsRng),
     };
-    let kid = hex::encode(&Sha256::digest(signing_key.verifying_key().as_bytes())[..8]);
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(config.webhook_timeout)
@@ -182,8 +192,8 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
         .context("fal simulator: building the webhook HTTP client")?;
     let state = Arc::new(SimState {
         base_url,
-        signing_key,
-        kid,
+        keys: keys::SigningKeys::new(signing_key),
+        runners: runners::Runners::new(config.concurrency),
         store: queue::Store::default(),
         faults: faults::Faults::new(config.faults.clone()),
         stats: Counters::default(),
@@ -251,7 +261,13 @@ impl SimHandle {
 
     /// The raw Ed25519 public key that verifies webhook signatures.
     pub fn public_key_bytes(&self) -> [u8; 32] {
-        self.state.signing_key.verifying_key().to_bytes()
+        self.state.keys.current().verifying_key().to_bytes()
+    }
+
+    /// Rotates the webhook-signing key as fal rotates its own (see `keys.rs`); returns the new
+    /// key's id. Also `POST /_sim/rotate-key`.
+    pub fn rotate_signing_key(&self) -> String {
+        self.state.keys.rotate()
     }
 
     pub fn stats(&self) -> SimStats {

@@ -29,6 +29,11 @@ pub(crate) struct JobSpec {
     pub seq: u64,
     /// `X-Fal-Request-Timeout`: how long it may wait to start.
     pub start_timeout: Option<std::time::Duration>,
+    /// `X-Fal-Queue-Priority: low`: waits for a runner behind all normal work.
+    pub low: bool,
+    /// The fallback endpoint it ran on instead of `model` (`[sim:fallback=…]`, and only when
+    /// the submit allowed fallbacks); reported in its webhook as `endpoint_id`.
+    pub served_by: Option<&'static Model>,
 }
 
 /// How a finished request ended.

@@ -202,13 +202,19 @@ pub(crate) async fn response(
     path: web::Path<RequestPath>,
     state: web::Data<SimState>,
 ) -> HttpResponse {
-    let (_, _, phase) = match lookup(&state, &req, &path) {
+    let (_, spec, phase) = match lookup(&state, &req, &path) {
         Ok(found) => found,
         Err(refusal) => return refusal.into(),
     };
     let Phase::Completed(outcome) = phase else {
         return HttpResponse::BadRequest().json(json!({"detail": "Request is still in progress"}));
     };
+    if spec.input.sync_mode && matches!(*outcome, Outcome::Success { .. }) {
+        // fal keeps no sync_mode output in its request history: the result lived only in the
+        // webhook. (What fal's endpoint answers then is not documented; a 404 is our guess.)
+        return HttpResponse::NotFound()
+            .json(json!({"detail": "The output of a sync_mode request is not stored"}));
+    }
     let (code, body) = response_of(&outcome);
     let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     HttpResponse::build(code).json(body)

@@ -4,7 +4,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use base64::Engine as _;
 use rand::Rng;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
@@ -21,6 +20,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, jwks_path: &str) {
         .route("/_sim/faults", web::get().to(get_faults))
         .route("/_sim/faults", web::put().to(put_faults))
         .route("/_sim/stats", web::get().to(get_stats))
+        .route("/_sim/rotate-key", web::post().to(rotate_key))
         .route("/files/{id}/{name}", web::get().to(requests::file))
         .route(
             &format!("{request}/status"),
@@ -121,6 +121,18 @@ async fn submit(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) 
     let seed = input
         .seed
         .unwrap_or_else(|| rand::thread_rng().gen_range(10u64.pow(17)..10u64.pow(18)));
+    let low = req
+        .headers()
+        .get("x-fal-queue-priority")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"low"));
+    let no_fallbacks = req
+        .headers()
+        .get("x-fal-disable-fallbacks")
+        .is_some_and(|v| matches!(v.as_bytes(), b"1" | b"true" | b"yes"));
+    let served_by = decision
+        .job
+        .fallback
+        .filter(|other| !no_fallbacks && other.id != model.id);
     let spec = Arc::new(JobSpec {
         id: Uuid::new_v4(),
         model,
@@ -135,19 +147,16 @@ async fn submit(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) 
             .and_then(|v| v.to_str().ok()?.trim().parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s > 0.0)
             .map(std::time::Duration::from_secs_f64),
+        low,
+        served_by,
     });
     state.stats.submissions.fetch_add(1, Ordering::Relaxed);
-    let low = req
-        .headers()
-        .get("x-fal-queue-priority")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"low"));
     if low {
         state.stats.low_priority.fetch_add(1, Ordering::Relaxed);
     }
-    let no_fallbacks = req
-        .headers()
-        .get("x-fal-disable-fallbacks")
-        .is_some_and(|v| matches!(v.as_bytes(), b"1" | b"true" | b"yes"));
+    if served_by.is_some() {
+        state.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
     if no_fallbacks {
         state
             .stats
@@ -238,11 +247,11 @@ impl Query {
 }
 
 async fn jwks(state: web::Data<SimState>) -> HttpResponse {
-    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(state.signing_key.verifying_key().as_bytes());
-    HttpResponse::Ok().json(json!({"keys": [{
-        "kty": "OKP", "crv": "Ed25519", "x": x, "kid": state.kid, "use": "sig", "alg": "EdDSA",
-    }]}))
+    HttpResponse::Ok().json(state.keys.jwks())
+}
+
+async fn rotate_key(state: web::Data<SimState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "kid": state.keys.rotate() }))
 }
 
 async fn get_faults(state: web::Data<SimState>) -> HttpResponse {

@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 
 use super::output::{self, OutputContext};
 use super::queue::{JobSpec, Outcome, Phase};
+use super::runners::Place;
 use super::{webhook, SimState};
 
 /// Queues `spec` and starts its lifecycle.
@@ -19,31 +20,33 @@ pub(crate) fn enqueue(state: &Arc<SimState>, spec: Arc<JobSpec>) {
 
 async fn drive(state: Arc<SimState>, spec: Arc<JobSpec>) {
     let queue_delay = spec.faults.queue_delay.unwrap_or(state.config.queue_delay);
-    if let Some(deadline) = spec.start_timeout.filter(|t| *t < queue_delay) {
-        // It would start too late: fal fails it when its start timeout passes, unrun, unbilled.
-        if !state.sleep(deadline).await {
-            return;
+    let place = Place {
+        low: spec.low,
+        seq: spec.seq,
+    };
+    // Queued: the queue delay, then a free runner in priority order — both within the start
+    // timeout, if the request set one.
+    let runners = state.runners.clone();
+    let queued = async {
+        if !state.sleep(queue_delay).await {
+            return None;
         }
-        let outcome = Arc::new(Outcome::Failure {
-            status: 504,
-            body: serde_json::json!({
-                "detail": "Request timed out before it could start (X-Fal-Request-Timeout)",
-                "error_type": "request_timeout",
-                "timeout_type": "user",
-            }),
-            error: "Invalid status code: 504".into(),
-            error_type: "request_timeout".into(),
-            inference_time: 0.0,
-        });
-        if state.store.complete(&spec.id, outcome.clone()) {
-            state.stats.start_timeouts.fetch_add(1, Ordering::Relaxed);
-            send_webhooks(&state, spec, &outcome, None);
+        tokio::select! {
+            slot = runners.acquire(place) => Some(slot),
+            _ = state.shutdown.cancelled() => None,
         }
-        return;
-    }
-    if !state.sleep(queue_delay).await {
-        return;
-    }
+    };
+    let slot = match spec.start_timeout {
+        None => queued.await,
+        Some(timeout) => tokio::select! {
+            slot = queued => slot,
+            _ = tokio::time::sleep(timeout) => {
+                start_timed_out(&state, spec);
+                return;
+            }
+        },
+    };
+    let Some(_slot) = slot else { return };
     if !state.store.start(&spec.id) {
         tracing::debug!(request_id = %spec.id, "fal simulator: cancelled while queued");
         return;
@@ -56,6 +59,28 @@ async fn drive(state: Arc<SimState>, spec: Arc<JobSpec>) {
     if state.store.complete(&spec.id, outcome.clone()) {
         state.stats.completed.fetch_add(1, Ordering::Relaxed);
         send_webhooks(&state, spec, &outcome, None);
+    }
+}
+
+/// fal fails a request whose start timeout passed while it was queued: unrun, unbilled.
+fn start_timed_out(state: &Arc<SimState>, spec: Arc<JobSpec>) {
+    if state.shutdown.is_cancelled() {
+        return;
+    }
+    let outcome = Arc::new(Outcome::Failure {
+        status: 504,
+        body: serde_json::json!({
+            "detail": "Request timed out before it could start (X-Fal-Request-Timeout)",
+            "error_type": "request_timeout",
+            "timeout_type": "user",
+        }),
+        error: "Invalid status code: 504".into(),
+        error_type: "request_timeout".into(),
+        inference_time: 0.0,
+    });
+    if state.store.complete(&spec.id, outcome.clone()) {
+        state.stats.start_timeouts.fetch_add(1, Ordering::Relaxed);
+        send_webhooks(state, spec, &outcome, None);
     }
 }
 

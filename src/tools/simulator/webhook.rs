@@ -27,6 +27,9 @@ struct Body<'a> {
     payload: Option<&'a Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     payload_error: Option<&'static str>,
+    /// The endpoint that ran the request, when a fallback ran it instead of the one asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    endpoint_id: Option<&'static str>,
 }
 
 /// The exact bytes fal would POST for this outcome.
@@ -39,6 +42,7 @@ pub(crate) fn body(spec: &JobSpec, outcome: &Outcome) -> Bytes {
         error: None,
         payload: None,
         payload_error: None,
+        endpoint_id: spec.served_by.map(|m| m.id),
     };
     match outcome {
         Outcome::Success { .. } if spec.faults.payload_error => {
@@ -103,7 +107,13 @@ async fn attempt_once(
     let request_id = spec.id.to_string();
     let user_id = &state.config.user_id;
     let timestamp = chrono::Utc::now().timestamp().to_string();
-    let signature = sign_hex(&state.signing_key, &request_id, user_id, &timestamp, &body);
+    let signature = sign_hex(
+        &state.keys.current(),
+        &request_id,
+        user_id,
+        &timestamp,
+        &body,
+    );
     let result = state
         .http
         .post(url)

@@ -82,11 +82,30 @@ async fn a_rotated_key_is_accepted_after_exactly_one_refetch() {
 }
 
 #[tokio::test]
-async fn a_key_rotated_within_the_refetch_interval_waits_for_the_interval() {
-    // The price of the rate limit: for up to one interval a new key is refused (fal retries).
+async fn a_key_rotated_just_after_the_prefetch_is_accepted_at_once() {
     let (old, new) = (TestKey::new(1), TestKey::new(2));
     let app = Harness::start(jwks(&[old.jwk()]), NOW).await;
     app.verifier.prefetch().await.unwrap();
+    app.server.serve_jwks(jwks(&[new.jwk()]));
+
+    let signed_by_new = app.verifier.verify(&new.sign(app.now(), BODY), BODY).await;
+
+    assert!(signed_by_new.is_ok());
+    assert_eq!(app.server.fetches(), 2);
+}
+
+#[tokio::test]
+async fn a_key_rotated_within_the_interval_of_another_miss_waits_for_the_interval() {
+    // The price of the rate limit: for up to one interval after a miss's re-fetch, a new key is
+    // refused (fal retries).
+    let (old, new, forger) = (TestKey::new(1), TestKey::new(2), TestKey::new(66));
+    let app = Harness::start(jwks(&[old.jwk()]), NOW).await;
+    app.verifier.prefetch().await.unwrap();
+    let forged = app
+        .verifier
+        .verify(&forger.sign(app.now(), BODY), BODY)
+        .await;
+    assert_eq!(forged.unwrap_err(), VerifyError::SignatureMismatch);
     app.server.serve_jwks(jwks(&[new.jwk()]));
 
     app.clock.advance(INTERVAL - 1);
@@ -96,7 +115,7 @@ async fn a_key_rotated_within_the_refetch_interval_waits_for_the_interval() {
 
     assert_eq!(early.unwrap_err(), VerifyError::SignatureMismatch);
     assert!(on_time.is_ok());
-    assert_eq!(app.server.fetches(), 2);
+    assert_eq!(app.server.fetches(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,16 +124,16 @@ async fn a_storm_of_bad_signatures_refetches_at_most_once_per_interval() {
     let app = Harness::start(jwks(&[key.jwk()]), NOW).await;
     app.verifier.prefetch().await.unwrap();
 
-    // Sequential: within the interval of the prefetch, misses fetch nothing.
+    // Sequential: the first miss re-fetches once; within its interval, misses fetch nothing.
     for _ in 0..10 {
         let result = app.verifier.verify(&forger.sign(NOW, BODY), BODY).await;
         assert_eq!(result.unwrap_err(), VerifyError::SignatureMismatch);
     }
-    assert_eq!(app.server.fetches(), 1);
+    assert_eq!(app.server.fetches(), 2);
 
     // Concurrent, with the one allowed fetch held in flight: everyone waits on it.
     app.server.delay(Duration::from_millis(20));
-    for round in 2..=3 {
+    for round in 3..=4 {
         app.clock.advance(INTERVAL);
         for storm in bad_signature_storm(&app, &forger, 32) {
             assert_eq!(storm.await.unwrap(), VerifyError::SignatureMismatch);
@@ -126,7 +145,7 @@ async fn a_storm_of_bad_signatures_refetches_at_most_once_per_interval() {
         .verify(&key.sign(app.now(), BODY), BODY)
         .await
         .unwrap();
-    assert_eq!(app.server.fetches(), 3);
+    assert_eq!(app.server.fetches(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
