@@ -1,5 +1,8 @@
 //! `/v1/batches`: up to 100 generation or edit requests accepted all or nothing, read back as
-//! counts by state and total cost, and cancelled as a whole (the members not yet sent to fal).
+//! counts by state and total cost (one, or a page of the tenant's newest), and cancelled as a
+//! whole (the members not yet sent to fal).
+use std::collections::HashMap;
+
 use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse};
 
 use crate::{
@@ -8,12 +11,14 @@ use crate::{
         body,
         generations::{rate_headers, refused},
         idempotent::{self, Answer},
+        paging::{page, page_params},
         state::AppState,
     },
     domain::{
         batch::{member_errors, BatchRequest},
         ids::BatchId,
-        states::GenerationStatus,
+        states::{BatchStatus, GenerationStatus},
+        FieldError,
     },
     error::ApiError,
     storage,
@@ -62,6 +67,38 @@ async fn create_batch(bytes: &[u8], state: &AppState, caller: &Caller) -> Result
         body: serde_json::to_vec(&body).unwrap_or_default(),
         headers,
     })
+}
+
+/// The tenant's batches, newest first (`status`, `limit`, `cursor`), each with its tally.
+pub async fn list(
+    query: web::Query<HashMap<String, String>>,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let status = match query.get("status").map(String::as_str) {
+        None | Some("") => None,
+        Some(s) => Some(BatchStatus::parse(s).ok_or_else(|| {
+            let all = BatchStatus::names().join(", ");
+            ApiError::validation(vec![FieldError::new(
+                "status",
+                format!("must be one of {all}"),
+            )])
+        })?),
+    };
+    let (limit, cursor) = page_params::<BatchId>(&query)?;
+    let rows =
+        storage::batches::list(&state.pool, caller.tenant_id, status, cursor, limit + 1).await?;
+    let ids: Vec<BatchId> = rows.iter().map(|b| b.id).collect();
+    let tallies = storage::batches::tallies(&state.pool, &ids).await?;
+    let none = storage::batches::Tally::default();
+    let shown = rows
+        .iter()
+        .map(|b| {
+            let tally = tallies.get(&b.id).unwrap_or(&none);
+            (b.id.to_string(), BatchObject::of(b, tally).value())
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(page(shown, limit)))
 }
 
 pub async fn get(

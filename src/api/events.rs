@@ -31,7 +31,7 @@ pub async fn list(
             errors.push(FieldError::new("type", format!("unknown event type {t:?}")));
         }
     }
-    let limit = super::subscriptions::parse_page_limit(&query, &mut errors);
+    let limit = super::paging::parse_page_limit(&query, &mut errors);
     let undelivered = match query.get("undelivered").map(String::as_str) {
         None | Some("") | Some("false") => false,
         Some("true") => true,

@@ -1,6 +1,6 @@
 //! `/v1/generations`, `/v1/edits`, `/v1/estimates`: validate exactly, price, store as the
 //! outbox row and answer `202` at once; read, list and cancel.
-use crate::domain::ids::GenerationId;
+use crate::domain::ids::{BatchId, GenerationId};
 use crate::wire::GenerationObject;
 use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -233,6 +233,7 @@ pub struct ListQuery {
     status: Option<String>,
     model: Option<String>,
     end_user: Option<String>,
+    batch_id: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
 }
@@ -310,6 +311,13 @@ pub async fn list(
                 None
             }),
     };
+    let batch = match query.batch_id.as_deref().filter(|b| !b.is_empty()) {
+        None => None,
+        Some(b) => b.parse::<BatchId>().ok().or_else(|| {
+            errors.push(FieldError::new("batch_id", "must be a batch id (bat_…)"));
+            None
+        }),
+    };
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -320,6 +328,7 @@ pub async fn list(
             status,
             model,
             end_user: end_user.as_deref(),
+            batch,
         },
         cursor,
         limit + 1,

@@ -13,6 +13,7 @@ pub mod idempotent;
 pub mod images;
 pub mod me;
 pub mod openapi;
+pub mod paging;
 pub mod panics;
 pub mod scopes;
 pub mod state;
@@ -57,7 +58,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .service(resource("/events/stream").route(web::get().to(streams::tenant)))
                 .service(resource("/edits").route(web::post().to(generations::create_edit)))
-                .service(resource("/batches").route(web::post().to(batches::create)))
+                .service(
+                    resource("/batches")
+                        .route(web::post().to(batches::create))
+                        .route(web::get().to(batches::list)),
+                )
                 .service(resource("/batches/{id}").route(web::get().to(batches::get)))
                 .service(resource("/batches/{id}/cancel").route(web::post().to(batches::cancel)))
                 .service(resource("/estimates").route(web::post().to(generations::estimate)))

@@ -24,8 +24,9 @@ pub fn needed(method: &Method, pattern: &str) -> Need {
             GenerationsRead
         }
         "/v1/generations/{id}/cancel" | "/v1/edits" | "/v1/estimates" => GenerationsWrite,
-        "/v1/batches" | "/v1/batches/{id}/cancel" => GenerationsWrite,
-        "/v1/batches/{id}" => GenerationsRead,
+        "/v1/batches" if !read => GenerationsWrite,
+        "/v1/batches/{id}/cancel" => GenerationsWrite,
+        "/v1/batches" | "/v1/batches/{id}" => GenerationsRead,
         "/v1/events" | "/v1/events/stream" => EventsRead,
         "/v1/subscriptions"
         | "/v1/subscriptions/{id}"

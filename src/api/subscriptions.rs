@@ -7,13 +7,14 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use crate::{
+    api::paging::{page, page_params},
     api::state::AppState,
     api::{auth::Caller, body},
     delivery::ssrf,
     domain::FieldError,
     domain::{
         generation::parse_target_url,
-        ids::{DeliveryId, PrefixedId, SubscriptionId},
+        ids::{DeliveryId, SubscriptionId},
         subscription as rules,
     },
     error::ApiError,
@@ -232,62 +233,6 @@ pub async fn list(
             .collect(),
         limit,
     )))
-}
-
-/// `limit` (1–100, default 20) and an id `cursor`.
-pub fn page_params<Id: PrefixedId>(
-    query: &std::collections::HashMap<String, String>,
-) -> Result<(i64, Option<Id>), ApiError> {
-    let mut errors = Vec::new();
-    let limit = parse_page_limit(query, &mut errors);
-    let cursor = match query.get("cursor").map(String::as_str) {
-        None | Some("") => None,
-        Some(c) => c.parse().ok().or_else(|| {
-            errors.push(FieldError::new(
-                "cursor",
-                "must be the next_cursor of a previous page",
-            ));
-            None
-        }),
-    };
-    if errors.is_empty() {
-        Ok((limit, cursor))
-    } else {
-        Err(ApiError::validation(errors))
-    }
-}
-
-/// The `limit` query parameter of every list: 1–100, default 20.
-pub fn parse_page_limit(
-    query: &std::collections::HashMap<String, String>,
-    errors: &mut Vec<FieldError>,
-) -> i64 {
-    match query.get("limit").map(String::as_str) {
-        None | Some("") => 20,
-        Some(l) => l
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .unwrap_or_else(|| {
-                errors.push(FieldError::new(
-                    "limit",
-                    "must be a whole number from 1 to 100",
-                ));
-                20
-            }),
-    }
-}
-
-/// A list page from `limit + 1` rows.
-pub fn page(rows: Vec<(String, Value)>, limit: i64) -> Value {
-    let has_more = rows.len() as i64 > limit;
-    let data: Vec<(String, Value)> = rows.into_iter().take(limit as usize).collect();
-    let next = if has_more {
-        data.last().map(|(id, _)| id.clone())
-    } else {
-        None
-    };
-    json!({"object": "list", "data": data.into_iter().map(|(_, v)| v).collect::<Vec<_>>(), "has_more": has_more, "next_cursor": next})
 }
 
 pub async fn get(

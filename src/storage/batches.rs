@@ -4,6 +4,8 @@
 //! A trigger (migration 17) NOTIFYs `BATCH_CHANNEL` when a member reaches a terminal state, so
 //! every instance's closer looks again; the conditional UPDATE under the batch row's lock lets
 //! exactly one of them close it.
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{types::Json, FromRow, PgExecutor};
@@ -91,28 +93,67 @@ pub async fn get(
     .await
 }
 
-/// Counts the members by state, in one read over the batch's index.
-pub async fn tally(db: impl PgExecutor<'_>, id: BatchId) -> Result<Tally, sqlx::Error> {
-    let rows: Vec<(GenerationId, GenerationStatus, Option<i64>)> = sqlx::query_as(
-        "SELECT id, status, cost_micros FROM generations WHERE batch_id = $1 ORDER BY id",
-    )
-    .bind(id)
-    .fetch_all(db)
-    .await?;
-    let mut tally = Tally::default();
-    for (gen, status, cost) in rows {
+impl Tally {
+    /// Counts one member in.
+    fn add(&mut self, member: GenerationId, status: GenerationStatus, cost: Option<i64>) {
         let count = match status {
-            GenerationStatus::Accepted => &mut tally.accepted,
-            GenerationStatus::Queued => &mut tally.queued,
-            GenerationStatus::Completed => &mut tally.completed,
-            GenerationStatus::Failed => &mut tally.failed,
-            GenerationStatus::Cancelled => &mut tally.cancelled,
+            GenerationStatus::Accepted => &mut self.accepted,
+            GenerationStatus::Queued => &mut self.queued,
+            GenerationStatus::Completed => &mut self.completed,
+            GenerationStatus::Failed => &mut self.failed,
+            GenerationStatus::Cancelled => &mut self.cancelled,
         };
         *count += 1;
-        tally.cost_micros += cost.unwrap_or(0);
-        tally.generation_ids.push(gen);
+        self.cost_micros += cost.unwrap_or(0);
+        self.generation_ids.push(member);
     }
-    Ok(tally)
+}
+
+/// Counts the members by state, in one read over the batch's index.
+pub async fn tally(db: impl PgExecutor<'_>, id: BatchId) -> Result<Tally, sqlx::Error> {
+    let mut tallies = tallies(db, &[id]).await?;
+    Ok(tallies.remove(&id).unwrap_or_default())
+}
+
+/// `tally` of several batches, in one read.
+pub async fn tallies(
+    db: impl PgExecutor<'_>,
+    ids: &[BatchId],
+) -> Result<HashMap<BatchId, Tally>, sqlx::Error> {
+    let rows: Vec<(BatchId, GenerationId, GenerationStatus, Option<i64>)> = sqlx::query_as(
+        "SELECT batch_id, id, status, cost_micros FROM generations WHERE batch_id = ANY($1)
+         ORDER BY batch_id, id",
+    )
+    .bind(ids)
+    .fetch_all(db)
+    .await?;
+    let mut tallies: HashMap<BatchId, Tally> = HashMap::with_capacity(ids.len());
+    for (batch, member, status, cost) in rows {
+        tallies.entry(batch).or_default().add(member, status, cost);
+    }
+    Ok(tallies)
+}
+
+/// A tenant's batches, newest first, optionally only those in `status`; `before` is the last
+/// id of the previous page (ids sort by time).
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    tenant_id: TenantId,
+    status: Option<BatchStatus>,
+    before: Option<BatchId>,
+    limit: i64,
+) -> Result<Vec<Batch>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM batches
+         WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR id < $3)
+         ORDER BY id DESC LIMIT $4"
+    ))
+    .bind(tenant_id)
+    .bind(status)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(db)
+    .await
 }
 
 /// Records that the caller cancelled the batch (its unsubmitted members are cancelled next).

@@ -202,6 +202,7 @@ pub struct ListFilter<'a> {
     pub status: Option<GenerationStatus>,
     pub model: Option<&'a str>,
     pub end_user: Option<&'a str>,
+    pub batch: Option<BatchId>,
 }
 
 pub async fn list(
@@ -215,6 +216,7 @@ pub async fn list(
         "SELECT {COLUMNS} FROM generations
          WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR end_user = $3)
            AND ($4::uuid IS NULL OR id < $4) AND ($6::text IS NULL OR model = $6)
+           AND ($7::uuid IS NULL OR batch_id = $7)
          ORDER BY id DESC LIMIT $5"
     ))
     .bind(tenant_id)
@@ -223,6 +225,7 @@ pub async fn list(
     .bind(before)
     .bind(limit)
     .bind(filter.model)
+    .bind(filter.batch)
     .fetch_all(db)
     .await
 }

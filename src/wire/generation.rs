@@ -53,7 +53,7 @@ pub struct GenerationObject<'a> {
     pub seed: Option<i64>,
     /// The endpoint that ran it, when fal reported a fallback to another one than `model`
     /// (only with `FLUXGATE_FAL_FALLBACKS=on`); `cost_micros` is then that endpoint's price.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// `null` otherwise.
     pub served_model: Option<&'a str>,
     pub status: GenerationStatus,
     pub submitted_at: Option<DateTime<Utc>>,

@@ -306,3 +306,107 @@ async fn a_batch_replayed_with_its_idempotency_key_is_the_same_batch() {
     assert_eq!(first["id"], again["id"]);
     assert_eq!(stored_generations(&app).await, 2);
 }
+
+#[tokio::test]
+async fn batches_are_listed_newest_first_with_their_members_counted_and_filtered_by_status() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        let requests: Vec<Value> = (0..n)
+            .map(|i| json!({"prompt": format!("kite {n}.{i}")}))
+            .collect();
+        let res = post_batch(&app, &json!({"requests": requests})).await;
+        assert_eq!(res.status(), 202);
+        ids.push(
+            res.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    for id in &ids {
+        wait_completed(&app, id).await;
+    }
+
+    let page: Value = app.get("/v1/batches?limit=2").await.json().await.unwrap();
+    let listed: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [ids[2].as_str(), ids[1].as_str()], "newest first");
+    assert_eq!(page["data"][0]["counts"]["completed"], 3);
+    assert_eq!(
+        page["data"][0]["generation_ids"].as_array().unwrap().len(),
+        3
+    );
+    assert_eq!(page["has_more"], true);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let rest: Value = app
+        .get(&format!("/v1/batches?limit=2&cursor={cursor}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["data"][0]["id"], ids[0].as_str());
+    assert_eq!(rest["data"][0]["counts"]["completed"], 1);
+    assert_eq!(rest["has_more"], false);
+
+    let running: Value = app
+        .get("/v1/batches?status=running")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(running["data"], json!([]));
+    let p = problem(
+        app.get("/v1/batches?status=done").await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "status", "{p}");
+}
+
+#[tokio::test]
+async fn a_batchs_members_are_listed_among_the_generations_by_batch_id() {
+    let app = spawn_app().await;
+    app.generate(json!({"prompt": "on its own"})).await;
+    let res = post_batch(
+        &app,
+        &json!({"requests": [{"prompt": "member one"}, {"prompt": "member two"}]}),
+    )
+    .await;
+    let batch: Value = res.json().await.unwrap();
+    let id = batch["id"].as_str().unwrap();
+
+    let members: Value = app
+        .get(&format!("/v1/generations?batch_id={id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut listed: Vec<&str> = members["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["id"].as_str().unwrap())
+        .collect();
+    listed.sort_unstable();
+    let mut expected: Vec<&str> = batch["generation_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_str().unwrap())
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(listed, expected);
+    let p = problem(
+        app.get("/v1/generations?batch_id=gen_123").await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "batch_id", "{p}");
+}

@@ -125,7 +125,7 @@ async fn with_fallbacks_off_fal_runs_the_endpoint_asked_for_even_when_it_would_r
         .await;
     let done = app.wait_terminal(g["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "completed", "{done}");
-    assert!(done.get("served_model").is_none(), "{done}");
+    assert_eq!(done["served_model"], serde_json::Value::Null, "{done}");
     assert_eq!(done["cost_micros"], 8000);
     assert_eq!(app.sim.stats().fallbacks, 0);
 }

@@ -31,6 +31,8 @@ pub(super) fn paths() -> Value {
                 .params(with(vec![
                     json!({"name": "status", "in": "query", "schema": {"$ref": "#/components/schemas/GenerationStatus"}}),
                     json!({"name": "end_user", "in": "query", "schema": {"type": "string"}}),
+                    json!({"name": "model", "in": "query", "schema": {"type": "string"}}),
+                    json!({"name": "batch_id", "in": "query", "description": "only the members of this batch", "schema": {"type": "string", "pattern": "^bat_"}}),
                 ], &page))
                 .answer("200", "A page of generations", "GenerationList")
                 .errors(&["401", "422"]).done(),
@@ -237,15 +239,23 @@ pub(super) fn paths() -> Value {
     });
     all.as_object_mut()
         .expect("paths is an object")
-        .extend(batch_paths(&idempotency, &id("id", "bat")));
+        .extend(batch_paths(&idempotency, &id("id", "bat"), &page));
     all
 }
 
 /// The batch routes (beside the rest: one `json!` of every path passes the macro's recursion
 /// limit).
-fn batch_paths(idempotency: &Value, bat_id: &Value) -> Map<String, Value> {
+fn batch_paths(idempotency: &Value, bat_id: &Value, page: &[Value]) -> Map<String, Value> {
+    let mut list_params = vec![
+        json!({"name": "status", "in": "query", "schema": {"$ref": "#/components/schemas/BatchStatus"}}),
+    ];
+    list_params.extend(page.iter().cloned());
     let paths = json!({
         "/v1/batches": {
+            "get": op("generations", "List batches, newest first, each with its members by state and their cost", "listBatches")
+                .params(Value::Array(list_params))
+                .answer("200", "A page of batches", "BatchList")
+                .errors(&["401", "422"]).done(),
             "post": op("generations", "Accept up to 100 generation or edit requests together: validated, priced and reserved all or nothing (402 says how much the batch lacks); each becomes a generation of the batch", "createBatch")
                 .params(json!([idempotency]))
                 .body("BatchRequest")

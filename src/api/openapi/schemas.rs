@@ -190,6 +190,7 @@ pub(super) fn components() -> Value {
                 "priority": {"type": "string", "enum": Priority::names(), "default": "low", "description": "the members' default priority"},
             }},
             "GenerationList": list("Generation"),
+            "BatchList": list("Batch"),
             "Event": {"type": "object", "description": "what webhooks deliver, signed per Standard Webhooks", "properties": {
                 "id": {"type": "string", "pattern": "^evt_"}, "type": schema_ref("EventType"),
                 "timestamp": {"type": "string", "format": "date-time"}, "data": {"type": "object"},
