@@ -35,3 +35,4 @@ mod simulator;
 mod ssrf;
 mod standard_webhooks;
 mod streams;
+mod zapier;
