@@ -89,10 +89,14 @@ pub async fn run(
 ) {
     let mut sweeper = Sweeper::default();
     loop {
-        match sweeper
-            .sweep(&pool, &settings, assets.as_deref(), PAUSE)
-            .await
-        {
+        // A sweep through a large backlog takes minutes, mostly resting: stopping must not wait
+        // for it. Dropped mid-batch, the batch's transaction rolls back with its connection and
+        // the next sweep (here or on another instance) deletes those rows.
+        let swept = tokio::select! {
+            swept = sweeper.sweep(&pool, &settings, assets.as_deref(), PAUSE) => swept,
+            _ = stop.cancelled() => return,
+        };
+        match swept {
             Ok(swept) if swept != Swept::default() => tracing::info!(?swept, "retention sweep"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "retention sweep failed; will try again"),

@@ -231,3 +231,55 @@ async fn a_sweep_deletes_browser_tokens_an_hour_after_they_expire_and_keeps_the_
     let live = crate::scopes::call(&app, &tokens[2].1, "GET", "/v1/me", None).await;
     assert_eq!(live.status(), 200, "the live token still works");
 }
+
+#[tokio::test]
+async fn stopping_does_not_wait_for_a_sweep_through_a_long_backlog() {
+    let app = spawn_app_with(TestOptions {
+        workers: Workers::NONE,
+        ..Default::default()
+    })
+    .await;
+    // 20 000 old finished deliveries of one old event: a hundred batches, each followed by a rest.
+    let old_event = made_days_ago(40);
+    event(&app, old_event).await;
+    sqlx::query(
+        "INSERT INTO deliveries (id, tenant_id, event_id, target_url, status, attempts, created_at)
+         SELECT gen_random_uuid(), $1, $2, 'https://example.com/hook', 'succeeded', 1,
+                now() - interval '40 days'
+         FROM generate_series(1, 20000)",
+    )
+    .bind(app.tenant_id)
+    .bind(old_event)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let left = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM deliveries")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sweeping = tokio::spawn(fluxgate::ops::retention::run(
+        app.pool.clone(),
+        std::sync::Arc::new(test_settings()),
+        None,
+        stop.clone(),
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while left().await == 20_000 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sweep never began"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), sweeping)
+        .await
+        .expect("the sweep stopped when told to")
+        .unwrap();
+
+    assert!(left().await > 0, "stopped before the backlog was through");
+}
