@@ -36,6 +36,13 @@ pub struct Accepted {
     pub window: Option<rate_limit::Window>,
 }
 
+/// A request's row as `Pipeline::store` wrote it.
+pub(super) struct Stored {
+    pub generation: Generation,
+    /// A completed copy of a cached result (nothing to submit).
+    pub from_cache: bool,
+}
+
 /// Why a request was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
@@ -81,47 +88,72 @@ impl Pipeline {
         let window = rate_limit::admit(db, tenant, end_user, &limits)
             .await?
             .map_err(Refusal::RateLimited)?;
-        let input = storage::generations::stored_input(&request, seed);
+        let mut tx = db.begin().await?;
+        let stored = self
+            .store(&mut tx, tenant, &request, seed, &limits)
+            .await?
+            .map_err(Refusal::BudgetExhausted)?;
+        if !stored.from_cache {
+            storage::events::notify(&mut *tx, SUBMIT_CHANNEL, "").await?;
+        }
+        tx.commit().await?;
+        if !stored.from_cache {
+            // Wake this instance's submitter without waiting for the NOTIFY round trip.
+            self.submit_wake.notify_one();
+        }
+        Ok(Accepted {
+            generation: stored.generation,
+            from_cache: stored.from_cache,
+            window,
+        })
+    }
+
+    /// One request's row, in the caller's transaction, once every check has passed: a
+    /// completed copy of a cached result when the seed cache holds one, else its budget
+    /// reservation and its outbox row. The inner error is the cap that refused the reservation.
+    pub(super) async fn store(
+        &self,
+        tx: &mut PgConnection,
+        tenant: TenantId,
+        request: &GenerationRequest,
+        seed: Option<i64>,
+        limits: &budgets::Limits,
+    ) -> Result<Result<Stored, budgets::Exhausted>, sqlx::Error> {
+        let input = storage::generations::stored_input(request, seed);
         let cache_key = request
             .cache
             .then(|| cache::key(request.model.id, &input))
             .flatten();
-        let mut tx = db.begin().await?;
         if let Some(key) = cache_key.as_deref() {
             if let Some(hit) = self
-                .answer_from_cache(&mut tx, tenant, &request, &input, key)
+                .answer_from_cache(tx, tenant, request, &input, key)
                 .await?
             {
-                tx.commit().await?;
                 self.metrics.cache_hits.inc();
-                return Ok(Accepted {
+                return Ok(Ok(Stored {
                     generation: hit,
                     from_cache: true,
-                    window,
-                });
+                }));
             }
         }
         let estimate = request.estimated_cost_micros();
-        let budget_day = budgets::reserve(&mut tx, tenant, end_user, &limits, estimate)
-            .await?
-            .map_err(Refusal::BudgetExhausted)?;
+        let end_user = request.end_user.as_deref();
+        let budget_day = match budgets::reserve(tx, tenant, end_user, limits, estimate).await? {
+            Ok(day) => day,
+            Err(exhausted) => return Ok(Err(exhausted)),
+        };
         let book = Bookkeeping {
             cache_key: cache_key.as_deref(),
             budget_day,
             reserved_micros: if budget_day.is_some() { estimate } else { 0 },
         };
         let generation =
-            storage::generations::insert(&mut *tx, tenant, &request, &input, seed, book).await?;
-        storage::events::notify(&mut *tx, SUBMIT_CHANNEL, "").await?;
-        tx.commit().await?;
-        // Wake this instance's submitter without waiting for the NOTIFY round trip.
-        self.submit_wake.notify_one();
+            storage::generations::insert(&mut *tx, tenant, request, &input, seed, book).await?;
         tracing::info!(generation = %generation.public_id(), model = %generation.model, cost_micros = generation.estimated_cost_micros, "generation accepted");
-        Ok(Accepted {
+        Ok(Ok(Stored {
             generation,
             from_cache: false,
-            window,
-        })
+        }))
     }
 
     /// The checks that need this deployment, after the request's own validation: a store for

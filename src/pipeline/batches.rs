@@ -30,11 +30,11 @@ use crate::{
         states::BatchStatus,
         FieldError,
     },
-    governance::{budgets, cache, rate_limit},
+    governance::{budgets, rate_limit},
     storage::{
         self,
         batches::{Batch, Tally},
-        generations::{Bookkeeping, Generation},
+        generations::Generation,
     },
     wire::BatchObject,
 };
@@ -119,33 +119,12 @@ impl Pipeline {
             member.batch = Some(id);
         }
         for (i, (member, &seed)) in batch.members.iter().zip(&seeds).enumerate() {
-            let input = storage::generations::stored_input(member, seed);
-            let cache_key = member
-                .cache
-                .then(|| cache::key(member.model.id, &input))
-                .flatten();
-            if let Some(key) = cache_key.as_deref() {
-                if let Some(hit) = self
-                    .answer_from_cache(&mut tx, tenant, member, &input, key)
-                    .await?
-                {
-                    self.metrics.cache_hits.inc();
-                    members.push(hit);
-                    continue;
-                }
-            }
-            let estimate = member.estimated_cost_micros();
             let member_limits = limits.get(&member.end_user).unwrap_or(&any);
-            let budget_day = match budgets::reserve(
-                &mut tx,
-                tenant,
-                member.end_user.as_deref(),
-                member_limits,
-                estimate,
-            )
-            .await?
+            match self
+                .store(&mut tx, tenant, member, seed, member_limits)
+                .await?
             {
-                Ok(day) => day,
+                Ok(stored) => members.push(stored.generation),
                 Err(exhausted) => {
                     // What this member and the rest would still need under the cap that refused.
                     let rest: i64 = batch.members[i..]
@@ -159,15 +138,7 @@ impl Pipeline {
                         lacks_micros,
                     });
                 }
-            };
-            let book = Bookkeeping {
-                cache_key: cache_key.as_deref(),
-                budget_day,
-                reserved_micros: if budget_day.is_some() { estimate } else { 0 },
-            };
-            members.push(
-                storage::generations::insert(&mut *tx, tenant, member, &input, seed, book).await?,
-            );
+            }
         }
         storage::events::notify(&mut *tx, SUBMIT_CHANNEL, "").await?;
         tx.commit().await?;
