@@ -41,23 +41,40 @@ const TOKEN_GRACE: chrono::Duration = chrono::Duration::hours(1);
 /// as long as the batch before it.
 const WORK_SHARE: u32 = 5;
 
-/// Rests between batches: `pause`, or longer after a slow batch.
+/// Rests between batches: `pause`, or longer after a slow batch; and, with a gate, as long as
+/// the gate is shut.
 struct Pace {
     pause: Duration,
     since: std::time::Instant,
+    gate: Option<Gate>,
 }
 
+/// Lets a sweep work only while it is open: `bench --preload` opens and shuts it in alternate
+/// slots of one run, so the pipeline's latency with the sweep working and without it is compared
+/// under the same conditions of the machine.
+pub type Gate = tokio::sync::watch::Receiver<bool>;
+
 impl Pace {
-    fn new(pause: Duration) -> Pace {
+    fn new(pause: Duration, gate: Option<Gate>) -> Pace {
         Pace {
             pause,
             since: std::time::Instant::now(),
+            gate,
         }
     }
 
     async fn rest(&mut self) {
         let worked = self.since.elapsed();
         tokio::time::sleep(self.pause.max(worked * (WORK_SHARE - 1))).await;
+        self.opened().await;
+    }
+
+    /// Waits for the gate, if there is one, to be open; work starts counting from then.
+    async fn opened(&mut self) {
+        if let Some(gate) = &mut self.gate {
+            // A dropped sender leaves the gate as it was last set: open is the only safe end.
+            let _ = gate.wait_for(|open| *open).await;
+        }
         self.since = std::time::Instant::now();
     }
 }
@@ -79,6 +96,7 @@ pub struct Swept {
 pub struct Sweeper {
     slimmed_to: Uuid,
     images_to: Uuid,
+    gate: Option<Gate>,
 }
 
 pub async fn run(
@@ -109,6 +127,14 @@ pub async fn run(
 }
 
 impl Sweeper {
+    /// A sweeper that works only while `gate` is open (see [`Gate`]).
+    pub fn gated(gate: Gate) -> Sweeper {
+        Sweeper {
+            gate: Some(gate),
+            ..Sweeper::default()
+        }
+    }
+
     /// One sweep to the end, resting `pause` between batches.
     pub async fn sweep(
         &mut self,
@@ -118,7 +144,8 @@ impl Sweeper {
         pause: Duration,
     ) -> Result<Swept, sqlx::Error> {
         let mut swept = Swept::default();
-        let mut pace = Pace::new(pause);
+        let mut pace = Pace::new(pause, self.gate.clone());
+        pace.opened().await;
         // Its own connection, whose commits do not wait for the WAL flush: a batch lost in a
         // crash is simply deleted by the next sweep.
         let mut own = sqlx::PgConnection::connect_with(&pool.connect_options()).await?;
@@ -136,22 +163,34 @@ impl Sweeper {
         if let Some(keep) = settings.storage.event_retention {
             let cutoff =
                 Utc::now() - chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
-            // Deliveries (with their attempts) first: an event goes once nothing needs it.
-            while let n @ 1.. = storage::retention::deliveries(&mut *pool, cutoff, BATCH).await? {
+            // Deliveries (with their attempts) first: an event goes once nothing needs it. Each
+            // walk goes on from where its last batch ended.
+            let mut from = None;
+            while let (n @ 1.., last) =
+                storage::retention::deliveries(&mut *pool, cutoff, from, BATCH).await?
+            {
                 swept.deliveries += n;
+                from = last;
                 pace.rest().await;
             }
             let held = storage::retention::held_events(&mut *pool, cutoff).await?;
-            while let n @ 1.. = storage::retention::events(&mut *pool, cutoff, &held, BATCH).await?
+            let mut after = None;
+            while let (n @ 1.., last) =
+                storage::retention::events(&mut *pool, cutoff, after, &held, BATCH).await?
             {
                 swept.events += n;
+                after = last;
                 if n < BATCH as u64 {
                     break;
                 }
                 pace.rest().await;
             }
-            while let n @ 1.. = storage::retention::callbacks(&mut *pool, cutoff, BATCH).await? {
+            let mut from = None;
+            while let (n @ 1.., last) =
+                storage::retention::callbacks(&mut *pool, cutoff, from, BATCH).await?
+            {
                 swept.callbacks += n;
+                from = last;
                 pace.rest().await;
             }
             loop {

@@ -9,25 +9,31 @@ use uuid::Uuid;
 
 use crate::domain::ids::v7_at;
 
-/// Deletes up to `batch` finished deliveries created before `cutoff`, with their attempts;
-/// returns how many deliveries went.
+/// Deletes up to `batch` finished deliveries created before `cutoff` and not before `from`,
+/// oldest first, with their attempts. Returns how many deliveries went, and the creation time
+/// of the newest: the next batch starts there, rather than walking the index again past every
+/// entry the batches before it deleted (they stay in the index until vacuum).
 pub async fn deliveries(
     db: impl PgExecutor<'_>,
     cutoff: DateTime<Utc>,
+    from: Option<DateTime<Utc>>,
     batch: i64,
-) -> Result<u64, sqlx::Error> {
-    let n: i64 = sqlx::query_scalar(
-        "WITH old AS (SELECT id FROM deliveries WHERE created_at < $1 AND status <> 'pending'
-                      LIMIT $2 FOR UPDATE SKIP LOCKED),
+) -> Result<(u64, Option<DateTime<Utc>>), sqlx::Error> {
+    let (n, last): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+        "WITH old AS (SELECT id FROM deliveries
+                      WHERE created_at < $1 AND ($3::timestamptz IS NULL OR created_at >= $3)
+                        AND status <> 'pending'
+                      ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED),
               attempts AS (DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM old)),
-              gone AS (DELETE FROM deliveries WHERE id IN (SELECT id FROM old) RETURNING 1)
-         SELECT count(*) FROM gone",
+              gone AS (DELETE FROM deliveries WHERE id IN (SELECT id FROM old) RETURNING created_at)
+         SELECT count(*), max(created_at) FROM gone",
     )
     .bind(cutoff)
     .bind(batch)
+    .bind(from)
     .fetch_one(db)
     .await?;
-    Ok(n as u64)
+    Ok((n as u64, last))
 }
 
 /// The events that deliveries still pending from before `cutoff` carry: they stay. (Once the
@@ -47,41 +53,61 @@ pub async fn held_events(
     .await
 }
 
-/// Deletes up to `batch` events created before `cutoff`, except `held` (`held_events`).
+/// Deletes up to `batch` events created before `cutoff` and after `after`, oldest first,
+/// except `held` (`held_events`); returns how many went and the newest id deleted, where the
+/// next batch starts.
 pub async fn events(
     db: impl PgExecutor<'_>,
     cutoff: DateTime<Utc>,
+    after: Option<Uuid>,
     held: &[Uuid],
     batch: i64,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "DELETE FROM events WHERE id IN (
-             SELECT id FROM events WHERE id < $1 AND id <> ALL($2) ORDER BY id LIMIT $3)",
+) -> Result<(u64, Option<Uuid>), sqlx::Error> {
+    let (n, last): (i64, Option<Uuid>) = sqlx::query_as(
+        "WITH gone AS (
+             DELETE FROM events WHERE id IN (
+                 SELECT id FROM events WHERE id < $1 AND ($4::uuid IS NULL OR id > $4)
+                   AND id <> ALL($2) ORDER BY id LIMIT $3)
+             RETURNING id)
+         SELECT count(*), (SELECT id FROM gone ORDER BY id DESC LIMIT 1) FROM gone",
     )
     .bind(v7_at(cutoff))
     .bind(held)
     .bind(batch)
-    .execute(db)
+    .bind(after)
+    .fetch_one(db)
     .await?;
-    Ok(done.rows_affected())
+    Ok((n as u64, last))
 }
 
-/// Deletes up to `batch` of fal's stored callbacks received before `cutoff`. (Their generations
-/// finished long ago: a redelivery that late is recorded again, never announced.)
+/// Deletes up to `batch` of fal's stored callbacks received before `cutoff` and not before
+/// `from`; returns how many went and the latest receipt time among them, where the next batch
+/// starts: without it, every batch would read again the pages the ones before it emptied. The
+/// index is a BRIN, which cannot order: rows come in the table's order, which is the order they
+/// were received in (they are written once, never updated), and one that a group commit wrote
+/// out of order is left for the next sweep. Their generations finished long ago: a
+/// redelivery that late is recorded again, never announced.
 pub async fn callbacks(
     db: impl PgExecutor<'_>,
     cutoff: DateTime<Utc>,
+    from: Option<DateTime<Utc>>,
     batch: i64,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "DELETE FROM fal_callbacks WHERE fal_request_id IN (
-             SELECT fal_request_id FROM fal_callbacks WHERE received_at < $1 LIMIT $2)",
+) -> Result<(u64, Option<DateTime<Utc>>), sqlx::Error> {
+    let (n, last): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+        "WITH gone AS (
+             DELETE FROM fal_callbacks WHERE fal_request_id IN (
+                 SELECT fal_request_id FROM fal_callbacks
+                 WHERE received_at < $1 AND ($3::timestamptz IS NULL OR received_at >= $3)
+                 LIMIT $2)
+             RETURNING received_at)
+         SELECT count(*), max(received_at) FROM gone",
     )
     .bind(cutoff)
     .bind(batch)
-    .execute(db)
+    .bind(from)
+    .fetch_one(db)
     .await?;
-    Ok(done.rows_affected())
+    Ok((n as u64, last))
 }
 
 /// Deletes up to `batch` browser tokens that expired before `cutoff`. Past its expiry (and the
