@@ -529,10 +529,20 @@ async fn the_nsfw_trigger_yields_black_flagged_images() {
 }
 
 #[tokio::test]
-async fn sync_mode_returns_images_inline_as_data_uris() {
+async fn sync_mode_returns_images_inline_as_data_uris_in_the_webhook_only() {
     let app = spawn_sim().await;
+    let mut receiver = Receiver::start().await;
     let body = json!({"prompt": "inline", "sync_mode": true, "output_format": "webp", "image_size": "square", "seed": 1});
-    let output = app.generate("fal-ai/flux-2/turbo", body).await;
+    let submitted = app
+        .submit("fal-ai/flux-2/turbo", body, Some(&receiver.url))
+        .await;
+    let hook = receiver.next().await;
+    app.verify(&hook).await;
+    let output = hook.json()["payload"].clone();
+    // fal keeps no sync_mode output in its request history.
+    app.wait_completed(&submitted).await;
+    let (code, kept) = app.get(submitted["response_url"].as_str().unwrap()).await;
+    assert_eq!(code, 404, "{kept}");
     let url = output["images"][0]["url"].as_str().unwrap();
     let data = url
         .strip_prefix("data:image/webp;base64,")
@@ -546,6 +556,7 @@ async fn sync_mode_returns_images_inline_as_data_uris() {
     );
     let decoded = image::load_from_memory_with_format(&bytes, image::ImageFormat::WebP).unwrap();
     assert_eq!((decoded.width(), decoded.height()), (512, 512));
+    receiver.stop().await;
     app.sim.stop().await;
 }
 

@@ -161,6 +161,24 @@ pub async fn subscribe(
     Ok(ids)
 }
 
+/// Hands the memory the allocator kept from earlier scenarios back to the system, so that a
+/// scenario's RSS figure (this whole process's) is its own and not that of the ones before it:
+/// moved after `sse` with its 10 000 streams, `ingest`'s peak read 141 MiB against its 100 MiB
+/// target. glibc's allocator only; elsewhere a no-op.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: malloc_trim only returns free heap pages to the kernel; it takes the
+        // allocator's own locks and is safe to call at any time from any thread.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
 /// This process's resident set size in MiB (Linux), from /proc/self/status.
 pub fn rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

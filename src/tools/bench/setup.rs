@@ -208,15 +208,8 @@ pub async fn run_all(args: &BenchArgs, sizes: &Sizes) -> anyhow::Result<Rendered
     let (b, base): (ScenarioResult, Baseline) =
         baseline::run(&server.fresh("baseline").await?, sizes).await?;
     results.push(b);
-    // Right after the baseline: `sse`'s RSS figure is the whole process's, and what the other
-    // scenarios allocate, the allocator keeps afterwards (run after them with --preload, this
-    // process was at ~200 MiB before the first SSE client connected, against 130 without).
-    if want(Scenario::Sse) {
-        let exe = std::env::current_exe().context("locating this executable")?;
-        let db = server.fresh("sse").await?;
-        results.push(sse::run(&db, sizes, &sse::ClientsIn::Child(exe)).await?);
-    }
     if want(Scenario::Ingest) {
+        env::release_freed_memory();
         results.push(ingest::run(&server.fresh("ingest").await?, sizes).await?);
     }
     if want(Scenario::Deliver) {
@@ -225,6 +218,14 @@ pub async fn run_all(args: &BenchArgs, sizes: &Sizes) -> anyhow::Result<Rendered
     if want(Scenario::Pipeline) {
         let db = server.fresh("pipeline").await?;
         results.push(pipeline::run(&db, sizes, pipeline::Copies::Off).await?);
+    }
+    // `sse` and `ingest` report the whole process's RSS: each starts with what the scenarios
+    // before it left in the allocator handed back.
+    if want(Scenario::Sse) {
+        env::release_freed_memory();
+        let exe = std::env::current_exe().context("locating this executable")?;
+        let db = server.fresh("sse").await?;
+        results.push(sse::run(&db, sizes, &sse::ClientsIn::Child(exe)).await?);
     }
     if want(Scenario::Copies) {
         let db = server.fresh("copies").await?;
