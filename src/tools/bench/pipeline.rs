@@ -208,12 +208,14 @@ pub async fn run(db_url: &str, sizes: &Sizes, copies: Copies) -> anyhow::Result<
             Basis::None,
             None,
         );
+        // The 2 ms budget is the store-less path's, as its latency targets are; with a store
+        // the figure is reported on its own.
         r.figure(
             "p99 moved by the sweep (working − resting slots)",
             moved,
             "ms",
             Basis::None,
-            Some(("≤ 2 ms", moved <= 2.0)),
+            (copies == Copies::Off).then_some(("≤ 2 ms", moved <= 2.0)),
         );
         let rows = swept.deliveries + swept.events + swept.callbacks;
         r.figure(
