@@ -86,9 +86,9 @@ impl Server {
     }
 
     /// A new, migrated database for one scenario. The earlier scenarios' databases go first,
-    /// and checkpoints before and after the copy write out what they and the copy left dirty:
-    /// otherwise those writes are flushed during the scenario's measurement and show up in its
-    /// tail latencies.
+    /// and a checkpoint writes out what they left dirty: otherwise their writes are flushed
+    /// during the next scenario's measurement and show up in its tail latencies. A preloaded
+    /// template is copied by its files (see `file_copy`), which checkpoints again after it.
     async fn fresh(&self, name: &str) -> anyhow::Result<String> {
         self.drop_all().await;
         let name = format!("fluxgate_bench_{name}_{}", std::process::id());
@@ -109,7 +109,6 @@ impl Server {
         let mut conn = PgConnection::connect(&url).await?;
         storage::MIGRATOR.run(&mut conn).await?;
         conn.close().await?;
-        let _ = sqlx::query("CHECKPOINT").execute(&mut admin).await;
         admin.close().await?;
         Ok(url)
     }
