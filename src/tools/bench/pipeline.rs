@@ -202,6 +202,13 @@ pub async fn run(db_url: &str, sizes: &Sizes, copies: Copies) -> anyhow::Result<
             None,
         );
         r.figure(
+            "callback → subscriber p50 in a run after it",
+            later.p50,
+            "ms",
+            Basis::None,
+            None,
+        );
+        r.figure(
             "callback → subscriber p99 in a run after it",
             later.p99,
             "ms",
