@@ -30,6 +30,22 @@ async fn set_limits(app: &TestApp, sql: &str) {
         .unwrap();
 }
 
+async fn get_json(app: &TestApp, path: &str) -> Value {
+    let res = app.get(path).await;
+    assert_eq!(res.status(), 200, "{path}");
+    res.json().await.unwrap()
+}
+
+/// The strings of a JSON array: each item's `field`, or the items themselves with "".
+fn strings<'v>(list: &'v Value, field: &str) -> Vec<&'v str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|item| if field.is_empty() { item } else { &item[field] })
+        .map(|v| v.as_str().unwrap())
+        .collect()
+}
+
 /// Waits (bounded) until the batch is completed; returns it.
 async fn wait_completed(app: &TestApp, id: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -328,14 +344,12 @@ async fn batches_are_listed_newest_first_with_their_members_counted_and_filtered
         wait_completed(&app, id).await;
     }
 
-    let page: Value = app.get("/v1/batches?limit=2").await.json().await.unwrap();
-    let listed: Vec<&str> = page["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(listed, [ids[2].as_str(), ids[1].as_str()], "newest first");
+    let page = get_json(&app, "/v1/batches?limit=2").await;
+    assert_eq!(
+        strings(&page["data"], "id"),
+        [ids[2].as_str(), ids[1].as_str()],
+        "newest first"
+    );
     assert_eq!(page["data"][0]["counts"]["completed"], 3);
     assert_eq!(
         page["data"][0]["generation_ids"].as_array().unwrap().len(),
@@ -343,22 +357,12 @@ async fn batches_are_listed_newest_first_with_their_members_counted_and_filtered
     );
     assert_eq!(page["has_more"], true);
     let cursor = page["next_cursor"].as_str().unwrap();
-    let rest: Value = app
-        .get(&format!("/v1/batches?limit=2&cursor={cursor}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let rest = get_json(&app, &format!("/v1/batches?limit=2&cursor={cursor}")).await;
     assert_eq!(rest["data"][0]["id"], ids[0].as_str());
     assert_eq!(rest["data"][0]["counts"]["completed"], 1);
     assert_eq!(rest["has_more"], false);
 
-    let running: Value = app
-        .get("/v1/batches?status=running")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let running = get_json(&app, "/v1/batches?status=running").await;
     assert_eq!(running["data"], json!([]));
     let p = problem(
         app.get("/v1/batches?status=done").await,
@@ -381,25 +385,10 @@ async fn a_batchs_members_are_listed_among_the_generations_by_batch_id() {
     let batch: Value = res.json().await.unwrap();
     let id = batch["id"].as_str().unwrap();
 
-    let members: Value = app
-        .get(&format!("/v1/generations?batch_id={id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let mut listed: Vec<&str> = members["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["id"].as_str().unwrap())
-        .collect();
+    let members = get_json(&app, &format!("/v1/generations?batch_id={id}")).await;
+    let mut listed = strings(&members["data"], "id");
     listed.sort_unstable();
-    let mut expected: Vec<&str> = batch["generation_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g.as_str().unwrap())
-        .collect();
+    let mut expected = strings(&batch["generation_ids"], "");
     expected.sort_unstable();
     assert_eq!(listed, expected);
     let p = problem(
