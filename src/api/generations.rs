@@ -13,6 +13,7 @@ use crate::{
         auth::Caller,
         body,
         idempotent::{self, Answer},
+        paging,
     },
     domain::generation::{parse_end_user, Endpoint, GenerationRequest},
     domain::money::format_usd,
@@ -252,32 +253,8 @@ pub async fn list(
             None
         }),
     };
-    let limit = match query.limit.as_deref() {
-        None | Some("") => 20,
-        Some(l) => match l.parse::<i64>() {
-            Ok(n) if (1..=100).contains(&n) => n,
-            _ => {
-                errors.push(FieldError::new(
-                    "limit",
-                    "must be a whole number from 1 to 100",
-                ));
-                20
-            }
-        },
-    };
-    let cursor = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
-        None => None,
-        Some(c) => match c.parse::<GenerationId>() {
-            Ok(id) => Some(id),
-            Err(_) => {
-                errors.push(FieldError::new(
-                    "cursor",
-                    "must be the next_cursor of a previous page",
-                ));
-                None
-            }
-        },
-    };
+    let limit = paging::limit_of(query.limit.as_deref(), &mut errors);
+    let cursor = paging::cursor_of::<GenerationId>(query.cursor.as_deref(), &mut errors);
     let end_user = match query.end_user.as_deref().filter(|u| !u.is_empty()) {
         None => None,
         Some(u) => parse_end_user(u)
@@ -334,19 +311,11 @@ pub async fn list(
         limit + 1,
     )
     .await?;
-    let has_more = rows.len() as i64 > limit;
-    let page: Vec<_> = rows.iter().take(limit as usize).collect();
-    let next = if has_more {
-        page.last().map(|g| g.public_id())
-    } else {
-        None
-    };
-    Ok(HttpResponse::Ok().json(json!({
-        "object": "list",
-        "data": page.iter().map(|g| shown(&state, g).value()).collect::<Vec<_>>(),
-        "has_more": has_more,
-        "next_cursor": next,
-    })))
+    let rows = rows
+        .iter()
+        .map(|g| (g.public_id(), shown(&state, g).value()))
+        .collect();
+    Ok(HttpResponse::Ok().json(paging::page(rows, limit)))
 }
 
 /// Cancels at fal when submitted, locally when not; the answer says which (`cancellation`).

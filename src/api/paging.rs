@@ -13,16 +13,7 @@ pub fn page_params<Id: PrefixedId>(
 ) -> Result<(i64, Option<Id>), ApiError> {
     let mut errors = Vec::new();
     let limit = parse_page_limit(query, &mut errors);
-    let cursor = match query.get("cursor").map(String::as_str) {
-        None | Some("") => None,
-        Some(c) => c.parse().ok().or_else(|| {
-            errors.push(FieldError::new(
-                "cursor",
-                "must be the next_cursor of a previous page",
-            ));
-            None
-        }),
-    };
+    let cursor = cursor_of(query.get("cursor").map(String::as_str), &mut errors);
     if errors.is_empty() {
         Ok((limit, cursor))
     } else {
@@ -35,7 +26,13 @@ pub fn parse_page_limit(
     query: &std::collections::HashMap<String, String>,
     errors: &mut Vec<FieldError>,
 ) -> i64 {
-    match query.get("limit").map(String::as_str) {
+    limit_of(query.get("limit").map(String::as_str), errors)
+}
+
+/// A `limit` as given (absent or empty: 20); a problem with it joins `errors`, so a list with
+/// more filters of its own names every bad field in one answer.
+pub fn limit_of(raw: Option<&str>, errors: &mut Vec<FieldError>) -> i64 {
+    match raw {
         None | Some("") => 20,
         Some(l) => l
             .parse::<i64>()
@@ -48,6 +45,20 @@ pub fn parse_page_limit(
                 ));
                 20
             }),
+    }
+}
+
+/// A `cursor` as given (absent or empty: the first page); a problem with it joins `errors`.
+pub fn cursor_of<Id: PrefixedId>(raw: Option<&str>, errors: &mut Vec<FieldError>) -> Option<Id> {
+    match raw {
+        None | Some("") => None,
+        Some(c) => c.parse().ok().or_else(|| {
+            errors.push(FieldError::new(
+                "cursor",
+                "must be the next_cursor of a previous page",
+            ));
+            None
+        }),
     }
 }
 

@@ -10,6 +10,10 @@ use sqlx::{Connection, PgConnection};
 /// Rows per statement.
 const CHUNK: i64 = 500_000;
 
+/// fal's request id of history row i: shaped like fal's (a random UUID), so new ids land on
+/// pages all over its indexes as they do in production, not at one end of them.
+const RID: &str = "md5(i::text || 'r')::uuid::text";
+
 /// Fills the database at `url` with `n` rows of history per table (see the module's opening).
 pub async fn fill(url: &str, n: u64) -> anyhow::Result<()> {
     let mut conn = PgConnection::connect(url).await?;
@@ -40,22 +44,24 @@ pub async fn fill(url: &str, n: u64) -> anyhow::Result<()> {
                             'url', 'https://v3.fal.media/files/history/' || i || '.png', 'width', 1024, 'height', 768,
                             'content_type', 'image/png')), 'seed', i, 'has_nsfw_concepts', '[false]'::jsonb,
                             'timings', '{{\"inference\": 1.1}}'::jsonb),
-                        i, 'hist-' || i, {at}, {at}, {at}, {at}
+                        i, {rid}, {at}, {at}, {at}, {at}
                  FROM generate_series($1, $2) i",
-                id = v7(at)
+                id = v7(at),
+                rid = RID
             ),
         ),
         (
             generations,
             format!(
                 "INSERT INTO fal_callbacks (generation_id, fal_request_id, source, fal_status, body, announced, received_at)
-                 SELECT {id}, 'hist-' || i, 'webhook', 'OK',
-                        json_build_object('request_id', 'hist-' || i, 'status', 'OK', 'payload', json_build_object(
+                 SELECT {id}, {rid}, 'webhook', 'OK',
+                        json_build_object('request_id', {rid}, 'status', 'OK', 'payload', json_build_object(
                             'images', json_build_array(json_build_object('url', 'https://v3.fal.media/files/history/' || i || '.png',
                             'width', 1024, 'height', 768, 'content_type', 'image/png')), 'seed', i)),
                         true, {at}
                  FROM generate_series($1, $2) i",
-                id = v7(at)
+                id = v7(at),
+                rid = RID
             ),
         ),
         (
